@@ -1,0 +1,1 @@
+"""GAELP shared libraries: generated protocol code, bus, telemetry, config, rl, sim, db."""

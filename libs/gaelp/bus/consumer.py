@@ -1,0 +1,198 @@
+"""Typed consumer: getmany batches, protobuf decode, a process span per message, DLQ, manual commits.
+
+Offsets are committed only after the messages before them were processed (or dead-lettered), so a
+crash redelivers at most the batch in flight and never skips one. A message that cannot be decoded
+or whose handler raises goes to the DLQ with its origin, and the consumer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from google.protobuf.message import Message
+from opentelemetry import trace
+
+from gaelp.bus.dlq import DeadLetterQueue
+from gaelp.bus.producer import BusProducer
+from gaelp.bus.topics import Topic
+from gaelp.bus.tracing import process_span
+from gaelp.config.sections.infra import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class Delivery(Generic[M]):
+    """One decoded message and where it came from."""
+
+    record: ConsumerRecord
+    value: M
+
+    @property
+    def topic(self) -> str:
+        return self.record.topic
+
+    @property
+    def key(self) -> str:
+        return self.record.key.decode(errors="replace") if self.record.key else ""
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]:
+        return self.record.headers or ()
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, consumer: BusConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._consumer.commit()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self._consumer.on_assigned is not None:
+            await self._consumer.on_assigned(set(assigned))
+
+
+class BusConsumer:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[Topic[Any]],
+        group_id: str,
+        dlq_producer: BusProducer,
+        *,
+        client_id: str | None = None,
+        auto_offset_reset: str = "earliest",
+        on_assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
+    ) -> None:
+        if not settings.bootstrap:
+            raise ValueError("kafka.bootstrap is empty: start a broker or set GAELP_KAFKA_BOOTSTRAP")
+        self.settings = settings
+        self.group_id = group_id
+        self.topics = {topic.name: topic for topic in topics}
+        self.dlq = DeadLetterQueue(dlq_producer, settings.dlq_topic, group_id)
+        self.on_assigned = on_assigned
+        self._tracer = trace.get_tracer("gaelp.bus")
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap,
+            group_id=group_id,
+            client_id=client_id or settings.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+        )
+        self._processed: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._stopping = asyncio.Event()
+        self.dead_lettered = 0
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.subscribe(list(self.topics), listener=_CommitOnRevoke(self))
+
+    async def stop(self) -> None:
+        """Commit what was processed and leave the group."""
+        await self.commit()
+        await self._consumer.stop()
+
+    def stop_soon(self) -> None:
+        """Ask run()/run_batches() to return after the batch in flight (used when draining)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def poll(self, timeout_ms: int | None = None) -> list[Delivery[Any]]:
+        """One getmany round, decoded; undecodable records are dead-lettered and marked done."""
+        batches = await self._consumer.getmany(
+            timeout_ms=timeout_ms if timeout_ms is not None else self.settings.consumer_poll_timeout_ms,
+            max_records=self.settings.consumer_max_records,
+        )
+        deliveries: list[Delivery[Any]] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    value = self.topics[record.topic].decode(record.value)
+                except Exception as error:
+                    with process_span(self._tracer, record.topic, record.partition, record.offset,
+                                      record.headers or ()) as span:
+                        span.record_exception(error)
+                        await self.dead_letter(record, error)
+                    continue
+                deliveries.append(Delivery(record, value))
+        return deliveries
+
+    def mark_processed(self, record: ConsumerRecord) -> None:
+        partition = TopicPartition(record.topic, record.partition)
+        self._processed[partition] = max(self._processed.get(partition, 0), record.offset + 1)
+
+    async def dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
+        await self.dlq.send(record, error)
+        self.dead_lettered += 1
+        self.mark_processed(record)
+
+    async def commit(self) -> None:
+        """Commit the offset after the last processed message of every partition still owned."""
+        owned = self._consumer.assignment()
+        pending = {
+            tp: OffsetAndMetadata(offset, "")
+            for tp, offset in self._processed.items()
+            if tp in owned and self._committed.get(tp) != offset
+        }
+        if not pending:
+            return
+        await self._consumer.commit(pending)
+        self._committed.update({tp: meta.offset for tp, meta in pending.items()})
+
+    def processed_offsets(self) -> dict[TopicPartition, int]:
+        """Next offset to read per partition, for checkpoints that must resume exactly here."""
+        return dict(self._processed)
+
+    def seek(self, offsets: dict[TopicPartition, int]) -> None:
+        """Position owned partitions at the given next offsets (restoring from a checkpoint)."""
+        owned = self._consumer.assignment()
+        for tp, offset in offsets.items():
+            if tp in owned:
+                self._consumer.seek(tp, offset)
+                self._processed[tp] = offset
+
+    async def run(self, handler: Callable[[Delivery[Any]], Awaitable[None]]) -> None:
+        """Handle each message inside its process span; commit after every batch."""
+        while not self.stopping:
+            for delivery in await self.poll():
+                with process_span(self._tracer, delivery.topic, delivery.record.partition,
+                                  delivery.record.offset, delivery.headers) as span:
+                    try:
+                        await handler(delivery)
+                    except Exception as error:
+                        span.record_exception(error)
+                        await self.dead_letter(delivery.record, error)
+                        continue
+                self.mark_processed(delivery.record)
+            await self.commit()
+
+    async def run_batches(self, handler: Callable[[list[Delivery[Any]]], Awaitable[None]]) -> None:
+        """Handle each poll as one batch (the handler may dead-letter single messages itself)."""
+        while not self.stopping:
+            deliveries = await self.poll()
+            if deliveries:
+                try:
+                    await handler(deliveries)
+                except Exception as error:
+                    logger.exception("batch handler failed; dead-lettering its %d messages", len(deliveries))
+                    for delivery in deliveries:
+                        await self.dead_letter(delivery.record, error)
+                for delivery in deliveries:
+                    self.mark_processed(delivery.record)
+            await self.commit()

@@ -1,0 +1,64 @@
+"""Typed producer: protobuf values, string keys, trace context in headers, acks from settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+from google.protobuf.message import Message
+from opentelemetry import trace
+
+from gaelp.bus.topics import Topic
+from gaelp.bus.tracing import Headers, inject_context
+from gaelp.config.sections.infra import KafkaSettings
+
+
+class BusProducer:
+    def __init__(self, settings: KafkaSettings, *, client_id: str | None = None) -> None:
+        if not settings.bootstrap:
+            raise ValueError("kafka.bootstrap is empty: start a broker or set GAELP_KAFKA_BOOTSTRAP")
+        self.settings = settings
+        self._tracer = trace.get_tracer("gaelp.bus")
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            client_id=client_id or settings.client_id,
+            acks=settings.acks_value,
+            enable_idempotence=settings.enable_idempotence,
+            linger_ms=settings.linger_ms,
+            max_request_size=settings.max_request_size,
+            request_timeout_ms=settings.request_timeout_ms,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> BusProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    async def send(
+        self, topic: Topic[Any], key: str, value: Message, headers: Headers | None = None
+    ) -> RecordMetadata:
+        """Send and wait for the broker's acknowledgement."""
+        with self._tracer.start_as_current_span(
+            f"{topic.name} send",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": topic.name},
+        ):
+            carrier = inject_context(list(headers or []))
+            return await self._producer.send_and_wait(
+                topic.name, topic.encode(value), key=key.encode(), headers=carrier
+            )
+
+    async def send_raw(
+        self, topic_name: str, key: bytes | None, value: bytes | None, headers: Headers
+    ) -> RecordMetadata:
+        """Bytes as they are (the DLQ and tests that need malformed input)."""
+        return await self._producer.send_and_wait(topic_name, value, key=key, headers=headers)

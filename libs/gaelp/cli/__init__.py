@@ -1,0 +1,1 @@
+"""The `gaelp` command line."""

@@ -1,0 +1,1 @@
+"""Typed settings sections, one module per owner (infrastructure, and each service)."""

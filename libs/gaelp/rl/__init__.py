@@ -1,0 +1,1 @@
+"""Reinforcement-learning core: algorithms, policies, buffers, state processing, rewards, checkpoints."""

@@ -1,0 +1,27 @@
+"""What every service process shares: the gRPC server lifecycle, errors, validation, clients."""
+
+from gaelp.service.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    Unauthenticated,
+    rpc,
+    stream_rpc,
+)
+from gaelp.service.runtime import ServiceRuntime
+
+__all__ = [
+    "AlreadyExists",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "ServiceError",
+    "ServiceRuntime",
+    "Unauthenticated",
+    "rpc",
+    "stream_rpc",
+]
