@@ -1,0 +1,1 @@
+"""Phase-1 ad-market simulator: personas, auctions, pacing and a curriculum of difficulty levels."""

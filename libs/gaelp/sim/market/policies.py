@@ -1,0 +1,162 @@
+"""Reference policies for every curriculum level, and a helper that scores a policy by ROAS.
+
+A policy is a callable (obs, info) -> dict of batched actions. The factories below take the vector
+env: `random` samples the action space, `heuristic` uses only the observation (target-CPA bidding
+with even pacing, audience chosen by public product/audience interest match), and `oracle` reads
+the true CTR/CVR from the market and bids a share of the true value per impression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gaelp.sim.market.env import AdMarketVectorEnv, LevelSpec
+from gaelp.sim.market.spaces import BID_RANGE
+
+Actions = dict[str, np.ndarray]
+Policy = Callable[[np.ndarray, dict[str, Any]], Actions]
+PolicyFactory = Callable[[AdMarketVectorEnv], Policy]
+
+ORACLE_AUDIENCE_SIZES = np.array([0.1, 0.25, 0.5, 0.75, 1.0])
+# The oracle bids this share of the true value of an impression, keeping its marginal ROAS >= 1/share.
+ORACLE_BID_SHARE = 0.4
+HEURISTIC_AUDIENCE_SIZE = 0.5
+CPM, CPA = 1, 2
+
+
+def _amounts(n: int, budget: np.ndarray | float, bid: np.ndarray, size: np.ndarray | float) -> Actions:
+    return {
+        "daily_budget": np.broadcast_to(np.asarray(budget, dtype=np.float32), (n,)).reshape(n, 1).copy(),
+        "bid": np.clip(bid, *BID_RANGE).astype(np.float32).reshape(n, 1),
+        "audience_size": np.broadcast_to(np.asarray(size, dtype=np.float32), (n,)).reshape(n, 1).copy(),
+    }
+
+
+def random_policy(env: AdMarketVectorEnv) -> Policy:
+    def act(obs: np.ndarray, info: dict[str, Any]) -> Actions:
+        return env.action_space.sample()
+
+    return act
+
+
+def heuristic_policy(env: AdMarketVectorEnv) -> Policy:
+    """Target-CPA bidding (CPA = product value / target ROAS) with an even-pacing correction."""
+    n = env.num_envs
+
+    def act(obs: np.ndarray, info: dict[str, Any]) -> Actions:
+        value = obs[:, 90] * 100.0
+        target_roas = obs[:, 91] * 2.0
+        pace = obs[:, 88]  # spend so far over the even-pacing plan; 1 = on plan
+        correction = np.clip(1.0 / np.maximum(pace, 1e-3), 0.7, 1.2)
+        match = obs[:, 121:127]
+        return {
+            "creative": np.zeros(n, dtype=np.int64),
+            "audience": np.argmax(match, axis=1).astype(np.int64),
+            "bid_strategy": np.full(n, CPA, dtype=np.int64),
+            **_amounts(n, obs[:, 85] * 200.0, value / target_roas * correction, HEURISTIC_AUDIENCE_SIZE),
+        }
+
+    return act
+
+
+def oracle_policy(env: AdMarketVectorEnv) -> Policy:
+    """Knows the true rates: picks the creative/audience/size with the highest value per impression."""
+    core = env.core
+    n = env.num_envs
+    num_audiences = core.world.num_audiences
+    combos = [(c, a, s) for c in range(3) for a in range(num_audiences) for s in ORACLE_AUDIENCE_SIZES]
+    creative_of = np.array([c for c, _, _ in combos])
+    audience_of = np.array([a for _, a, _ in combos])
+    size_of = np.array([s for _, _, s in combos])
+
+    def act(obs: np.ndarray, info: dict[str, Any]) -> Actions:
+        hour = core.hour_index % core.config.episode_length
+        values = np.stack(
+            [
+                core.expected_rates(
+                    np.full(n, c), np.full(n, a), np.full(n, s, dtype=np.float64), hour
+                ).value_per_impression
+                for c, a, s in combos
+            ],
+            axis=1,
+        )
+        best = np.argmax(values, axis=1)
+        value_cpm = values[np.arange(n), best] * 1000.0
+        # Shade the bid, but clear the reserve price whenever an impression is worth more than it.
+        reserve = core.config.reserve_cpm
+        bid_cpm = np.where(
+            value_cpm > reserve, np.maximum(value_cpm * ORACLE_BID_SHARE, reserve * 1.01), BID_RANGE[0]
+        )
+        return {
+            "creative": creative_of[best].astype(np.int64),
+            "audience": audience_of[best].astype(np.int64),
+            "bid_strategy": np.full(n, CPM, dtype=np.int64),
+            **_amounts(n, core.config.max_daily_budget, bid_cpm, size_of[best]),
+        }
+
+    return act
+
+
+REFERENCE_POLICIES: dict[str, PolicyFactory] = {
+    "random": random_policy,
+    "heuristic": heuristic_policy,
+    "oracle": oracle_policy,
+}
+
+
+@dataclass(frozen=True)
+class PolicyEvaluation:
+    mean_roas: float  # mean over episodes of revenue / spend
+    aggregate_roas: float  # total revenue / total spend
+    mean_reward: float  # mean undiscounted episode return
+    success_rate: float
+    episodes: int
+
+
+def evaluate_policy(
+    policy: str | PolicyFactory,
+    level: LevelSpec = 0,
+    num_envs: int = 64,
+    episodes_per_env: int = 1,
+    seed: int = 0,
+) -> PolicyEvaluation:
+    """Run a policy for whole days in a fresh vector env and summarise ROAS and reward."""
+    factory = REFERENCE_POLICIES[policy] if isinstance(policy, str) else policy
+    env = AdMarketVectorEnv(num_envs=num_envs, level=level, seed=seed)
+    act = factory(env)
+    obs, info = env.reset(seed=seed)
+    returns = np.zeros(num_envs)
+    roas: list[np.ndarray] = []
+    spend: list[np.ndarray] = []
+    revenue: list[np.ndarray] = []
+    success: list[np.ndarray] = []
+    episode_returns: list[np.ndarray] = []
+    while len(roas) < episodes_per_env:
+        obs, reward, terminated, _, info = env.step(act(obs, info))
+        returns += reward
+        if terminated.any():
+            metrics = info["episode_metrics"]
+            roas.append(metrics["roas"])
+            spend.append(metrics["spend"])
+            revenue.append(metrics["revenue"])
+            success.append(metrics["success"])
+            episode_returns.append(returns.copy())
+            returns.fill(0.0)
+    total_spend = float(np.sum(spend))
+    return PolicyEvaluation(
+        mean_roas=float(np.mean(roas)),
+        aggregate_roas=float(np.sum(revenue) / total_spend) if total_spend > 0 else 0.0,
+        mean_reward=float(np.mean(episode_returns)),
+        success_rate=float(np.mean(success)),
+        episodes=num_envs * episodes_per_env,
+    )
+
+
+def fraction_of_oracle(policy: str | PolicyFactory, level: LevelSpec = 0, **kwargs: Any) -> float:
+    """A policy's mean ROAS as a fraction of the oracle's on the same level and seeds."""
+    oracle = evaluate_policy("oracle", level, **kwargs).mean_roas
+    return evaluate_policy(policy, level, **kwargs).mean_roas / oracle
