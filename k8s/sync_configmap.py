@@ -46,9 +46,9 @@ def preset_files(configs_dir: Path) -> list[Path]:
     return sorted(path for path in configs_dir.glob("*.yaml") if path.is_file())
 
 
-def render_configmap(configs_dir: Path = CONFIGS_DIR) -> str:
+def render_configmap(configs_dir: Path | None = None) -> str:
     data: dict[str, str] = {}
-    for path in preset_files(configs_dir):
+    for path in preset_files(configs_dir or CONFIGS_DIR):
         text = path.read_text()
         yaml.safe_load(text)  # refuse to ship a preset that is not valid YAML
         # A literal block cannot carry trailing spaces or tabs faithfully; plain strings can.
