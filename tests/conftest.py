@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from gaelp.bus.local_broker import LocalBroker
 from gaelp.config import GaelpSettings, load_settings
 

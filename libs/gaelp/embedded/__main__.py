@@ -1,0 +1,5 @@
+import sys
+
+from gaelp.embedded.runner import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The orchestrator service: owns runs, drives environments, publishes episodes and transitions."""

@@ -1,0 +1,6 @@
+import asyncio
+import sys
+
+from orchestrator.app import serve
+
+sys.exit(asyncio.run(serve()))

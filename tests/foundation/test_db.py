@@ -1,0 +1,62 @@
+"""The data layer gives the same behaviour on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gaelp.db import Database, Migration
+
+MIGRATIONS = [
+    Migration(1, "counters", "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"),
+    Migration(2, "seed", "INSERT INTO counters (name, value) VALUES ('a', 0)"),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+async def test_migrations_apply_once(database_url: str) -> None:
+    db = await Database.connect(database_url)
+    try:
+        assert await db.migrate("test", MIGRATIONS) == [1, 2]
+        assert await db.migrate("test", MIGRATIONS) == []
+        assert await db.fetchval("SELECT value FROM counters WHERE name = $1", "a") == 0
+    finally:
+        await db.close()
+
+
+async def test_locked_read_modify_write_loses_no_update(database_url: str) -> None:
+    db = await Database.connect(database_url)
+    await db.migrate("test", MIGRATIONS)
+
+    async def increment() -> None:
+        async with db.transaction(lock_key="counter:a") as tx:
+            value = await tx.fetchval("SELECT value FROM counters WHERE name = $1", "a")
+            await asyncio.sleep(0)  # invite interleaving
+            await tx.execute("UPDATE counters SET value = $1 WHERE name = $2", value + 1, "a")
+
+    try:
+        await asyncio.gather(*(increment() for _ in range(50)))
+        assert await db.fetchval("SELECT value FROM counters WHERE name = $1", "a") == 50
+    finally:
+        await db.close()
+
+
+async def test_failed_transaction_rolls_back(database_url: str) -> None:
+    db = await Database.connect(database_url)
+    await db.migrate("test", MIGRATIONS)
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as tx:
+                await tx.execute("UPDATE counters SET value = 99 WHERE name = $1", "a")
+                raise RuntimeError("abort")
+        assert await db.fetchval("SELECT value FROM counters WHERE name = $1", "a") == 0
+    finally:
+        await db.close()
