@@ -41,7 +41,7 @@ class ObservationBuilder:
     def __init__(self, core: MarketCore, tracker: EpisodeTracker) -> None:
         self.core = core
         self.tracker = tracker
-        self.rows = np.zeros((OBSERVATION_SIZE, core.num_campaigns))
+        self.rows = np.zeros((OBSERVATION_SIZE, core.num_campaigns), dtype=np.float32)
         world = core.world
         p_shown = min(world.num_personas, MAX_PERSONAS_SHOWN)
         self._p_shown = p_shown
@@ -80,6 +80,10 @@ class ObservationBuilder:
         totals = core.totals
         if last is not None:
             lh = (last.impressions, last.clicks, last.conversions, last.spend, last.revenue)
+            if cfg.observation_noise > 0:
+                # The platform's hourly report is noisy; the day's cumulative totals are exact.
+                noise = 1.0 + cfg.observation_noise * core.rng.standard_normal((5, n))
+                lh = tuple(np.maximum(kpi * factor, 0.0) for kpi, factor in zip(lh, noise, strict=True))
         else:
             lh = (zeros, zeros, zeros, zeros, zeros)
         self._kpis(16, lh, budget, scale=1.0)
@@ -102,8 +106,6 @@ class ObservationBuilder:
         rows[45] = _ratio(totals["spend"] * 1000.0, totals["impressions"]) / 10.0
         rows[46] = _ratio(lh[0], traffic_total)
         rows[47] = core.pending_conversions[:, hour:].sum(axis=1) / 5.0 if core.hour_index < 24 else 0.0
-        if cfg.observation_noise > 0:
-            rows[16:48] *= 1.0 + cfg.observation_noise * core.rng.standard_normal((32, n))
         # Demographics: traffic mix now, composition of the chosen audience, its income profile
         p = self._p_shown
         rows[48:72] = 0.0
@@ -171,7 +173,7 @@ class ObservationBuilder:
         rows[121 : 121 + a_shown] = world.audience_product_match[:a_shown, core.product]
         rows[127] = tracker.pair_count(acts) / cfg.episode_length if acts is not None else zeros
         np.clip(rows, -OBSERVATION_BOUND, OBSERVATION_BOUND, out=rows)
-        return rows.T.astype(np.float32)
+        return np.ascontiguousarray(rows.T)
 
     def _kpis(self, start: int, kpis: tuple[np.ndarray, ...], budget: np.ndarray, scale: float) -> None:
         """Five counts and five ratios: impressions, clicks, conversions, spend, revenue; CTR, CVR,
