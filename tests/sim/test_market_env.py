@@ -44,7 +44,7 @@ def test_vector_env_resets_itself_and_reports_episode_metrics() -> None:
     assert obs.shape == (8, 128) and obs.dtype == np.float32
     assert sum(end - start for start, end in FEATURE_GROUPS.values()) == 128
     for hour in range(24):
-        obs, reward, terminated, _, info = env.step(env.action_space.sample())
+        obs, _, terminated, _, info = env.step(env.action_space.sample())
         assert set(info["reward_components"]) == set(REWARD_COMPONENTS)
         assert terminated.all() == (hour == 23)
     metrics = info["episode_metrics"]

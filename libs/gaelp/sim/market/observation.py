@@ -173,7 +173,7 @@ class ObservationBuilder:
         rows[121 : 121 + a_shown] = world.audience_product_match[:a_shown, core.product]
         rows[127] = tracker.pair_count(acts) / cfg.episode_length if acts is not None else zeros
         np.clip(rows, -OBSERVATION_BOUND, OBSERVATION_BOUND, out=rows)
-        return np.ascontiguousarray(rows.T)
+        return rows.T.copy(order="C")
 
     def _kpis(self, start: int, kpis: tuple[np.ndarray, ...], budget: np.ndarray, scale: float) -> None:
         """Five counts and five ratios: impressions, clicks, conversions, spend, revenue; CTR, CVR,
