@@ -59,16 +59,18 @@ async def _read_dlq(settings: GaelpSettings, source_topic: str, expected: int) -
 
 
 async def _consume_until(consumer: BusConsumer, received: list[Delivery], count: int) -> None:
+    enough = asyncio.Event()
+
     async def handler(delivery: Delivery) -> None:
         if delivery.value.task == "poison":
             raise ValueError("cannot process a poison episode")
         received.append(delivery)
+        if len(received) >= count:
+            enough.set()
 
     task = asyncio.create_task(consumer.run(handler))
     try:
-        async with asyncio.timeout(40):
-            while len(received) < count:
-                await asyncio.sleep(0.05)
+        await asyncio.wait_for(enough.wait(), timeout=40)
     finally:
         consumer.stop_soon()
         await task
