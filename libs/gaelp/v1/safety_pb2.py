@@ -26,7 +26,7 @@ from gaelp.v1 import common_pb2 as gaelp_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gaelp/v1/safety.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n\x13ReserveSpendRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x12\n\nepisode_id\x18\x05 \x01(\t\x12\x0b\n\x03\x62id\x18\x06 \x01(\x01\x12\x0e\n\x06run_id\x18\x07 \x01(\t\"\xa6\x01\n\x14ReserveSpendResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x12\n\nrefused_by\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tremaining\x18\x05 \x01(\x01\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x12\x43ommitSpendRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x15\n\ractual_amount\x18\x02 \x01(\x01\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"R\n\x13\x43ommitSpendResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x11\n\tcommitted\x18\x02 \x01(\x01\x12\x10\n\x08released\x18\x03 \x01(\x01\"-\n\x13ReleaseSpendRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"@\n\x14ReleaseSpendResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08released\x18\x02 \x01(\x01\"Z\n\x16GetBudgetStatusRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\t\"\xf7\x01\n\x0c\x42udgetStatus\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x61ily_limit\x18\x04 \x01(\x01\x12\x17\n\x0f\x63ommitted_today\x18\x05 \x01(\x01\x12\x16\n\x0ereserved_today\x18\x06 \x01(\x01\x12\x13\n\x0bphase_limit\x18\x07 \x01(\x01\x12\x17\n\x0f\x63ommitted_phase\x18\x08 \x01(\x01\x12\x16\n\x0ereserved_phase\x18\t \x01(\x01\x12\x19\n\x11\x65mergency_stopped\x18\n \x01(\x08\"\xdc\x01\n\x17ValidateCreativeRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x10\n\x08headline\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12=\n\x06scores\x18\x05 \x03(\x0b\x32-.gaelp.v1.ValidateCreativeRequest.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"=\n\x18ValidateCreativeResponse\x12\x10\n\x08\x61pproved\x18\x01 \x01(\x08\x12\x0f\n\x07reasons\x18\x02 \x03(\t\"\xa6\x02\n\x0f\x41pprovalRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x1e\n\x05phase\x18\x05 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0e\n\x06\x61mount\x18\x06 \x01(\x01\x12\x15\n\rjustification\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x12\n\ndecided_by\x18\t \x01(\t\x12\x30\n\x0crequested_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x16RequestApprovalRequest\x12+\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.ApprovalRequest\"F\n\x17RequestApprovalResponse\x12+\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.ApprovalRequest\"\x14\n\x12ListPendingRequest\"C\n\x13ListPendingResponse\x12,\n\tapprovals\x18\x01 \x03(\x0b\x32\x19.gaelp.v1.ApprovalRequest\"F\n\rDecideRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"=\n\x0e\x44\x65\x63ideResponse\x12+\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.ApprovalRequest\"&\n\x14\x45mergencyStopRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"X\n\x15\x45mergencyStopResponse\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\x12.\n\nstopped_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xd3\x05\n\x0cSafetyPolicy\x12M\n\x0cReserveSpend\x12\x1d.gaelp.v1.ReserveSpendRequest\x1a\x1e.gaelp.v1.ReserveSpendResponse\x12J\n\x0b\x43ommitSpend\x12\x1c.gaelp.v1.CommitSpendRequest\x1a\x1d.gaelp.v1.CommitSpendResponse\x12M\n\x0cReleaseSpend\x12\x1d.gaelp.v1.ReleaseSpendRequest\x1a\x1e.gaelp.v1.ReleaseSpendResponse\x12K\n\x0fGetBudgetStatus\x12 .gaelp.v1.GetBudgetStatusRequest\x1a\x16.gaelp.v1.BudgetStatus\x12Y\n\x10ValidateCreative\x12!.gaelp.v1.ValidateCreativeRequest\x1a\".gaelp.v1.ValidateCreativeResponse\x12V\n\x0fRequestApproval\x12 .gaelp.v1.RequestApprovalRequest\x1a!.gaelp.v1.RequestApprovalResponse\x12J\n\x0bListPending\x12\x1c.gaelp.v1.ListPendingRequest\x1a\x1d.gaelp.v1.ListPendingResponse\x12;\n\x06\x44\x65\x63ide\x12\x17.gaelp.v1.DecideRequest\x1a\x18.gaelp.v1.DecideResponse\x12P\n\rEmergencyStop\x12\x1e.gaelp.v1.EmergencyStopRequest\x1a\x1f.gaelp.v1.EmergencyStopResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gaelp/v1/safety.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n\x13ReserveSpendRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x12\n\nepisode_id\x18\x05 \x01(\t\x12\x0b\n\x03\x62id\x18\x06 \x01(\x01\x12\x0e\n\x06run_id\x18\x07 \x01(\t\"\xa6\x01\n\x14ReserveSpendResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x12\n\nrefused_by\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tremaining\x18\x05 \x01(\x01\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x12\x43ommitSpendRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x15\n\ractual_amount\x18\x02 \x01(\x01\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"R\n\x13\x43ommitSpendResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x11\n\tcommitted\x18\x02 \x01(\x01\x12\x10\n\x08released\x18\x03 \x01(\x01\"-\n\x13ReleaseSpendRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"@\n\x14ReleaseSpendResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08released\x18\x02 \x01(\x01\"Z\n\x16GetBudgetStatusRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\t\"\xd0\x02\n\x0c\x42udgetStatus\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x61ily_limit\x18\x04 \x01(\x01\x12\x17\n\x0f\x63ommitted_today\x18\x05 \x01(\x01\x12\x16\n\x0ereserved_today\x18\x06 \x01(\x01\x12\x13\n\x0bphase_limit\x18\x07 \x01(\x01\x12\x17\n\x0f\x63ommitted_phase\x18\x08 \x01(\x01\x12\x16\n\x0ereserved_phase\x18\t \x01(\x01\x12\x19\n\x11\x65mergency_stopped\x18\n \x01(\x08\x12\x15\n\repisode_limit\x18\x0b \x01(\x01\x12\x0f\n\x07max_bid\x18\x0c \x01(\x01\x12\x1c\n\x14phase_entry_approved\x18\r \x01(\x08\x12\x11\n\ttime_zone\x18\x0e \x01(\t\"\xdc\x01\n\x17ValidateCreativeRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x10\n\x08headline\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12=\n\x06scores\x18\x05 \x03(\x0b\x32-.gaelp.v1.ValidateCreativeRequest.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"=\n\x18ValidateCreativeResponse\x12\x10\n\x08\x61pproved\x18\x01 \x01(\x08\x12\x0f\n\x07reasons\x18\x02 \x03(\t\"\xa6\x02\n\x0f\x41pprovalRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x1e\n\x05phase\x18\x05 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0e\n\x06\x61mount\x18\x06 \x01(\x01\x12\x15\n\rjustification\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x12\n\ndecided_by\x18\t \x01(\t\x12\x30\n\x0crequested_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x16RequestApprovalRequest\x12+\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.ApprovalRequest\"F\n\x17RequestApprovalResponse\x12+\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.ApprovalRequest\"\x14\n\x12ListPendingRequest\"C\n\x13ListPendingResponse\x12,\n\tapprovals\x18\x01 \x03(\x0b\x32\x19.gaelp.v1.ApprovalRequest\"F\n\rDecideRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"=\n\x0e\x44\x65\x63ideResponse\x12+\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.ApprovalRequest\"&\n\x14\x45mergencyStopRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"X\n\x15\x45mergencyStopResponse\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\x12.\n\nstopped_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x17RegisterCampaignRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61ily_limit\x18\x03 \x01(\x01\"h\n\x18RegisterCampaignResponse\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61ily_limit\x18\x03 \x01(\x01\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x08\x32\xae\x06\n\x0cSafetyPolicy\x12M\n\x0cReserveSpend\x12\x1d.gaelp.v1.ReserveSpendRequest\x1a\x1e.gaelp.v1.ReserveSpendResponse\x12J\n\x0b\x43ommitSpend\x12\x1c.gaelp.v1.CommitSpendRequest\x1a\x1d.gaelp.v1.CommitSpendResponse\x12M\n\x0cReleaseSpend\x12\x1d.gaelp.v1.ReleaseSpendRequest\x1a\x1e.gaelp.v1.ReleaseSpendResponse\x12K\n\x0fGetBudgetStatus\x12 .gaelp.v1.GetBudgetStatusRequest\x1a\x16.gaelp.v1.BudgetStatus\x12Y\n\x10ValidateCreative\x12!.gaelp.v1.ValidateCreativeRequest\x1a\".gaelp.v1.ValidateCreativeResponse\x12V\n\x0fRequestApproval\x12 .gaelp.v1.RequestApprovalRequest\x1a!.gaelp.v1.RequestApprovalResponse\x12J\n\x0bListPending\x12\x1c.gaelp.v1.ListPendingRequest\x1a\x1d.gaelp.v1.ListPendingResponse\x12;\n\x06\x44\x65\x63ide\x12\x17.gaelp.v1.DecideRequest\x1a\x18.gaelp.v1.DecideResponse\x12P\n\rEmergencyStop\x12\x1e.gaelp.v1.EmergencyStopRequest\x1a\x1f.gaelp.v1.EmergencyStopResponse\x12Y\n\x10RegisterCampaign\x12!.gaelp.v1.RegisterCampaignRequest\x1a\".gaelp.v1.RegisterCampaignResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,31 +50,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETBUDGETSTATUSREQUEST']._serialized_start=718
   _globals['_GETBUDGETSTATUSREQUEST']._serialized_end=808
   _globals['_BUDGETSTATUS']._serialized_start=811
-  _globals['_BUDGETSTATUS']._serialized_end=1058
-  _globals['_VALIDATECREATIVEREQUEST']._serialized_start=1061
-  _globals['_VALIDATECREATIVEREQUEST']._serialized_end=1281
-  _globals['_VALIDATECREATIVEREQUEST_SCORESENTRY']._serialized_start=1236
-  _globals['_VALIDATECREATIVEREQUEST_SCORESENTRY']._serialized_end=1281
-  _globals['_VALIDATECREATIVERESPONSE']._serialized_start=1283
-  _globals['_VALIDATECREATIVERESPONSE']._serialized_end=1344
-  _globals['_APPROVALREQUEST']._serialized_start=1347
-  _globals['_APPROVALREQUEST']._serialized_end=1641
-  _globals['_REQUESTAPPROVALREQUEST']._serialized_start=1643
-  _globals['_REQUESTAPPROVALREQUEST']._serialized_end=1712
-  _globals['_REQUESTAPPROVALRESPONSE']._serialized_start=1714
-  _globals['_REQUESTAPPROVALRESPONSE']._serialized_end=1784
-  _globals['_LISTPENDINGREQUEST']._serialized_start=1786
-  _globals['_LISTPENDINGREQUEST']._serialized_end=1806
-  _globals['_LISTPENDINGRESPONSE']._serialized_start=1808
-  _globals['_LISTPENDINGRESPONSE']._serialized_end=1875
-  _globals['_DECIDEREQUEST']._serialized_start=1877
-  _globals['_DECIDEREQUEST']._serialized_end=1947
-  _globals['_DECIDERESPONSE']._serialized_start=1949
-  _globals['_DECIDERESPONSE']._serialized_end=2010
-  _globals['_EMERGENCYSTOPREQUEST']._serialized_start=2012
-  _globals['_EMERGENCYSTOPREQUEST']._serialized_end=2050
-  _globals['_EMERGENCYSTOPRESPONSE']._serialized_start=2052
-  _globals['_EMERGENCYSTOPRESPONSE']._serialized_end=2140
-  _globals['_SAFETYPOLICY']._serialized_start=2143
-  _globals['_SAFETYPOLICY']._serialized_end=2866
+  _globals['_BUDGETSTATUS']._serialized_end=1147
+  _globals['_VALIDATECREATIVEREQUEST']._serialized_start=1150
+  _globals['_VALIDATECREATIVEREQUEST']._serialized_end=1370
+  _globals['_VALIDATECREATIVEREQUEST_SCORESENTRY']._serialized_start=1325
+  _globals['_VALIDATECREATIVEREQUEST_SCORESENTRY']._serialized_end=1370
+  _globals['_VALIDATECREATIVERESPONSE']._serialized_start=1372
+  _globals['_VALIDATECREATIVERESPONSE']._serialized_end=1433
+  _globals['_APPROVALREQUEST']._serialized_start=1436
+  _globals['_APPROVALREQUEST']._serialized_end=1730
+  _globals['_REQUESTAPPROVALREQUEST']._serialized_start=1732
+  _globals['_REQUESTAPPROVALREQUEST']._serialized_end=1801
+  _globals['_REQUESTAPPROVALRESPONSE']._serialized_start=1803
+  _globals['_REQUESTAPPROVALRESPONSE']._serialized_end=1873
+  _globals['_LISTPENDINGREQUEST']._serialized_start=1875
+  _globals['_LISTPENDINGREQUEST']._serialized_end=1895
+  _globals['_LISTPENDINGRESPONSE']._serialized_start=1897
+  _globals['_LISTPENDINGRESPONSE']._serialized_end=1964
+  _globals['_DECIDEREQUEST']._serialized_start=1966
+  _globals['_DECIDEREQUEST']._serialized_end=2036
+  _globals['_DECIDERESPONSE']._serialized_start=2038
+  _globals['_DECIDERESPONSE']._serialized_end=2099
+  _globals['_EMERGENCYSTOPREQUEST']._serialized_start=2101
+  _globals['_EMERGENCYSTOPREQUEST']._serialized_end=2139
+  _globals['_EMERGENCYSTOPRESPONSE']._serialized_start=2141
+  _globals['_EMERGENCYSTOPRESPONSE']._serialized_end=2229
+  _globals['_REGISTERCAMPAIGNREQUEST']._serialized_start=2231
+  _globals['_REGISTERCAMPAIGNREQUEST']._serialized_end=2317
+  _globals['_REGISTERCAMPAIGNRESPONSE']._serialized_start=2319
+  _globals['_REGISTERCAMPAIGNRESPONSE']._serialized_end=2423
+  _globals['_SAFETYPOLICY']._serialized_start=2426
+  _globals['_SAFETYPOLICY']._serialized_end=3240
 # @@protoc_insertion_point(module_scope)

@@ -223,6 +223,10 @@ class BudgetStatus(_message.Message):
     COMMITTED_PHASE_FIELD_NUMBER: _builtins.int
     RESERVED_PHASE_FIELD_NUMBER: _builtins.int
     EMERGENCY_STOPPED_FIELD_NUMBER: _builtins.int
+    EPISODE_LIMIT_FIELD_NUMBER: _builtins.int
+    MAX_BID_FIELD_NUMBER: _builtins.int
+    PHASE_ENTRY_APPROVED_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
     phase: _common_pb2.Phase.ValueType
     day: _builtins.str
@@ -233,6 +237,12 @@ class BudgetStatus(_message.Message):
     committed_phase: _builtins.float
     reserved_phase: _builtins.float
     emergency_stopped: _builtins.bool
+    episode_limit: _builtins.float
+    max_bid: _builtins.float
+    phase_entry_approved: _builtins.bool
+    """an approved enter_phase_3 request exists for the campaign"""
+    time_zone: _builtins.str
+    """the campaign's IANA zone; `day` is a date in it"""
     def __init__(
         self,
         *,
@@ -246,10 +256,14 @@ class BudgetStatus(_message.Message):
         committed_phase: _builtins.float = ...,
         reserved_phase: _builtins.float = ...,
         emergency_stopped: _builtins.bool = ...,
+        episode_limit: _builtins.float = ...,
+        max_bid: _builtins.float = ...,
+        phase_entry_approved: _builtins.bool = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "committed_phase", b"committed_phase", "committed_today", b"committed_today", "daily_limit", b"daily_limit", "day", b"day", "emergency_stopped", b"emergency_stopped", "phase", b"phase", "phase_limit", b"phase_limit", "reserved_phase", b"reserved_phase", "reserved_today", b"reserved_today"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "committed_phase", b"committed_phase", "committed_today", b"committed_today", "daily_limit", b"daily_limit", "day", b"day", "emergency_stopped", b"emergency_stopped", "episode_limit", b"episode_limit", "max_bid", b"max_bid", "phase", b"phase", "phase_entry_approved", b"phase_entry_approved", "phase_limit", b"phase_limit", "reserved_phase", b"reserved_phase", "reserved_today", b"reserved_today", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -546,3 +560,60 @@ class EmergencyStopResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EmergencyStopResponse: _TypeAlias = EmergencyStopResponse  # noqa: Y015
+
+@_typing.final
+class RegisterCampaignRequest(_message.Message):
+    """Campaigns must be registered (by an operator, or from the service's config) before any spend."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    DAILY_LIMIT_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    time_zone: _builtins.str
+    """IANA name, e.g. "America/New_York"; day boundaries follow it"""
+    daily_limit: _builtins.float
+    """base daily limit in dollars, within the phase-3 range"""
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        daily_limit: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "daily_limit", b"daily_limit", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterCampaignRequest: _TypeAlias = RegisterCampaignRequest  # noqa: Y015
+
+@_typing.final
+class RegisterCampaignResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    DAILY_LIMIT_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    time_zone: _builtins.str
+    daily_limit: _builtins.float
+    created: _builtins.bool
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        daily_limit: _builtins.float = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "created", b"created", "daily_limit", b"daily_limit", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterCampaignResponse: _TypeAlias = RegisterCampaignResponse  # noqa: Y015

@@ -79,6 +79,11 @@ class SafetyPolicyStub:
                 request_serializer=gaelp_dot_v1_dot_safety__pb2.EmergencyStopRequest.SerializeToString,
                 response_deserializer=gaelp_dot_v1_dot_safety__pb2.EmergencyStopResponse.FromString,
                 _registered_method=True)
+        self.RegisterCampaign = channel.unary_unary(
+                '/gaelp.v1.SafetyPolicy/RegisterCampaign',
+                request_serializer=gaelp_dot_v1_dot_safety__pb2.RegisterCampaignRequest.SerializeToString,
+                response_deserializer=gaelp_dot_v1_dot_safety__pb2.RegisterCampaignResponse.FromString,
+                _registered_method=True)
 
 
 class SafetyPolicyServicer:
@@ -138,6 +143,12 @@ class SafetyPolicyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterCampaign(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SafetyPolicyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +196,11 @@ def add_SafetyPolicyServicer_to_server(servicer, server):
                     servicer.EmergencyStop,
                     request_deserializer=gaelp_dot_v1_dot_safety__pb2.EmergencyStopRequest.FromString,
                     response_serializer=gaelp_dot_v1_dot_safety__pb2.EmergencyStopResponse.SerializeToString,
+            ),
+            'RegisterCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterCampaign,
+                    request_deserializer=gaelp_dot_v1_dot_safety__pb2.RegisterCampaignRequest.FromString,
+                    response_serializer=gaelp_dot_v1_dot_safety__pb2.RegisterCampaignResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +446,33 @@ class SafetyPolicy:
             '/gaelp.v1.SafetyPolicy/EmergencyStop',
             gaelp_dot_v1_dot_safety__pb2.EmergencyStopRequest.SerializeToString,
             gaelp_dot_v1_dot_safety__pb2.EmergencyStopResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaelp.v1.SafetyPolicy/RegisterCampaign',
+            gaelp_dot_v1_dot_safety__pb2.RegisterCampaignRequest.SerializeToString,
+            gaelp_dot_v1_dot_safety__pb2.RegisterCampaignResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,7 @@ class SafetyPolicyStub:
     ListPending: _grpc.UnaryUnaryMultiCallable[_safety_pb2.ListPendingRequest, _safety_pb2.ListPendingResponse]
     Decide: _grpc.UnaryUnaryMultiCallable[_safety_pb2.DecideRequest, _safety_pb2.DecideResponse]
     EmergencyStop: _grpc.UnaryUnaryMultiCallable[_safety_pb2.EmergencyStopRequest, _safety_pb2.EmergencyStopResponse]
+    RegisterCampaign: _grpc.UnaryUnaryMultiCallable[_safety_pb2.RegisterCampaignRequest, _safety_pb2.RegisterCampaignResponse]
 
 @_typing.type_check_only
 class SafetyPolicyAsyncStub(SafetyPolicyStub):
@@ -53,6 +54,7 @@ class SafetyPolicyAsyncStub(SafetyPolicyStub):
     ListPending: _aio.UnaryUnaryMultiCallable[_safety_pb2.ListPendingRequest, _safety_pb2.ListPendingResponse]  # type: ignore[assignment]
     Decide: _aio.UnaryUnaryMultiCallable[_safety_pb2.DecideRequest, _safety_pb2.DecideResponse]  # type: ignore[assignment]
     EmergencyStop: _aio.UnaryUnaryMultiCallable[_safety_pb2.EmergencyStopRequest, _safety_pb2.EmergencyStopResponse]  # type: ignore[assignment]
+    RegisterCampaign: _aio.UnaryUnaryMultiCallable[_safety_pb2.RegisterCampaignRequest, _safety_pb2.RegisterCampaignResponse]  # type: ignore[assignment]
 
 class SafetyPolicyServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -117,5 +119,12 @@ class SafetyPolicyServicer(metaclass=_abc_1.ABCMeta):
         request: _safety_pb2.EmergencyStopRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_safety_pb2.EmergencyStopResponse, _abc.Awaitable[_safety_pb2.EmergencyStopResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RegisterCampaign(
+        self,
+        request: _safety_pb2.RegisterCampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_safety_pb2.RegisterCampaignResponse, _abc.Awaitable[_safety_pb2.RegisterCampaignResponse]]: ...
 
 def add_SafetyPolicyServicer_to_server(servicer: SafetyPolicyServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

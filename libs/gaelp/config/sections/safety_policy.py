@@ -77,7 +77,9 @@ class SafetyPolicySettings(BaseModel):
     max_amount: float = Field(
         100_000.0, gt=0, description="amounts above this are input errors, not refusals"
     )
-    reservation_ttl_s: float = Field(300.0, gt=0, description="an uncommitted reservation is released after this")
+    reservation_ttl_s: float = Field(
+        300.0, gt=0, description="an uncommitted reservation is released after this"
+    )
     sweep_interval_s: float = Field(1.0, gt=0, description="how often expired reservations are released")
     outbox_poll_interval_s: float = Field(0.5, gt=0, description="how often violations are sent to Kafka")
     forbidden_keywords: list[str] = Field(

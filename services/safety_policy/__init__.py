@@ -1,0 +1,1 @@
+"""The safety-policy service: spend ledger, creative rules, approvals, emergency stop, violations."""
