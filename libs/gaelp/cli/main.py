@@ -10,6 +10,8 @@ from collections.abc import Sequence
 # Each module exposes register(subparsers) and sets `func` on its parsers; func(args) -> exit code.
 COMMAND_MODULES: tuple[str, ...] = (
     "gaelp.cli.config_cmd",
+    "gaelp.cli.data_cmd",
+    "gaelp.cli.historical_cmd",
 )
 
 

@@ -1,0 +1,1 @@
+"""Phase 2: logged bandit data (Open Bandit Dataset format) and off-policy evaluation."""
