@@ -23,35 +23,38 @@ _sym_db = _symbol_database.Default()
 
 
 from gaelp.v1 import common_pb2 as gaelp_dot_v1_dot_common__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gaelp/v1/registry.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/common.proto\"\x88\x02\n\x0f\x45nvironmentSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x65ntry_point\x18\x03 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x04 \x01(\t\x12\x1f\n\x06phases\x18\x05 \x03(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\x12\n\ndeprecated\x18\x07 \x01(\x08\x12\x12\n\nremote_url\x18\x08 \x01(\t\x12+\n\x06health\x18\t \x01(\x0e\x32\x1b.gaelp.v1.EnvironmentHealth\x12\x15\n\rhealth_detail\x18\n \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\"E\n\x1aRegisterEnvironmentRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.EnvironmentSpec\"W\n\x1bRegisterEnvironmentResponse\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.EnvironmentSpec\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"4\n\x15GetEnvironmentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"A\n\x16GetEnvironmentResponse\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.EnvironmentSpec\"b\n\x17ListEnvironmentsRequest\x12\x1e\n\x05phase\x18\x01 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x1a\n\x12include_deprecated\x18\x03 \x01(\x08\"D\n\x18ListEnvironmentsResponse\x12(\n\x05specs\x18\x01 \x03(\x0b\x32\x19.gaelp.v1.EnvironmentSpec\"J\n\x1b\x44\x65precateEnvironmentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x1c\x44\x65precateEnvironmentResponse\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.EnvironmentSpec*y\n\x11\x45nvironmentHealth\x12\"\n\x1e\x45NVIRONMENT_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45NVIRONMENT_HEALTH_HEALTHY\x10\x01\x12 \n\x1c\x45NVIRONMENT_HEALTH_UNHEALTHY\x10\x02\x32\xe3\x02\n\x13\x45nvironmentRegistry\x12W\n\x08Register\x12$.gaelp.v1.RegisterEnvironmentRequest\x1a%.gaelp.v1.RegisterEnvironmentResponse\x12H\n\x03Get\x12\x1f.gaelp.v1.GetEnvironmentRequest\x1a .gaelp.v1.GetEnvironmentResponse\x12M\n\x04List\x12!.gaelp.v1.ListEnvironmentsRequest\x1a\".gaelp.v1.ListEnvironmentsResponse\x12Z\n\tDeprecate\x12%.gaelp.v1.DeprecateEnvironmentRequest\x1a&.gaelp.v1.DeprecateEnvironmentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gaelp/v1/registry.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x03\n\x0f\x45nvironmentSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x65ntry_point\x18\x03 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x04 \x01(\t\x12\x1f\n\x06phases\x18\x05 \x03(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\x12\n\ndeprecated\x18\x07 \x01(\x08\x12\x12\n\nremote_url\x18\x08 \x01(\t\x12+\n\x06health\x18\t \x01(\x0e\x32\x1b.gaelp.v1.EnvironmentHealth\x12\x15\n\rhealth_detail\x18\n \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x31\n\x0fremote_protocol\x18\x0c \x01(\x0e\x32\x18.gaelp.v1.RemoteProtocol\x12\x1a\n\x12\x64\x65precation_reason\x18\r \x01(\t\x12\x35\n\x11health_checked_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rregistered_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x1aRegisterEnvironmentRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.EnvironmentSpec\"W\n\x1bRegisterEnvironmentResponse\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.EnvironmentSpec\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"4\n\x15GetEnvironmentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"A\n\x16GetEnvironmentResponse\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.EnvironmentSpec\"w\n\x17ListEnvironmentsRequest\x12\x1e\n\x05phase\x18\x01 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x1a\n\x12include_deprecated\x18\x03 \x01(\x08\x12\x13\n\x0blatest_only\x18\x04 \x01(\x08\"D\n\x18ListEnvironmentsResponse\x12(\n\x05specs\x18\x01 \x03(\x0b\x32\x19.gaelp.v1.EnvironmentSpec\"J\n\x1b\x44\x65precateEnvironmentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x1c\x44\x65precateEnvironmentResponse\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.EnvironmentSpec*\x99\x01\n\x11\x45nvironmentHealth\x12\"\n\x1e\x45NVIRONMENT_HEALTH_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45NVIRONMENT_HEALTH_HEALTHY\x10\x01\x12 \n\x1c\x45NVIRONMENT_HEALTH_UNHEALTHY\x10\x02\x12\x1e\n\x1a\x45NVIRONMENT_HEALTH_UNKNOWN\x10\x03*d\n\x0eRemoteProtocol\x12\x1f\n\x1bREMOTE_PROTOCOL_UNSPECIFIED\x10\x00\x12\x17\n\x13REMOTE_PROTOCOL_MCP\x10\x01\x12\x18\n\x14REMOTE_PROTOCOL_HTTP\x10\x02\x32\xe3\x02\n\x13\x45nvironmentRegistry\x12W\n\x08Register\x12$.gaelp.v1.RegisterEnvironmentRequest\x1a%.gaelp.v1.RegisterEnvironmentResponse\x12H\n\x03Get\x12\x1f.gaelp.v1.GetEnvironmentRequest\x1a .gaelp.v1.GetEnvironmentResponse\x12M\n\x04List\x12!.gaelp.v1.ListEnvironmentsRequest\x1a\".gaelp.v1.ListEnvironmentsResponse\x12Z\n\tDeprecate\x12%.gaelp.v1.DeprecateEnvironmentRequest\x1a&.gaelp.v1.DeprecateEnvironmentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gaelp.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENVIRONMENTHEALTH']._serialized_start=927
-  _globals['_ENVIRONMENTHEALTH']._serialized_end=1048
-  _globals['_ENVIRONMENTSPEC']._serialized_start=61
-  _globals['_ENVIRONMENTSPEC']._serialized_end=325
-  _globals['_REGISTERENVIRONMENTREQUEST']._serialized_start=327
-  _globals['_REGISTERENVIRONMENTREQUEST']._serialized_end=396
-  _globals['_REGISTERENVIRONMENTRESPONSE']._serialized_start=398
-  _globals['_REGISTERENVIRONMENTRESPONSE']._serialized_end=485
-  _globals['_GETENVIRONMENTREQUEST']._serialized_start=487
-  _globals['_GETENVIRONMENTREQUEST']._serialized_end=539
-  _globals['_GETENVIRONMENTRESPONSE']._serialized_start=541
-  _globals['_GETENVIRONMENTRESPONSE']._serialized_end=606
-  _globals['_LISTENVIRONMENTSREQUEST']._serialized_start=608
-  _globals['_LISTENVIRONMENTSREQUEST']._serialized_end=706
-  _globals['_LISTENVIRONMENTSRESPONSE']._serialized_start=708
-  _globals['_LISTENVIRONMENTSRESPONSE']._serialized_end=776
-  _globals['_DEPRECATEENVIRONMENTREQUEST']._serialized_start=778
-  _globals['_DEPRECATEENVIRONMENTREQUEST']._serialized_end=852
-  _globals['_DEPRECATEENVIRONMENTRESPONSE']._serialized_start=854
-  _globals['_DEPRECATEENVIRONMENTRESPONSE']._serialized_end=925
-  _globals['_ENVIRONMENTREGISTRY']._serialized_start=1051
-  _globals['_ENVIRONMENTREGISTRY']._serialized_end=1406
+  _globals['_ENVIRONMENTHEALTH']._serialized_start=1167
+  _globals['_ENVIRONMENTHEALTH']._serialized_end=1320
+  _globals['_REMOTEPROTOCOL']._serialized_start=1322
+  _globals['_REMOTEPROTOCOL']._serialized_end=1422
+  _globals['_ENVIRONMENTSPEC']._serialized_start=94
+  _globals['_ENVIRONMENTSPEC']._serialized_end=543
+  _globals['_REGISTERENVIRONMENTREQUEST']._serialized_start=545
+  _globals['_REGISTERENVIRONMENTREQUEST']._serialized_end=614
+  _globals['_REGISTERENVIRONMENTRESPONSE']._serialized_start=616
+  _globals['_REGISTERENVIRONMENTRESPONSE']._serialized_end=703
+  _globals['_GETENVIRONMENTREQUEST']._serialized_start=705
+  _globals['_GETENVIRONMENTREQUEST']._serialized_end=757
+  _globals['_GETENVIRONMENTRESPONSE']._serialized_start=759
+  _globals['_GETENVIRONMENTRESPONSE']._serialized_end=824
+  _globals['_LISTENVIRONMENTSREQUEST']._serialized_start=826
+  _globals['_LISTENVIRONMENTSREQUEST']._serialized_end=945
+  _globals['_LISTENVIRONMENTSRESPONSE']._serialized_start=947
+  _globals['_LISTENVIRONMENTSRESPONSE']._serialized_end=1015
+  _globals['_DEPRECATEENVIRONMENTREQUEST']._serialized_start=1017
+  _globals['_DEPRECATEENVIRONMENTREQUEST']._serialized_end=1091
+  _globals['_DEPRECATEENVIRONMENTRESPONSE']._serialized_start=1093
+  _globals['_DEPRECATEENVIRONMENTRESPONSE']._serialized_end=1164
+  _globals['_ENVIRONMENTREGISTRY']._serialized_start=1425
+  _globals['_ENVIRONMENTREGISTRY']._serialized_end=1780
 # @@protoc_insertion_point(module_scope)

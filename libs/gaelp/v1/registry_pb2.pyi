@@ -7,6 +7,7 @@ from collections import abc as _abc
 from gaelp.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -30,6 +31,8 @@ class _EnvironmentHealthEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Env
     """local environments are not probed"""
     ENVIRONMENT_HEALTH_HEALTHY: _EnvironmentHealth.ValueType  # 1
     ENVIRONMENT_HEALTH_UNHEALTHY: _EnvironmentHealth.ValueType  # 2
+    ENVIRONMENT_HEALTH_UNKNOWN: _EnvironmentHealth.ValueType  # 3
+    """a remote environment not probed yet"""
 
 class EnvironmentHealth(_EnvironmentHealth, metaclass=_EnvironmentHealthEnumTypeWrapper): ...
 
@@ -37,10 +40,42 @@ ENVIRONMENT_HEALTH_UNSPECIFIED: EnvironmentHealth.ValueType  # 0
 """local environments are not probed"""
 ENVIRONMENT_HEALTH_HEALTHY: EnvironmentHealth.ValueType  # 1
 ENVIRONMENT_HEALTH_UNHEALTHY: EnvironmentHealth.ValueType  # 2
+ENVIRONMENT_HEALTH_UNKNOWN: EnvironmentHealth.ValueType  # 3
+"""a remote environment not probed yet"""
 Global___EnvironmentHealth: _TypeAlias = EnvironmentHealth  # noqa: Y015
+
+class _RemoteProtocol:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RemoteProtocolEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RemoteProtocol.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REMOTE_PROTOCOL_UNSPECIFIED: _RemoteProtocol.ValueType  # 0
+    """local environment (no remote_url)"""
+    REMOTE_PROTOCOL_MCP: _RemoteProtocol.ValueType  # 1
+    """MCP over streamable HTTP: initialize + list tools"""
+    REMOTE_PROTOCOL_HTTP: _RemoteProtocol.ValueType  # 2
+    """plain HTTP(S): GET answers 2xx/3xx"""
+
+class RemoteProtocol(_RemoteProtocol, metaclass=_RemoteProtocolEnumTypeWrapper):
+    """How the registry probes a remote environment's remote_url."""
+
+REMOTE_PROTOCOL_UNSPECIFIED: RemoteProtocol.ValueType  # 0
+"""local environment (no remote_url)"""
+REMOTE_PROTOCOL_MCP: RemoteProtocol.ValueType  # 1
+"""MCP over streamable HTTP: initialize + list tools"""
+REMOTE_PROTOCOL_HTTP: RemoteProtocol.ValueType  # 2
+"""plain HTTP(S): GET answers 2xx/3xx"""
+Global___RemoteProtocol: _TypeAlias = RemoteProtocol  # noqa: Y015
 
 @_typing.final
 class EnvironmentSpec(_message.Message):
+    """One immutable version of an environment. The content fields (entry_point, config_json, phases,
+    tags, remote_url, remote_protocol, description) never change once registered; the state fields
+    (deprecated, deprecation_reason, health*, registered_at) are set by the registry and ignored
+    in Register requests.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -54,22 +89,42 @@ class EnvironmentSpec(_message.Message):
     HEALTH_FIELD_NUMBER: _builtins.int
     HEALTH_DETAIL_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    REMOTE_PROTOCOL_FIELD_NUMBER: _builtins.int
+    DEPRECATION_REASON_FIELD_NUMBER: _builtins.int
+    HEALTH_CHECKED_AT_FIELD_NUMBER: _builtins.int
+    REGISTERED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     version: _builtins.str
-    """semantic version, immutable once registered"""
+    """semantic version MAJOR.MINOR.PATCH[-prerelease], immutable once registered"""
     entry_point: _builtins.str
     """"module:callable" or a remote URL"""
     config_json: _builtins.str
+    """a JSON object; the registry stores it canonical (sorted keys, compact)"""
     deprecated: _builtins.bool
+    """state: set by Deprecate"""
     remote_url: _builtins.str
     """set for remote environments (sandbox, real platforms)"""
     health: Global___EnvironmentHealth.ValueType
+    """state: last probe of remote_url"""
     health_detail: _builtins.str
+    """state: what the last probe saw"""
     description: _builtins.str
+    remote_protocol: Global___RemoteProtocol.ValueType
+    """required when remote_url is set"""
+    deprecation_reason: _builtins.str
+    """state: set by Deprecate"""
     @_builtins.property
     def phases(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Phase.ValueType]: ...
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def health_checked_at(self) -> _timestamp_pb2.Timestamp:
+        """state: when the last probe finished"""
+
+    @_builtins.property
+    def registered_at(self) -> _timestamp_pb2.Timestamp:
+        """state: when this version was registered"""
+
     def __init__(
         self,
         *,
@@ -84,10 +139,14 @@ class EnvironmentSpec(_message.Message):
         health: Global___EnvironmentHealth.ValueType = ...,
         health_detail: _builtins.str = ...,
         description: _builtins.str = ...,
+        remote_protocol: Global___RemoteProtocol.ValueType = ...,
+        deprecation_reason: _builtins.str = ...,
+        health_checked_at: _timestamp_pb2.Timestamp | None = ...,
+        registered_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_checked_at", b"health_checked_at", "registered_at", b"registered_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "deprecated", b"deprecated", "description", b"description", "entry_point", b"entry_point", "health", b"health", "health_detail", b"health_detail", "id", b"id", "phases", b"phases", "remote_url", b"remote_url", "tags", b"tags", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "deprecated", b"deprecated", "deprecation_reason", b"deprecation_reason", "description", b"description", "entry_point", b"entry_point", "health", b"health", "health_checked_at", b"health_checked_at", "health_detail", b"health_detail", "id", b"id", "phases", b"phases", "registered_at", b"registered_at", "remote_protocol", b"remote_protocol", "remote_url", b"remote_url", "tags", b"tags", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -115,6 +174,8 @@ Global___RegisterEnvironmentRequest: _TypeAlias = RegisterEnvironmentRequest  # 
 
 @_typing.final
 class RegisterEnvironmentResponse(_message.Message):
+    """created = false: the identical spec was already registered under this version (idempotent retry)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SPEC_FIELD_NUMBER: _builtins.int
@@ -144,7 +205,9 @@ class GetEnvironmentRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     version: _builtins.str
-    """exact version, or a constraint such as "^1.2" / "~1.2.0"; empty = latest"""
+    """An exact version ("1.2.3", deprecated ones included), or a constraint such as "^1.2", "~1.2.0",
+    ">=1.0,<2", "1.x" (the highest non-deprecated match); empty = latest non-deprecated.
+    """
     def __init__(
         self,
         *,
@@ -186,19 +249,25 @@ class ListEnvironmentsRequest(_message.Message):
     PHASE_FIELD_NUMBER: _builtins.int
     TAG_FIELD_NUMBER: _builtins.int
     INCLUDE_DEPRECATED_FIELD_NUMBER: _builtins.int
+    LATEST_ONLY_FIELD_NUMBER: _builtins.int
     phase: _common_pb2.Phase.ValueType
+    """PHASE_UNSPECIFIED = every phase"""
     tag: _builtins.str
+    """empty = any tag"""
     include_deprecated: _builtins.bool
+    latest_only: _builtins.bool
+    """one spec per id: its highest matching version"""
     def __init__(
         self,
         *,
         phase: _common_pb2.Phase.ValueType = ...,
         tag: _builtins.str = ...,
         include_deprecated: _builtins.bool = ...,
+        latest_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_deprecated", b"include_deprecated", "phase", b"phase", "tag", b"tag"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_deprecated", b"include_deprecated", "latest_only", b"latest_only", "phase", b"phase", "tag", b"tag"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -206,6 +275,8 @@ Global___ListEnvironmentsRequest: _TypeAlias = ListEnvironmentsRequest  # noqa: 
 
 @_typing.final
 class ListEnvironmentsResponse(_message.Message):
+    """Ordered by id, then version from highest to lowest."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SPECS_FIELD_NUMBER: _builtins.int
@@ -226,6 +297,8 @@ Global___ListEnvironmentsResponse: _TypeAlias = ListEnvironmentsResponse  # noqa
 
 @_typing.final
 class DeprecateEnvironmentRequest(_message.Message):
+    """Deprecating an already deprecated version is a no-op that keeps the first reason."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int

@@ -1,0 +1,1 @@
+"""The environment-registry service: a catalogue of environment specs with immutable versions."""
