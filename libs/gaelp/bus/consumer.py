@@ -2,7 +2,9 @@
 
 Offsets are committed only after the messages before them were processed (or dead-lettered), so a
 crash redelivers at most the batch in flight and never skips one. A message that cannot be decoded
-or whose handler raises goes to the DLQ with its origin, and the consumer goes on.
+or whose handler raises goes to the DLQ with its origin, and the consumer goes on. With
+commit_after_batch=False the owner commits itself (commit_offsets): the learner commits only the
+offsets its checkpoint holds.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._consumer.commit()
+        if self._consumer.commit_after_batch:
+            await self._consumer.commit()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if self._consumer.on_assigned is not None:
@@ -72,6 +75,7 @@ class BusConsumer:
         client_id: str | None = None,
         auto_offset_reset: str = "earliest",
         on_assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
+        commit_after_batch: bool = True,
     ) -> None:
         if not settings.bootstrap:
             raise ValueError("kafka.bootstrap is empty: start a broker or set GAELP_KAFKA_BOOTSTRAP")
@@ -80,6 +84,7 @@ class BusConsumer:
         self.topics = {topic.name: topic for topic in topics}
         self.dlq = DeadLetterQueue(dlq_producer, settings.dlq_topic, group_id)
         self.on_assigned = on_assigned
+        self.commit_after_batch = commit_after_batch
         self._tracer = trace.get_tracer("gaelp.bus")
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap,
@@ -101,8 +106,9 @@ class BusConsumer:
         self._consumer.subscribe(list(self.topics), listener=_CommitOnRevoke(self))
 
     async def stop(self) -> None:
-        """Commit what was processed and leave the group."""
-        await self.commit()
+        """Commit what was processed (unless the owner commits) and leave the group."""
+        if self.commit_after_batch:
+            await self.commit()
         await self._consumer.stop()
 
     def stop_soon(self) -> None:
@@ -155,6 +161,14 @@ class BusConsumer:
         await self._consumer.commit(pending)
         self._committed.update({tp: meta.offset for tp, meta in pending.items()})
 
+    async def commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit exactly these next offsets for the partitions still owned."""
+        owned = self._consumer.assignment()
+        pending = {tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items() if tp in owned}
+        if pending:
+            await self._consumer.commit(pending)
+            self._committed.update({tp: meta.offset for tp, meta in pending.items()})
+
     def processed_offsets(self) -> dict[TopicPartition, int]:
         """Next offset to read per partition, for checkpoints that must resume exactly here."""
         return dict(self._processed)
@@ -180,7 +194,8 @@ class BusConsumer:
                         await self.dead_letter(delivery.record, error)
                         continue
                 self.mark_processed(delivery.record)
-            await self.commit()
+            if self.commit_after_batch:
+                await self.commit()
 
     async def run_batches(self, handler: Callable[[list[Delivery[Any]]], Awaitable[None]]) -> None:
         """Handle each poll as one batch (the handler may dead-letter single messages itself)."""
@@ -195,4 +210,5 @@ class BusConsumer:
                         await self.dead_letter(delivery.record, error)
                 for delivery in deliveries:
                     self.mark_processed(delivery.record)
-            await self.commit()
+            if self.commit_after_batch:
+                await self.commit()

@@ -32,6 +32,7 @@ from gaelp.config.sections.learner import LearnerSettings
 from gaelp.config.sections.metrics import MetricsSettings
 from gaelp.config.sections.orchestrator import OrchestratorSettings
 from gaelp.config.sections.safety_policy import SafetyPolicySettings
+from gaelp.config.sections.training import TrainingSettings
 
 CONFIG_ENV_VAR = "GAELP_CONFIG"
 # The YAML data of the load in progress; a context variable keeps concurrent loads apart.
@@ -67,6 +68,7 @@ class GaelpSettings(BaseSettings):
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
     orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
     learner: LearnerSettings = Field(default_factory=LearnerSettings)
     safety_policy: SafetyPolicySettings = Field(default_factory=SafetyPolicySettings)

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class LearnerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grpc_port: int = 50053
+    device: str = Field("auto", description="'auto' picks CUDA when present, else the CPU")
+    group_id: str = Field("gaelp-learner", description="consumer group on gaelp.transitions.v1")
+    max_policy_lag: int = Field(
+        3, ge=0, description="on-policy batches more than this many versions old are dropped"
+    )
+    rollout_samples: int = Field(
+        2048, ge=1, description="PPO: transitions gathered from batches before one update"
+    )
+    offpolicy_updates_per_sample: float = Field(
+        0.25, gt=0, description="SAC/DQN: gradient steps per transition received"
+    )
+    checkpoint_every_updates: int = Field(5, ge=1, description="checkpoint after this many updates")
+    checkpoints_kept: int = Field(3, ge=1)
+    policy_inline_max_bytes: int = Field(
+        1_000_000, ge=1024, description="larger weights travel as a checkpoint URI instead"
+    )
