@@ -4,8 +4,8 @@ Every decision that reads usage and writes a reservation runs in one transaction
 campaign's lock (SQLite: BEGIN IMMEDIATE behind one writer; PostgreSQL: an advisory lock on
 "safety:campaign:<id>"), so concurrent reservations of a campaign are checked one after another and
 committed + outstanding can never pass a limit. Limits are per campaign: the day (in the campaign's
-time zone, all phases), the episode and the phase total. The emergency-stop row is read FOR SHARE on
-PostgreSQL so that a stop waits for reservations in flight and every later one sees it.
+time zone, all phases), the episode of a phase and the phase total. The emergency-stop row is read
+FOR SHARE on PostgreSQL so that a stop waits for reservations in flight and every later one sees it.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ class SpendLedger:
             "SELECT"
             " COALESCE(SUM(CASE WHEN day = $2 THEN spend END), 0) AS day_used,"
             " COALESCE(SUM(CASE WHEN phase = $3 THEN spend END), 0) AS phase_used,"
-            " COALESCE(SUM(CASE WHEN episode_id = $4 THEN spend END), 0) AS episode_used"
+            " COALESCE(SUM(CASE WHEN phase = $3 AND episode_id = $4 THEN spend END), 0) AS episode_used"
             " FROM (SELECT day, phase, episode_id,"
             "   CASE WHEN state = 'committed' THEN committed_micros ELSE amount_micros END AS spend"
             "   FROM safety_reservations WHERE campaign_id = $1 AND state IN ('reserved', 'committed')"
