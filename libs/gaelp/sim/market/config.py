@@ -235,7 +235,7 @@ class MarketConfig(BaseModel):
     attribution_window_hours: int = Field(12, ge=1, le=48)
     mean_conversion_delay_hours: float = Field(2.0, gt=0.0)
     # Budget
-    max_daily_budget: float = Field(200.0, ge=10.0, le=200.0, description="account cap on the daily budget")
+    max_daily_budget: float = Field(200.0, ge=10.0, description="account cap on the daily budget")
     bid_cap: float = Field(20.0, gt=0.0, description="bids above this are penalized as a constraint breach")
     target_roas: float = Field(1.5, gt=0.0, description="ROAS that counts an episode as a success")
     # Noise and non-stationarity

@@ -16,8 +16,6 @@ from gaelp.sim.market.auction import auction_outcome
 from gaelp.sim.market.config import HOURS_PER_DAY, MarketConfig
 from gaelp.sim.market.world import WorldTables, audience_size_quality, build_world
 
-MIN_DAILY_BUDGET = 10.0
-
 
 @dataclass
 class CampaignActions:
@@ -84,13 +82,15 @@ class MarketCore:
             name: np.zeros(n) for name in ("impressions", "clicks", "conversions", "spend", "revenue")
         }
 
-    def reset(self, seed: int | None = None) -> None:
+    def reset(self, seed: int | None = None, product: np.ndarray | None = None) -> None:
+        """Start a new day with a freshly drawn product (unless given), weekday and market."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         cfg, world, n = self.config, self.world, self.num_campaigns
         rng = self.rng
         self.hour_index = 0
-        self.product = rng.integers(0, len(cfg.products), size=n)
+        drawn = rng.integers(0, len(cfg.products), size=n)
+        self.product = drawn if product is None else np.asarray(product, dtype=np.int64)
         self.product_value = world.product_value[self.product]
         self.weekday = rng.integers(0, 7, size=n)
         self.day_of_year = rng.uniform(0.0, 365.0, size=n)
@@ -156,7 +156,7 @@ class MarketCore:
             competition=cfg.competition,
         )
         requested = actions.daily_budget
-        budget = np.clip(requested, MIN_DAILY_BUDGET, cfg.max_daily_budget)
+        budget = np.minimum(requested, cfg.max_daily_budget)
         remaining = np.maximum(budget - self.spent_today, 0.0)
         # Pacing cap: the platform stops serving once the day's budget is used up.
         affordable = np.floor(remaining * 1000.0 / price_cpm)
