@@ -19,7 +19,6 @@ import grpc
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, settings
 
 from gaelp.config.sections.safety_policy import SafetyPolicySettings
 from gaelp.db import Database
@@ -29,12 +28,6 @@ from gaelp.db.ledger_schema import COMPONENT, MIGRATIONS
 from gaelp.v1 import common_pb2, safety_pb2, safety_pb2_grpc
 from safety_policy.auth import token_hash
 from safety_policy.servicer import SafetyPolicyServicer
-
-# Property tests call a live gRPC server: keep them deterministic in count and free of deadlines.
-settings.register_profile(
-    "safety", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-settings.load_profile("safety")
 
 OPERATOR = "alice"
 OPERATOR_TOKEN = "alice-secret-token"
@@ -123,8 +116,13 @@ async def safety(tmp_path: Path) -> AsyncIterator[InProcessSafety]:
 class SafetyProcess:
     """The service as a real process (python -m safety_policy), for load and crash tests."""
 
-    def __init__(self, database_url: str, tmp_path: Path, section: dict[str, Any],
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        tmp_path: Path,
+        section: dict[str, Any],
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         config = tmp_path / f"safety-{self.port}.yaml"
         config.write_text(yaml.safe_dump({"safety_policy": section}))
@@ -147,8 +145,11 @@ class SafetyProcess:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "safety_policy"], env=self.env, cwd=REPO_ROOT,
-                stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "safety_policy"],
+                env=self.env,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     async def wait_serving(self, timeout_s: float = 30.0) -> None:
