@@ -66,6 +66,26 @@ class EpisodeSummary(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ReferenceRewardsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     RUN_ID_FIELD_NUMBER: _builtins.int
     EPISODE_ID_FIELD_NUMBER: _builtins.int
     PHASE_FIELD_NUMBER: _builtins.int
@@ -87,6 +107,13 @@ class EpisodeSummary(_message.Message):
     ACTOR_ID_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     BUDGET_FIELD_NUMBER: _builtins.int
+    CURRICULUM_LEVEL_FIELD_NUMBER: _builtins.int
+    CURRICULUM_LEVELS_FIELD_NUMBER: _builtins.int
+    HISTORICAL_MATCH_FIELD_NUMBER: _builtins.int
+    PREDICTION_ACCURACY_FIELD_NUMBER: _builtins.int
+    PREDICTION_CORRELATION_FIELD_NUMBER: _builtins.int
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    REFERENCE_REWARDS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     episode_id: _builtins.str
     phase: _common_pb2.Phase.ValueType
@@ -109,10 +136,28 @@ class EpisodeSummary(_message.Message):
     """the environment failed during the episode"""
     actor_id: _builtins.str
     budget: _builtins.float
+    curriculum_level: _builtins.int
+    """Added for the graduation criteria (metrics service); zero/empty when the producer has none.
+    1-based curriculum level the episode ran at (phase 1)
+    """
+    curriculum_levels: _builtins.int
+    """number of levels in the curriculum; final level = this"""
+    historical_match: _builtins.float
+    """phase 2: share of logged outcomes the policy's OPE matches, [0, 1]"""
+    prediction_accuracy: _builtins.float
+    """phase 2: 1 - relative error of the simulator vs the logs, [0, 1]"""
+    prediction_correlation: _builtins.float
+    """phase 2: correlation of predicted vs logged outcomes, [-1, 1]"""
+    transfer: _builtins.bool
+    """phase 4: episode on a new product/audience (transfer test)"""
     @_builtins.property
     def reward_components(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def reference_rewards(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """task references by name: random, heuristic, oracle"""
+
     def __init__(
         self,
         *,
@@ -137,10 +182,17 @@ class EpisodeSummary(_message.Message):
         actor_id: _builtins.str = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         budget: _builtins.float = ...,
+        curriculum_level: _builtins.int = ...,
+        curriculum_levels: _builtins.int = ...,
+        historical_match: _builtins.float = ...,
+        prediction_accuracy: _builtins.float = ...,
+        prediction_correlation: _builtins.float = ...,
+        transfer: _builtins.bool = ...,
+        reference_rewards: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "budget", b"budget", "clicks", b"clicks", "conversions", b"conversions", "ctr", b"ctr", "episode_id", b"episode_id", "failed", b"failed", "finished_at", b"finished_at", "impressions", b"impressions", "normalized_reward", b"normalized_reward", "phase", b"phase", "policy_version", b"policy_version", "revenue", b"revenue", "reward_components", b"reward_components", "roas", b"roas", "run_id", b"run_id", "spend", b"spend", "steps", b"steps", "success", b"success", "task", b"task", "total_reward", b"total_reward"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "budget", b"budget", "clicks", b"clicks", "conversions", b"conversions", "ctr", b"ctr", "curriculum_level", b"curriculum_level", "curriculum_levels", b"curriculum_levels", "episode_id", b"episode_id", "failed", b"failed", "finished_at", b"finished_at", "historical_match", b"historical_match", "impressions", b"impressions", "normalized_reward", b"normalized_reward", "phase", b"phase", "policy_version", b"policy_version", "prediction_accuracy", b"prediction_accuracy", "prediction_correlation", b"prediction_correlation", "reference_rewards", b"reference_rewards", "revenue", b"revenue", "reward_components", b"reward_components", "roas", b"roas", "run_id", b"run_id", "spend", b"spend", "steps", b"steps", "success", b"success", "task", b"task", "total_reward", b"total_reward", "transfer", b"transfer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

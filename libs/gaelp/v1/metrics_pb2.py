@@ -26,7 +26,7 @@ from gaelp.v1 import common_pb2 as gaelp_dot_v1_dot_common__pb2
 from gaelp.v1 import events_pb2 as gaelp_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gaelp/v1/metrics.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/common.proto\x1a\x15gaelp/v1/events.proto\"F\n\x14GetAssessmentRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\"&\n\x14GetRunSummaryRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x89\x02\n\x0cPhaseSummary\x12\x1e\n\x05phase\x18\x01 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x10\n\x08\x65pisodes\x18\x02 \x01(\x03\x12\x13\n\x0bmean_reward\x18\x03 \x01(\x01\x12\x1e\n\x16mean_normalized_reward\x18\x04 \x01(\x01\x12\x11\n\tmean_roas\x18\x05 \x01(\x01\x12\x10\n\x08mean_ctr\x18\x06 \x01(\x01\x12\x14\n\x0csuccess_rate\x18\x07 \x01(\x01\x12\x13\n\x0btotal_spend\x18\x08 \x01(\x01\x12\x15\n\rtotal_revenue\x18\t \x01(\x01\x12\x17\n\x0f\x66\x61iled_episodes\x18\n \x01(\x03\x12\x12\n\nviolations\x18\x0b \x01(\x03\"\x83\x01\n\nRunSummary\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08\x65pisodes\x18\x02 \x01(\x03\x12&\n\x06phases\x18\x03 \x03(\x0b\x32\x16.gaelp.v1.PhaseSummary\x12\x1b\n\x13last_policy_version\x18\x04 \x01(\x03\x12\x0e\n\x06\x61lerts\x18\x05 \x03(\t2\xa1\x01\n\x07Metrics\x12O\n\rGetAssessment\x12\x1e.gaelp.v1.GetAssessmentRequest\x1a\x1e.gaelp.v1.GraduationAssessment\x12\x45\n\rGetRunSummary\x12\x1e.gaelp.v1.GetRunSummaryRequest\x1a\x14.gaelp.v1.RunSummaryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gaelp/v1/metrics.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/common.proto\x1a\x15gaelp/v1/events.proto\"F\n\x14GetAssessmentRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\"&\n\x14GetRunSummaryRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x9c\x04\n\x0cPhaseSummary\x12\x1e\n\x05phase\x18\x01 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x10\n\x08\x65pisodes\x18\x02 \x01(\x03\x12\x13\n\x0bmean_reward\x18\x03 \x01(\x01\x12\x1e\n\x16mean_normalized_reward\x18\x04 \x01(\x01\x12\x11\n\tmean_roas\x18\x05 \x01(\x01\x12\x10\n\x08mean_ctr\x18\x06 \x01(\x01\x12\x14\n\x0csuccess_rate\x18\x07 \x01(\x01\x12\x13\n\x0btotal_spend\x18\x08 \x01(\x01\x12\x15\n\rtotal_revenue\x18\t \x01(\x01\x12\x17\n\x0f\x66\x61iled_episodes\x18\n \x01(\x03\x12\x12\n\nviolations\x18\x0b \x01(\x03\x12 \n\x18window_normalized_reward\x18\x0c \x01(\x01\x12\x13\n\x0bwindow_roas\x18\r \x01(\x01\x12\x12\n\nwindow_ctr\x18\x0e \x01(\x01\x12\x1e\n\x16window_conversion_rate\x18\x0f \x01(\x01\x12\x1f\n\x17window_spend_efficiency\x18\x10 \x01(\x01\x12\x1b\n\x13window_success_rate\x18\x11 \x01(\x01\x12\x14\n\x0creward_slope\x18\x12 \x01(\x01\x12\x1d\n\x15\x65pisodes_to_threshold\x18\x13 \x01(\x01\x12\x18\n\x10\x63urriculum_level\x18\x14 \x01(\x05\x12\x19\n\x11ready_to_graduate\x18\x15 \x01(\x08\"\xa1\x01\n\x05\x41lert\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x1e\n\x05phase\x18\x02 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\x01\x12\x10\n\x08\x65xpected\x18\x05 \x01(\x01\x12\x0f\n\x07z_score\x18\x06 \x01(\x01\x12\x15\n\repisode_index\x18\x07 \x01(\x03\x12\x0f\n\x07message\x18\x08 \x01(\t\"\xd3\x01\n\nRunSummary\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08\x65pisodes\x18\x02 \x01(\x03\x12&\n\x06phases\x18\x03 \x03(\x0b\x32\x16.gaelp.v1.PhaseSummary\x12\x1b\n\x13last_policy_version\x18\x04 \x01(\x03\x12\x0e\n\x06\x61lerts\x18\x05 \x03(\t\x12&\n\rcurrent_phase\x18\x06 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12&\n\ralert_details\x18\x07 \x03(\x0b\x32\x0f.gaelp.v1.Alert2\xa1\x01\n\x07Metrics\x12O\n\rGetAssessment\x12\x1e.gaelp.v1.GetAssessmentRequest\x1a\x1e.gaelp.v1.GraduationAssessment\x12\x45\n\rGetRunSummary\x12\x1e.gaelp.v1.GetRunSummaryRequest\x1a\x14.gaelp.v1.RunSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,9 +38,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNSUMMARYREQUEST']._serialized_start=154
   _globals['_GETRUNSUMMARYREQUEST']._serialized_end=192
   _globals['_PHASESUMMARY']._serialized_start=195
-  _globals['_PHASESUMMARY']._serialized_end=460
-  _globals['_RUNSUMMARY']._serialized_start=463
-  _globals['_RUNSUMMARY']._serialized_end=594
-  _globals['_METRICS']._serialized_start=597
-  _globals['_METRICS']._serialized_end=758
+  _globals['_PHASESUMMARY']._serialized_end=735
+  _globals['_ALERT']._serialized_start=738
+  _globals['_ALERT']._serialized_end=899
+  _globals['_RUNSUMMARY']._serialized_start=902
+  _globals['_RUNSUMMARY']._serialized_end=1113
+  _globals['_METRICS']._serialized_start=1116
+  _globals['_METRICS']._serialized_end=1277
 # @@protoc_insertion_point(module_scope)

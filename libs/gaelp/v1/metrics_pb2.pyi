@@ -75,9 +75,21 @@ class PhaseSummary(_message.Message):
     TOTAL_REVENUE_FIELD_NUMBER: _builtins.int
     FAILED_EPISODES_FIELD_NUMBER: _builtins.int
     VIOLATIONS_FIELD_NUMBER: _builtins.int
+    WINDOW_NORMALIZED_REWARD_FIELD_NUMBER: _builtins.int
+    WINDOW_ROAS_FIELD_NUMBER: _builtins.int
+    WINDOW_CTR_FIELD_NUMBER: _builtins.int
+    WINDOW_CONVERSION_RATE_FIELD_NUMBER: _builtins.int
+    WINDOW_SPEND_EFFICIENCY_FIELD_NUMBER: _builtins.int
+    WINDOW_SUCCESS_RATE_FIELD_NUMBER: _builtins.int
+    REWARD_SLOPE_FIELD_NUMBER: _builtins.int
+    EPISODES_TO_THRESHOLD_FIELD_NUMBER: _builtins.int
+    CURRICULUM_LEVEL_FIELD_NUMBER: _builtins.int
+    READY_TO_GRADUATE_FIELD_NUMBER: _builtins.int
     phase: _common_pb2.Phase.ValueType
     episodes: _builtins.int
+    """EpisodeSummary messages applied for this run and phase"""
     mean_reward: _builtins.float
+    """means over every non-failed episode of the phase"""
     mean_normalized_reward: _builtins.float
     mean_roas: _builtins.float
     mean_ctr: _builtins.float
@@ -86,6 +98,22 @@ class PhaseSummary(_message.Message):
     total_revenue: _builtins.float
     failed_episodes: _builtins.int
     violations: _builtins.int
+    window_normalized_reward: _builtins.float
+    """Rolling window (the last metrics.window_episodes non-failed episodes)."""
+    window_roas: _builtins.float
+    window_ctr: _builtins.float
+    window_conversion_rate: _builtins.float
+    """conversions / clicks"""
+    window_spend_efficiency: _builtins.float
+    """spend / budget"""
+    window_success_rate: _builtins.float
+    reward_slope: _builtins.float
+    """least-squares slope of normalized reward per episode over the window"""
+    episodes_to_threshold: _builtins.float
+    """projected episodes until the window reward reaches the phase's threshold; -1: not approaching"""
+    curriculum_level: _builtins.int
+    """highest level reached"""
+    ready_to_graduate: _builtins.bool
     def __init__(
         self,
         *,
@@ -100,14 +128,67 @@ class PhaseSummary(_message.Message):
         total_revenue: _builtins.float = ...,
         failed_episodes: _builtins.int = ...,
         violations: _builtins.int = ...,
+        window_normalized_reward: _builtins.float = ...,
+        window_roas: _builtins.float = ...,
+        window_ctr: _builtins.float = ...,
+        window_conversion_rate: _builtins.float = ...,
+        window_spend_efficiency: _builtins.float = ...,
+        window_success_rate: _builtins.float = ...,
+        reward_slope: _builtins.float = ...,
+        episodes_to_threshold: _builtins.float = ...,
+        curriculum_level: _builtins.int = ...,
+        ready_to_graduate: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["episodes", b"episodes", "failed_episodes", b"failed_episodes", "mean_ctr", b"mean_ctr", "mean_normalized_reward", b"mean_normalized_reward", "mean_reward", b"mean_reward", "mean_roas", b"mean_roas", "phase", b"phase", "success_rate", b"success_rate", "total_revenue", b"total_revenue", "total_spend", b"total_spend", "violations", b"violations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["curriculum_level", b"curriculum_level", "episodes", b"episodes", "episodes_to_threshold", b"episodes_to_threshold", "failed_episodes", b"failed_episodes", "mean_ctr", b"mean_ctr", "mean_normalized_reward", b"mean_normalized_reward", "mean_reward", b"mean_reward", "mean_roas", b"mean_roas", "phase", b"phase", "ready_to_graduate", b"ready_to_graduate", "reward_slope", b"reward_slope", "success_rate", b"success_rate", "total_revenue", b"total_revenue", "total_spend", b"total_spend", "violations", b"violations", "window_conversion_rate", b"window_conversion_rate", "window_ctr", b"window_ctr", "window_normalized_reward", b"window_normalized_reward", "window_roas", b"window_roas", "window_spend_efficiency", b"window_spend_efficiency", "window_success_rate", b"window_success_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PhaseSummary: _TypeAlias = PhaseSummary  # noqa: Y015
+
+@_typing.final
+class Alert(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    Z_SCORE_FIELD_NUMBER: _builtins.int
+    EPISODE_INDEX_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    phase: _common_pb2.Phase.ValueType
+    metric: _builtins.str
+    """"roas", "normalized_reward", "ctr" """
+    value: _builtins.float
+    expected: _builtins.float
+    """EWMA mean before the value"""
+    z_score: _builtins.float
+    episode_index: _builtins.int
+    """1-based index of the episode in its phase"""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        phase: _common_pb2.Phase.ValueType = ...,
+        metric: _builtins.str = ...,
+        value: _builtins.float = ...,
+        expected: _builtins.float = ...,
+        z_score: _builtins.float = ...,
+        episode_index: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episode_index", b"episode_index", "expected", b"expected", "message", b"message", "metric", b"metric", "phase", b"phase", "run_id", b"run_id", "value", b"value", "z_score", b"z_score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Alert: _TypeAlias = Alert  # noqa: Y015
 
 @_typing.final
 class RunSummary(_message.Message):
@@ -118,13 +199,21 @@ class RunSummary(_message.Message):
     PHASES_FIELD_NUMBER: _builtins.int
     LAST_POLICY_VERSION_FIELD_NUMBER: _builtins.int
     ALERTS_FIELD_NUMBER: _builtins.int
+    CURRENT_PHASE_FIELD_NUMBER: _builtins.int
+    ALERT_DETAILS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     episodes: _builtins.int
     last_policy_version: _builtins.int
+    current_phase: _common_pb2.Phase.ValueType
+    """phase of the latest episode"""
     @_builtins.property
     def phases(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseSummary]: ...
     @_builtins.property
-    def alerts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def alerts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Alert.message of alert_details, newest last"""
+
+    @_builtins.property
+    def alert_details(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]: ...
     def __init__(
         self,
         *,
@@ -133,10 +222,12 @@ class RunSummary(_message.Message):
         phases: _abc.Iterable[Global___PhaseSummary] | None = ...,
         last_policy_version: _builtins.int = ...,
         alerts: _abc.Iterable[_builtins.str] | None = ...,
+        current_phase: _common_pb2.Phase.ValueType = ...,
+        alert_details: _abc.Iterable[Global___Alert] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "episodes", b"episodes", "last_policy_version", b"last_policy_version", "phases", b"phases", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_details", b"alert_details", "alerts", b"alerts", "current_phase", b"current_phase", "episodes", b"episodes", "last_policy_version", b"last_policy_version", "phases", b"phases", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
