@@ -67,6 +67,6 @@ async def test_expired_reservations_free_their_budget(ledger: SpendLedger) -> No
     assert (await ledger.reserve(request("utc", 1, "other"), LIMITS, 8199.0)).refused_by == "daily_limit"
     # Checked at reserve time, without waiting for the sweeper:
     assert (await ledger.reserve(request("utc", 50), LIMITS, 8201.0)).granted
-    assert await ledger.expire_due(9000.0) == 1
+    assert await ledger.expire_due(16000.0) == 1  # the second one; the first expired at reserve time
     expired = await ledger.reservation(granted.reservation.reservation_id)
     assert expired is not None and expired.state == "expired"
