@@ -1,0 +1,194 @@
+"""Train, evaluate (deterministic policy, 10 episodes per seed) and write a JSON report.
+
+Keys: algo, env, steps, seeds, mean_return (mean over seeds of each seed's evaluation mean),
+std_return (std over all evaluation episodes), wall_s (training wall time, all seeds), sps (env steps
+per second of training), per_seed, config, torch_threads; with --vs-sb3 the same keys under "sb3" for
+Stable-Baselines3 trained with the same budget and hyperparameters in the same process, and
+"speed_ratio" = sps / sb3.sps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from benchmarks.rl.presets import Preset, preset_for
+from gaelp.rl import configure_torch_threads, make_agent
+from gaelp.rl.algorithms.base import Agent
+from gaelp.rl.env_loop import make_vector_env
+
+EVAL_EPISODES = 10
+
+
+def evaluate(act: Any, env_id: str, seed: int, episodes: int = EVAL_EPISODES) -> list[float]:
+    """Deterministic returns of `act(obs[1, D]) -> env action` over `episodes` fresh episodes."""
+    env = gym.make(env_id)
+    returns: list[float] = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=10_000 * (seed + 1) + episode)
+        done, total = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def run_gaelp(algo: str, env_id: str, steps: int, seed: int, preset: Preset, device: str) -> dict[str, Any]:
+    env = make_vector_env(env_id, preset.num_envs)
+    agent: Agent = make_agent(
+        algo, env.single_observation_space, env.single_action_space, preset.gaelp, device=device, seed=seed
+    )
+    start = time.perf_counter()
+    agent.learn(env, steps)  # type: ignore[attr-defined]
+    wall = time.perf_counter() - start
+    env.close()
+
+    def act(obs: np.ndarray) -> Any:
+        action, _, _ = agent.policy.act(np.asarray(obs, dtype=np.float32)[None], deterministic=True)
+        return agent.env_actions(action)[0]
+
+    returns = evaluate(act, env_id, seed)
+    return {
+        "seed": seed,
+        "returns": returns,
+        "mean_return": float(np.mean(returns)),
+        "wall_s": wall,
+        "sps": agent.env_steps / wall,
+        "env_steps": agent.env_steps,
+    }
+
+
+def _sb3_kwargs(raw: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, str) and value.startswith("linear:"):
+            initial = float(value.split(":", 1)[1])
+            kwargs[name] = lambda remaining, initial=initial: remaining * initial
+        elif name == "policy_kwargs":
+            policy_kwargs = dict(value)
+            if policy_kwargs.get("activation_fn") == "relu":
+                policy_kwargs["activation_fn"] = torch.nn.ReLU
+            if isinstance(policy_kwargs.get("net_arch"), dict):
+                policy_kwargs["net_arch"] = dict(policy_kwargs["net_arch"])
+            kwargs[name] = policy_kwargs
+        else:
+            kwargs[name] = value
+    return kwargs
+
+
+def run_sb3(algo: str, env_id: str, steps: int, seed: int, preset: Preset) -> dict[str, Any]:
+    # Imported here: stable-baselines3 is the optional `bench` extra, never a runtime dependency.
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = make_vec_env(env_id, n_envs=preset.num_envs, seed=seed)
+    if preset.normalize:
+        env = VecNormalize(env, gamma=preset.sb3.get("gamma", 0.99))
+    model_type = {"ppo": sb3.PPO, "sac": sb3.SAC, "dqn": sb3.DQN}[algo]
+    model = model_type("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **_sb3_kwargs(preset.sb3))
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    wall = time.perf_counter() - start
+    if preset.normalize:
+        env.training = False
+
+    def act(obs: np.ndarray) -> Any:
+        batch = np.asarray(obs, dtype=np.float32)[None]
+        if preset.normalize:
+            batch = env.normalize_obs(batch)
+        action, _ = model.predict(batch, deterministic=True)
+        return action[0]
+
+    returns = evaluate(act, env_id, seed)
+    return {
+        "seed": seed,
+        "returns": returns,
+        "mean_return": float(np.mean(returns)),
+        "wall_s": wall,
+        "sps": model.num_timesteps / wall,
+        "env_steps": int(model.num_timesteps),
+    }
+
+
+def summarize(algo: str, env_id: str, steps: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    episodes = [r for run in runs for r in run["returns"]]
+    wall = sum(run["wall_s"] for run in runs)
+    return {
+        "algo": algo,
+        "env": env_id,
+        "steps": steps,
+        "seeds": len(runs),
+        "mean_return": float(np.mean([run["mean_return"] for run in runs])),
+        "std_return": float(np.std(episodes)),
+        "wall_s": wall,
+        "sps": sum(run["env_steps"] for run in runs) / wall,
+        "per_seed": runs,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rl", description=__doc__)
+    parser.add_argument("--algo", choices=["ppo", "sac", "dqn"], required=True)
+    parser.add_argument("--env", required=True, help="gymnasium env id, e.g. CartPole-v1")
+    parser.add_argument("--steps", type=int, required=True, help="env steps of training per seed")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--vs-sb3", action="store_true", help="also train Stable-Baselines3 (bench extra)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: min(2, cores))")
+    args = parser.parse_args(argv)
+
+    threads = configure_torch_threads(args.threads)
+    preset = preset_for(args.algo, args.env, args.steps)
+    runs = []
+    for seed in range(args.seeds):
+        runs.append(run_gaelp(args.algo, args.env, args.steps, seed, preset, args.device))
+        print(
+            f"gaelp {args.algo} {args.env} seed {seed}: return {runs[-1]['mean_return']:.1f} "
+            f"sps {runs[-1]['sps']:.0f}",
+            flush=True,
+        )
+    report = summarize(args.algo, args.env, args.steps, runs)
+    report.update({"config": preset.gaelp, "num_envs": preset.num_envs, "torch_threads": threads})
+    if args.vs_sb3:
+        sb3_runs = []
+        for seed in range(args.seeds):
+            sb3_runs.append(run_sb3(args.algo, args.env, args.steps, seed, preset))
+            print(
+                f"sb3 {args.algo} {args.env} seed {seed}: return {sb3_runs[-1]['mean_return']:.1f} "
+                f"sps {sb3_runs[-1]['sps']:.0f}",
+                flush=True,
+            )
+        report["sb3"] = summarize(args.algo, args.env, args.steps, sb3_runs)
+        report["speed_ratio"] = report["sps"] / report["sb3"]["sps"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str))
+    headline = {
+        k: report[k] for k in ("algo", "env", "steps", "seeds", "mean_return", "std_return", "wall_s", "sps")
+    }
+    print(
+        json.dumps(
+            headline
+            | (
+                {
+                    "sb3_sps": report["sb3"]["sps"],
+                    "sb3_mean_return": report["sb3"]["mean_return"],
+                    "speed_ratio": report["speed_ratio"],
+                }
+                if args.vs_sb3
+                else {}
+            )
+        )
+    )
+    return 0

@@ -1,0 +1,207 @@
+"""Deep Q-Networks with the Rainbow pieces asked for: double DQN targets, dueling heads, proportional
+prioritized replay (device sum tree) and n-step returns; Discrete actions only.
+
+Learner contract: `add_transitions(obs, actions, rewards, dones, truncations, next_obs)` with `[T, N, ...]`
+arrays (actions `[T, N]` indices), then `train_steps(n) -> dict[str, float]` (loss, q_mean, td_abs,
+epsilon), one host read per call. Epsilon decays linearly with the env steps seen.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from gaelp.rl.algorithms.base import Agent, seeded_init
+from gaelp.rl.buffers import ArrayLike, PrioritizedReplayBuffer, ReplayBuffer
+from gaelp.rl.env_loop import VectorEnvRunner
+from gaelp.rl.networks import NetworkConfig
+from gaelp.rl.normalization import NormalizationConfig
+from gaelp.rl.policies import QPolicy
+
+
+def _dqn_network() -> NetworkConfig:
+    return NetworkConfig(hidden_sizes=(256, 256), activation="relu")
+
+
+class DQNConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    buffer_size: int = Field(100_000, ge=1, description="replay capacity (transitions)")
+    batch_size: int = Field(64, ge=1, description="minibatch size")
+    learning_rate: float = Field(1e-4, gt=0, description="Adam step size")
+    gamma: float = Field(0.99, gt=0, le=1, description="discount")
+    n_step: int = Field(1, ge=1, description="n-step return length")
+    double_q: bool = Field(True, description="online net picks the next action, target net scores it")
+    dueling: bool = Field(True, description="value + centred advantage heads")
+    prioritized: bool = Field(True, description="proportional prioritized replay")
+    priority_alpha: float = Field(0.6, ge=0, description="priority exponent")
+    priority_beta_start: float = Field(0.4, ge=0, le=1, description="IS exponent, annealed to 1")
+    target_update_interval: int = Field(1000, ge=1, description="gradient steps between target syncs")
+    tau: float = Field(1.0, gt=0, le=1, description="target update: 1 = hard copy, <1 Polyak")
+    learning_starts: int = Field(1000, ge=0, description="env steps before training starts")
+    train_freq: int = Field(4, ge=1, description="env loop: train every this many vector steps")
+    gradient_steps: int = Field(1, ge=1, description="env loop: gradient steps per training round")
+    exploration_initial_eps: float = Field(1.0, ge=0, le=1, description="epsilon at step 0")
+    exploration_final_eps: float = Field(0.05, ge=0, le=1, description="epsilon after decay")
+    exploration_fraction: float = Field(0.1, gt=0, le=1, description="share of schedule_steps to decay")
+    schedule_steps: int = Field(1_000_000, ge=1, description="env steps over which epsilon/beta anneal")
+    max_grad_norm: float = Field(10.0, gt=0, description="global gradient norm clip")
+    network: NetworkConfig = Field(default_factory=_dqn_network)
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+
+
+class DQNAgent(Agent):
+    algo = "dqn"
+
+    def __init__(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        config: DQNConfig | None = None,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(observation_space, action_space, device, seed)
+        self.config = cfg = config or DQNConfig()
+        with seeded_init(seed):
+            self.policy = QPolicy(self.obs_dim, self.layout, cfg.network, cfg.normalization, cfg.dueling).to(
+                self.device
+            )
+        self.policy.generator = self.generator
+        self.policy.epsilon = cfg.exploration_initial_eps
+        self.target = copy.deepcopy(self.policy).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
+        self.buffer: ReplayBuffer | None = None
+
+    def sync_targets(self) -> None:
+        self.target.load_state_dict(self.policy.state_dict())
+
+    def _progress(self) -> float:
+        return min(1.0, self.env_steps / self.config.schedule_steps)
+
+    def _update_epsilon(self) -> None:
+        cfg = self.config
+        decay = min(1.0, self._progress() / cfg.exploration_fraction)
+        self.policy.epsilon = cfg.exploration_initial_eps + decay * (
+            cfg.exploration_final_eps - cfg.exploration_initial_eps
+        )
+
+    def _make_buffer(self, lanes: int) -> ReplayBuffer:
+        cfg = self.config
+        if cfg.prioritized:
+            return PrioritizedReplayBuffer(
+                cfg.buffer_size,
+                lanes,
+                self.obs_dim,
+                1,
+                self.device,
+                cfg.n_step,
+                cfg.gamma,
+                cfg.priority_alpha,
+            )
+        return ReplayBuffer(cfg.buffer_size, lanes, self.obs_dim, 1, self.device, cfg.n_step, cfg.gamma)
+
+    def add_transitions(
+        self,
+        obs: ArrayLike,
+        actions: ArrayLike,
+        rewards: ArrayLike,
+        dones: ArrayLike,
+        truncations: ArrayLike,
+        next_obs: ArrayLike,
+    ) -> None:
+        """Store `[T, N, ...]` transitions; actions are `[T, N]` indices (0-based)."""
+        steps, lanes = rewards.shape[0], rewards.shape[1]
+        if self.buffer is None:
+            self.buffer = self._make_buffer(lanes)
+        self.buffer.add(obs, actions, rewards, dones, truncations, next_obs)
+        self.env_steps += steps * lanes
+        self._update_epsilon()
+
+    def train_steps(self, n: int) -> dict[str, float]:
+        if self.buffer is None or len(self.buffer) == 0:
+            raise RuntimeError("no transitions yet: call add_transitions first")
+        cfg = self.config
+        beta = cfg.priority_beta_start + self._progress() * (1.0 - cfg.priority_beta_start)
+        history: list[torch.Tensor] = []
+        for _ in range(n):
+            sample = self.buffer.sample(cfg.batch_size, self.generator, beta)
+            with torch.no_grad():
+                next_q_target = self.target.q_values(sample.next_obs)
+                if cfg.double_q:
+                    next_action = self.policy.q_values(sample.next_obs).argmax(1, keepdim=True)
+                    next_q = next_q_target.gather(1, next_action).squeeze(1)
+                else:
+                    next_q = next_q_target.max(1).values
+                target = sample.rewards + sample.discounts * next_q
+            q = self.policy.q_values(sample.obs).gather(1, sample.actions.long()).squeeze(1)
+            loss = (sample.weights * F.smooth_l1_loss(q, target, reduction="none")).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            td_error = (q - target).detach()
+            if isinstance(self.buffer, PrioritizedReplayBuffer):
+                self.buffer.update_priorities(sample.indices, td_error)
+            self.updates += 1
+            if self.updates % cfg.target_update_interval == 0:
+                with torch.no_grad():
+                    torch._foreach_lerp_(
+                        list(self.target.parameters()), list(self.policy.parameters()), cfg.tau
+                    )
+            history.append(torch.stack([loss.detach(), q.detach().mean(), td_error.abs().mean()]))
+        means = torch.stack(history).mean(0).cpu().tolist()
+        return {**dict(zip(("loss", "q_mean", "td_abs"), means, strict=True)), "epsilon": self.policy.epsilon}
+
+    def learn(
+        self,
+        env: gym.vector.VectorEnv,
+        total_steps: int,
+        callback: Callable[[DQNAgent, dict[str, float]], None] | None = None,
+    ) -> VectorEnvRunner:
+        runner = VectorEnvRunner(env, self.seed)
+        target = self.env_steps + total_steps
+        vector_steps = 0
+        while self.env_steps < target:
+            action, _, _ = self.policy.act(runner.obs)
+            step = runner.step(self.env_actions(action))
+            self.add_transitions(
+                step.obs[None],
+                action[None],
+                step.rewards[None],
+                (step.terminated | step.truncated)[None],
+                (step.truncated & ~step.terminated)[None],
+                step.next_obs[None],
+            )
+            vector_steps += 1
+            if self.env_steps >= self.config.learning_starts and vector_steps % self.config.train_freq == 0:
+                stats = self.train_steps(self.config.gradient_steps)
+                if callback is not None:
+                    callback(self, stats)
+        return runner
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"policy": self.policy, "target": self.target}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}
+
+    def _extra_training_state(self) -> dict[str, Any]:
+        return {
+            "epsilon": self.policy.epsilon,
+            "buffer": None if self.buffer is None else self.buffer.state_dict(),
+            "lanes": None if self.buffer is None else self.buffer.lanes,
+        }
+
+    def _load_extra_training_state(self, state: dict[str, Any]) -> None:
+        self.policy.epsilon = float(state["epsilon"])
+        if state["buffer"] is not None:
+            self.buffer = self._make_buffer(state["lanes"])
+            self.buffer.load_state_dict(state["buffer"])

@@ -1,0 +1,252 @@
+"""Proximal Policy Optimization (Schulman et al. 2017) for Discrete, Box and hybrid action spaces.
+
+Learner contract: `PPOAgent.train_on_rollout(RolloutBatch) -> dict[str, float]` with policy_loss,
+value_loss, entropy, approx_kl, grad_norm, clip_frac (means over the minibatches run), plus
+epochs_run, learning_rate, clip_range. The update keeps every tensor on the device; the only host
+reads are one per epoch when `target_kl` is set (KL early stop) and one for the returned stats.
+Observation statistics are updated after each update, so the data a rollout was collected with and
+the policy being updated normalize identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from gaelp.rl.algorithms.base import Agent, seeded_init
+from gaelp.rl.buffers import RolloutBatch, RolloutBuffer, as_tensor, compute_gae
+from gaelp.rl.env_loop import VectorEnvRunner
+from gaelp.rl.networks import NetworkConfig
+from gaelp.rl.normalization import NormalizationConfig, ReturnScaler
+from gaelp.rl.policies import ActorCriticPolicy
+
+
+class PPOConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n_steps: int = Field(2048, ge=1, description="env steps per lane per rollout (env loop)")
+    batch_size: int = Field(64, ge=1, description="minibatch size")
+    n_epochs: int = Field(10, ge=1, description="passes over each rollout")
+    gamma: float = Field(0.99, gt=0, le=1, description="discount")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    learning_rate: float = Field(3e-4, gt=0, description="Adam step size")
+    lr_schedule: Literal["constant", "linear"] = Field("constant", description="linear: decay to 0")
+    clip_range: float = Field(0.2, gt=0, description="surrogate ratio clip")
+    clip_schedule: Literal["constant", "linear"] = Field("constant", description="linear: decay to 0")
+    schedule_steps: int = Field(1_000_000, ge=1, description="env steps over which schedules decay")
+    clip_range_vf: float | None = Field(None, description="value clipping around old values; None = off")
+    ent_coef: float = Field(0.0, ge=0, description="entropy bonus weight")
+    vf_coef: float = Field(0.5, ge=0, description="value loss weight")
+    max_grad_norm: float = Field(0.5, gt=0, description="global gradient norm clip")
+    normalize_advantage: bool = Field(True, description="per-minibatch advantage normalization")
+    target_kl: float | None = Field(None, description="stop the epochs once mean approx KL exceeds this")
+    log_std_init: float = Field(0.0, description="initial log std of the Gaussian")
+    adam_eps: float = Field(1e-5, gt=0, description="Adam epsilon")
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+
+
+class PPOAgent(Agent):
+    algo = "ppo"
+
+    def __init__(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        config: PPOConfig | None = None,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(observation_space, action_space, device, seed)
+        self.config = config or PPOConfig()
+        with seeded_init(seed):
+            self.policy = ActorCriticPolicy(
+                self.obs_dim,
+                self.layout,
+                self.config.network,
+                self.config.normalization,
+                self.config.log_std_init,
+            ).to(self.device)
+        self.policy.generator = self.generator
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=self.config.learning_rate, eps=self.config.adam_eps
+        )
+        norm = self.config.normalization
+        self.return_scaler = (
+            ReturnScaler(self.config.gamma, norm.reward_clip) if norm.normalize_rewards else None
+        )
+
+    def _schedule(self, initial: float, kind: str) -> float:
+        if kind == "constant":
+            return initial
+        return initial * max(0.0, 1.0 - self.env_steps / self.config.schedule_steps)
+
+    def train_on_rollout(self, batch: RolloutBatch) -> dict[str, float]:
+        cfg = self.config
+        steps, lanes = batch.shape
+        obs = as_tensor(batch.obs, self.device).reshape(steps, lanes, -1)
+        rewards = _numpy(batch.rewards)
+        dones = _numpy(batch.dones)
+        if self.return_scaler is not None:
+            rewards = self.return_scaler(rewards, dones)
+        values = _numpy(batch.values)
+        if batch.next_values is None:
+            with torch.no_grad():
+                next_values = (
+                    self.policy.value(as_tensor(batch.next_obs, self.device).reshape(lanes, -1)).cpu().numpy()
+                )
+        else:
+            next_values = _numpy(batch.next_values)
+        truncation_values = None if batch.truncation_values is None else _numpy(batch.truncation_values)
+        advantages, returns = compute_gae(
+            rewards,
+            values,
+            dones,
+            next_values,
+            cfg.gamma,
+            cfg.gae_lambda,
+            _numpy(batch.truncations),
+            truncation_values,
+        )
+        buffer = RolloutBuffer(
+            obs,
+            as_tensor(batch.actions, self.device),
+            as_tensor(batch.log_probs, self.device),
+            as_tensor(values, self.device),
+            as_tensor(advantages, self.device),
+            as_tensor(returns, self.device),
+        )
+        learning_rate = self._schedule(cfg.learning_rate, cfg.lr_schedule)
+        clip_range = self._schedule(cfg.clip_range, cfg.clip_schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        stats, epochs_run = self._update(buffer, clip_range)
+        self.policy.normalizer.update(obs.reshape(steps * lanes, -1))
+        self.env_steps += steps * lanes
+        self.updates += 1
+        return {
+            **stats,
+            "epochs_run": float(epochs_run),
+            "learning_rate": learning_rate,
+            "clip_range": clip_range,
+        }
+
+    def _update(self, buffer: RolloutBuffer, clip_range: float) -> tuple[dict[str, float], int]:
+        cfg = self.config
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm", "clip_frac")
+        history: list[torch.Tensor] = []
+        epochs_run = 0
+        for _ in range(cfg.n_epochs):
+            epoch_kl: list[torch.Tensor] = []
+            for sample in buffer.minibatches(cfg.batch_size, self.generator):
+                log_prob, entropy, value = self.policy.evaluate(sample.obs, sample.actions)
+                log_ratio = log_prob - sample.old_log_probs
+                ratio = log_ratio.exp()
+                advantages = sample.advantages
+                if cfg.normalize_advantage and advantages.numel() > 1:
+                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                policy_loss = torch.max(
+                    -advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)
+                ).mean()
+                value_error = (value - sample.returns).pow(2)
+                if cfg.clip_range_vf is not None:
+                    clipped = sample.old_values + (value - sample.old_values).clamp(
+                        -cfg.clip_range_vf, cfg.clip_range_vf
+                    )
+                    value_error = torch.max(value_error, (clipped - sample.returns).pow(2))
+                value_loss = 0.5 * value_error.mean()
+                entropy_mean = entropy.mean()
+                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    clip_frac = ((ratio - 1).abs() > clip_range).float().mean()
+                    history.append(
+                        torch.stack(
+                            [
+                                policy_loss.detach(),
+                                value_loss.detach(),
+                                entropy_mean.detach(),
+                                approx_kl,
+                                grad_norm,
+                                clip_frac,
+                            ]
+                        )
+                    )
+                epoch_kl.append(approx_kl)
+            epochs_run += 1
+            # one host read per epoch, only when early stopping is on
+            if cfg.target_kl is not None and torch.stack(epoch_kl).mean().item() > cfg.target_kl:
+                break
+        means = torch.stack(history).mean(0).cpu().tolist()
+        return dict(zip(names, means, strict=True)), epochs_run
+
+    def learn(
+        self,
+        env: gym.vector.VectorEnv,
+        total_steps: int,
+        callback: Callable[[PPOAgent, dict[str, float]], None] | None = None,
+    ) -> VectorEnvRunner:
+        """Collect rollouts of `n_steps` per lane from a SAME_STEP vector env and train on them."""
+        runner = VectorEnvRunner(env, self.seed)
+        lanes, horizon = env.num_envs, self.config.n_steps
+        target = self.env_steps + total_steps
+        while self.env_steps < target:
+            obs = np.zeros((horizon, lanes, self.obs_dim), dtype=np.float32)
+            actions = np.zeros((horizon, lanes, self.layout.flat_dim), dtype=np.float32)
+            rewards, dones, truncations, log_probs, values, truncation_values = (
+                np.zeros((horizon, lanes), dtype=np.float32) for _ in range(6)
+            )
+            truncated_at: list[tuple[int, int, np.ndarray]] = []
+            for t in range(horizon):
+                action, log_prob, value = self.policy.act(runner.obs)
+                step = runner.step(self.env_actions(action))
+                obs[t], rewards[t], log_probs[t], values[t] = step.obs, step.rewards, log_prob, value
+                actions[t] = action.reshape(lanes, -1)
+                dones[t] = step.terminated | step.truncated
+                truncations[t] = step.truncated & ~step.terminated
+                truncated_at += [(t, lane, step.next_obs[lane]) for lane in np.flatnonzero(truncations[t])]
+            if truncated_at:
+                with torch.no_grad():
+                    final_obs = torch.as_tensor(np.stack([o for _, _, o in truncated_at]), device=self.device)
+                    final_values = self.policy.value(final_obs).cpu().numpy()
+                for (t, lane, _), final_value in zip(truncated_at, final_values, strict=True):
+                    truncation_values[t, lane] = final_value
+            batch = RolloutBatch(
+                obs,
+                actions,
+                rewards,
+                dones,
+                truncations,
+                log_probs,
+                values,
+                runner.obs,
+                truncation_values=truncation_values,
+            )
+            stats = self.train_on_rollout(batch)
+            if callback is not None:
+                callback(self, stats)
+        return runner
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}
+
+    def _extra_training_state(self) -> dict[str, Any]:
+        return {"return_scaler": self.return_scaler.state_dict() if self.return_scaler else None}
+
+    def _load_extra_training_state(self, state: dict[str, Any]) -> None:
+        if self.return_scaler is not None and state["return_scaler"] is not None:
+            self.return_scaler.load_state_dict(state["return_scaler"])
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -1,0 +1,247 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018): twin Q critics with Polyak-averaged targets, a
+tanh-squashed Gaussian actor and automatic entropy tuning.
+
+Hybrid (Dict/Tuple) actions: each discrete entry gets a categorical head sampled with straight-through
+Gumbel-softmax, so the critic (which sees a one-hot per entry next to the continuous values) passes
+gradients to the logits; the entropy of the discrete part enters exactly (sum_a p log p) rather than
+as a sampled log-prob. Continuous and discrete parts each have their own temperature, tuned towards
+`-n_continuous` and `discrete_entropy_fraction * sum(log n_k)` respectively.
+
+Learner contract: `add_transitions(obs, actions, rewards, dones, truncations, next_obs)` with `[T, N, ...]`
+arrays (see `buffers.py`), then `train_steps(n) -> dict[str, float]` (critic_loss, actor_loss,
+alpha_loss, alpha, q_mean), one host read per call.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from gaelp.rl.algorithms.base import Agent, seeded_init
+from gaelp.rl.buffers import ArrayLike, ReplayBuffer
+from gaelp.rl.env_loop import VectorEnvRunner
+from gaelp.rl.networks import NetworkConfig
+from gaelp.rl.normalization import NormalizationConfig
+from gaelp.rl.policies import SACPolicy
+from gaelp.rl.spaces import ActionLayout
+
+
+def _sac_network() -> NetworkConfig:
+    return NetworkConfig(hidden_sizes=(256, 256), activation="relu", orthogonal_init=False)
+
+
+class SACConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    buffer_size: int = Field(1_000_000, ge=1, description="replay capacity (transitions)")
+    batch_size: int = Field(256, ge=1, description="minibatch size")
+    learning_rate: float = Field(3e-4, gt=0, description="Adam step size for actor, critics and alpha")
+    gamma: float = Field(0.99, gt=0, le=1, description="discount")
+    tau: float = Field(0.005, gt=0, le=1, description="Polyak factor of the target critics")
+    learning_starts: int = Field(100, ge=0, description="env steps of uniform random actions first")
+    train_freq: int = Field(1, ge=1, description="env loop: train every this many vector steps")
+    gradient_steps: int = Field(1, ge=1, description="env loop: gradient steps per training round")
+    initial_alpha: float = Field(1.0, gt=0, description="initial entropy temperature")
+    auto_alpha: bool = Field(True, description="tune the temperature towards the target entropy")
+    discrete_entropy_fraction: float = Field(
+        0.5, gt=0, le=1, description="hybrid: target share of max entropy"
+    )
+    network: NetworkConfig = Field(default_factory=_sac_network)
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+
+
+class SACAgent(Agent):
+    algo = "sac"
+
+    def __init__(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        config: SACConfig | None = None,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(observation_space, action_space, device, seed)
+        if self.layout.kind == "discrete":
+            raise TypeError("SAC here needs Box or hybrid actions; use DQN or PPO for Discrete")
+        self.config = cfg = config or SACConfig()
+        with seeded_init(seed):
+            self.policy = SACPolicy(self.obs_dim, self.layout, cfg.network, cfg.normalization).to(self.device)
+        self.policy.generator = self.generator
+        self.target_extractor = copy.deepcopy(self.policy.critic_extractor).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.policy.critic).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.policy.actor_parameters(), lr=cfg.learning_rate)
+        self.critic_optimizer = torch.optim.Adam(self.policy.critic_parameters(), lr=cfg.learning_rate)
+        self.target_entropy = torch.tensor(
+            _target_entropies(self.layout, cfg.discrete_entropy_fraction), device=self.device
+        )
+        self.log_alpha = torch.full(
+            (self.policy.n_entropy_parts,),
+            math.log(cfg.initial_alpha),
+            device=self.device,
+            requires_grad=True,
+        )
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.learning_rate)
+        self.buffer: ReplayBuffer | None = None
+        self._online = [*self.policy.critic_extractor.parameters(), *self.policy.critic.parameters()]
+        self._target = [*self.target_extractor.parameters(), *self.target_critic.parameters()]
+
+    def add_transitions(
+        self,
+        obs: ArrayLike,
+        actions: ArrayLike,
+        rewards: ArrayLike,
+        dones: ArrayLike,
+        truncations: ArrayLike,
+        next_obs: ArrayLike,
+    ) -> None:
+        """Store `[T, N, ...]` transitions (flat actions in env units; the lane count N is fixed)."""
+        steps, lanes = rewards.shape[0], rewards.shape[1]
+        if self.buffer is None:
+            self.buffer = ReplayBuffer(
+                self.config.buffer_size,
+                lanes,
+                self.obs_dim,
+                self.layout.flat_dim,
+                self.device,
+                1,
+                self.config.gamma,
+            )
+        self.buffer.add(obs, actions, rewards, dones, truncations, next_obs)
+        self.env_steps += steps * lanes
+
+    def _target_q(self, obs: torch.Tensor, critic_action: torch.Tensor) -> torch.Tensor:
+        features = self.target_extractor(self.policy.normalizer(obs))
+        return self.target_critic(torch.cat([features, critic_action], dim=1))
+
+    def train_steps(self, n: int) -> dict[str, float]:
+        if self.buffer is None or len(self.buffer) == 0:
+            raise RuntimeError("no transitions yet: call add_transitions first")
+        cfg = self.config
+        history: list[torch.Tensor] = []
+        for _ in range(n):
+            sample = self.buffer.sample(cfg.batch_size, self.generator)
+            alpha = self.log_alpha.detach().exp()
+
+            with torch.no_grad():
+                next_action, _, next_log_probs = self.policy.actor_sample(sample.next_obs)
+                next_q = self._target_q(sample.next_obs, next_action).min(0).values
+                soft_value = next_q - (alpha * next_log_probs).sum(1)
+                target = sample.rewards + sample.discounts * soft_value
+            q = self.policy.q_values(sample.obs, self.policy.critic_action(sample.actions))
+            critic_loss = 0.5 * (q - target).pow(2).mean(1).sum()
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.critic_optimizer.step()
+
+            action, _, log_probs = self.policy.actor_sample(sample.obs)
+            for parameter in self._online:  # actor loss must not write critic gradients
+                parameter.requires_grad_(False)
+            q_pi = self.policy.q_values(sample.obs, action).min(0).values
+            for parameter in self._online:
+                parameter.requires_grad_(True)
+            actor_loss = ((alpha * log_probs).sum(1) - q_pi).mean()
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_optimizer.step()
+
+            alpha_loss = -(self.log_alpha * (log_probs.detach() + self.target_entropy)).mean()
+            if cfg.auto_alpha:
+                self.alpha_optimizer.zero_grad(set_to_none=True)
+                alpha_loss.backward()
+                self.alpha_optimizer.step()
+
+            with torch.no_grad():
+                torch._foreach_lerp_(self._target, self._online, cfg.tau)
+                history.append(
+                    torch.stack(
+                        [
+                            critic_loss.detach(),
+                            actor_loss.detach(),
+                            alpha_loss.detach(),
+                            alpha.mean(),
+                            q.detach().mean(),
+                        ]
+                    )
+                )
+            self.updates += 1
+        means = torch.stack(history).mean(0).cpu().tolist()
+        return dict(zip(("critic_loss", "actor_loss", "alpha_loss", "alpha", "q_mean"), means, strict=True))
+
+    def learn(
+        self,
+        env: gym.vector.VectorEnv,
+        total_steps: int,
+        callback: Callable[[SACAgent, dict[str, float]], None] | None = None,
+    ) -> VectorEnvRunner:
+        """Uniform random actions for `learning_starts` steps, then act/store/train every `train_freq`."""
+        runner = VectorEnvRunner(env, self.seed)
+        target = self.env_steps + total_steps
+        vector_steps = 0
+        while self.env_steps < target:
+            if self.env_steps < self.config.learning_starts:
+                action = self.random_actions(env.num_envs)
+            else:
+                action, _, _ = self.policy.act(runner.obs)
+            step = runner.step(self.env_actions(action))
+            self.add_transitions(
+                step.obs[None],
+                action.reshape(1, env.num_envs, -1),
+                step.rewards[None],
+                (step.terminated | step.truncated)[None],
+                (step.truncated & ~step.terminated)[None],
+                step.next_obs[None],
+            )
+            vector_steps += 1
+            if self.env_steps >= self.config.learning_starts and vector_steps % self.config.train_freq == 0:
+                stats = self.train_steps(self.config.gradient_steps)
+                if callback is not None:
+                    callback(self, stats)
+        return runner
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {
+            "policy": self.policy,
+            "target_extractor": self.target_extractor,
+            "target_critic": self.target_critic,
+        }
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_optimizer, "critic": self.critic_optimizer, "alpha": self.alpha_optimizer}
+
+    def _extra_training_state(self) -> dict[str, Any]:
+        return {
+            "log_alpha": self.log_alpha.detach().clone(),
+            "buffer": None if self.buffer is None else self.buffer.state_dict(),
+            "lanes": None if self.buffer is None else self.buffer.lanes,
+        }
+
+    def _load_extra_training_state(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        if state["buffer"] is not None:
+            self.buffer = ReplayBuffer(
+                self.config.buffer_size,
+                state["lanes"],
+                self.obs_dim,
+                self.layout.flat_dim,
+                self.device,
+                1,
+                self.config.gamma,
+            )
+            self.buffer.load_state_dict(state["buffer"])
+
+
+def _target_entropies(layout: ActionLayout, discrete_fraction: float) -> list[float]:
+    targets: list[float] = []
+    if layout.n_continuous:
+        targets.append(-float(layout.n_continuous))
+    if layout.n_discrete:
+        targets.append(discrete_fraction * sum(math.log(n) for n in layout.discrete_sizes))
+    return targets
