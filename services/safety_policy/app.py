@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -80,9 +81,13 @@ async def serve(settings: GaelpSettings | None = None) -> int:
             producer = BusProducer(settings.kafka, client_id="safety-policy")
             await producer.start()
             publisher = ViolationPublisher(db, producer, section.outbox_poll_interval_s)
-            runtime.start_task(publisher.run(), "violation-publisher")
+            publishing = runtime.start_task(publisher.run(), "violation-publisher")
 
             async def flush_violations() -> None:
+                # Stop the loop first so that the last flush is the only user of the producer.
+                publishing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publishing
                 await publisher.publish_pending()
                 await producer.stop()
 
