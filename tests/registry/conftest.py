@@ -1,4 +1,4 @@
-"""Fixtures of the registry tests: both database dialects, a registry process, an MCP server process."""
+"""Fixtures of the registry tests: both database dialects, a registry process, the sandbox process."""
 
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ from gaelp.v1 import registry_pb2_grpc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPECS_DIR = REPO_ROOT / "configs" / "environments"
-MCP_TEST_SERVER = Path(__file__).resolve().parent / "mcp_test_server.py"
-CALL_TIMEOUT_S = 5.0
 RegistryStub = registry_pb2_grpc.EnvironmentRegistryStub
 
 
@@ -151,8 +149,9 @@ async def registry_stub_for() -> AsyncIterator[Callable[[RegistryProcess], Regis
 
 
 @dataclass
-class McpServerProcess:
-    """A real MCP server (streamable HTTP) in its own process that a test can stop and restart."""
+class SandboxProcess:
+    """The platform sandbox (a real MCP server over streamable HTTP) in its own process, which a
+    test can stop and start again on the same port."""
 
     port: int
     log_path: Path
@@ -166,19 +165,19 @@ class McpServerProcess:
         assert self.process is None or self.process.poll() is not None, "already running"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(MCP_TEST_SERVER), str(self.port)],
+                [sys.executable, "-m", "gaelp.sim.platform.sandbox", "--port", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"MCP server exited:\n{self.log_path.read_text()}")
+                raise AssertionError(f"sandbox exited:\n{self.log_path.read_text()}")
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.05)
-        raise AssertionError(f"MCP server did not listen:\n{self.log_path.read_text()}")
+        raise AssertionError(f"sandbox did not listen:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -186,7 +185,7 @@ class McpServerProcess:
 
 
 @pytest.fixture
-def mcp_server(tmp_path: Path) -> Iterator[McpServerProcess]:
-    server = McpServerProcess(free_port(), tmp_path / "mcp-server.log")
+def sandbox(tmp_path: Path) -> Iterator[SandboxProcess]:
+    server = SandboxProcess(free_port(), tmp_path / "sandbox.log")
     yield server
     server.stop()
