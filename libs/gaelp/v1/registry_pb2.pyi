@@ -103,7 +103,7 @@ class EnvironmentSpec(_message.Message):
     deprecated: _builtins.bool
     """state: set by Deprecate"""
     remote_url: _builtins.str
-    """set for remote environments (sandbox, real platforms)"""
+    """set for remote environments (sandbox, real platforms); a URL entry_point fills it"""
     health: Global___EnvironmentHealth.ValueType
     """state: last probe of remote_url"""
     health_detail: _builtins.str

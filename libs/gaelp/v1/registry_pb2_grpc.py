@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class EnvironmentRegistryStub:
-    """Missing associated documentation comment in .proto file."""
+    """Errors: INVALID_ARGUMENT for malformed input (the message names the field), ALREADY_EXISTS for a
+    different spec under a registered version, NOT_FOUND for unknown ids/versions. The server refuses
+    no call for lacking a deadline; callers set one (ServiceRuntime.client_channel adds the default).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -57,7 +60,10 @@ class EnvironmentRegistryStub:
 
 
 class EnvironmentRegistryServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Errors: INVALID_ARGUMENT for malformed input (the message names the field), ALREADY_EXISTS for a
+    different spec under a registered version, NOT_FOUND for unknown ids/versions. The server refuses
+    no call for lacking a deadline; callers set one (ServiceRuntime.client_channel adds the default).
+    """
 
     def Register(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -115,7 +121,10 @@ def add_EnvironmentRegistryServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EnvironmentRegistry:
-    """Missing associated documentation comment in .proto file."""
+    """Errors: INVALID_ARGUMENT for malformed input (the message names the field), ALREADY_EXISTS for a
+    different spec under a registered version, NOT_FOUND for unknown ids/versions. The server refuses
+    no call for lacking a deadline; callers set one (ServiceRuntime.client_channel adds the default).
+    """
 
     @staticmethod
     def Register(request,

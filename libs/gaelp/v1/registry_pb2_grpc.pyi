@@ -27,6 +27,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class EnvironmentRegistryStub:
+    """Errors: INVALID_ARGUMENT for malformed input (the message names the field), ALREADY_EXISTS for a
+    different spec under a registered version, NOT_FOUND for unknown ids/versions. The server refuses
+    no call for lacking a deadline; callers set one (ServiceRuntime.client_channel adds the default).
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -38,6 +43,11 @@ class EnvironmentRegistryStub:
 
 @_typing.type_check_only
 class EnvironmentRegistryAsyncStub(EnvironmentRegistryStub):
+    """Errors: INVALID_ARGUMENT for malformed input (the message names the field), ALREADY_EXISTS for a
+    different spec under a registered version, NOT_FOUND for unknown ids/versions. The server refuses
+    no call for lacking a deadline; callers set one (ServiceRuntime.client_channel adds the default).
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_registry_pb2.RegisterEnvironmentRequest, _registry_pb2.RegisterEnvironmentResponse]  # type: ignore[assignment]
     Get: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetEnvironmentRequest, _registry_pb2.GetEnvironmentResponse]  # type: ignore[assignment]
@@ -45,6 +55,11 @@ class EnvironmentRegistryAsyncStub(EnvironmentRegistryStub):
     Deprecate: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeprecateEnvironmentRequest, _registry_pb2.DeprecateEnvironmentResponse]  # type: ignore[assignment]
 
 class EnvironmentRegistryServicer(metaclass=_abc_1.ABCMeta):
+    """Errors: INVALID_ARGUMENT for malformed input (the message names the field), ALREADY_EXISTS for a
+    different spec under a registered version, NOT_FOUND for unknown ids/versions. The server refuses
+    no call for lacking a deadline; callers set one (ServiceRuntime.client_channel adds the default).
+    """
+
     @_abc_1.abstractmethod
     def Register(
         self,
