@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument("--campaign", choices=OBD_CAMPAIGNS, default="all")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
+    bench.add_argument("--refit-bootstrap", type=int, default=100, help="DM/DR resamples with model refit")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--cache-dir", type=Path, help="default: settings storage.cache_dir")
     bench.set_defaults(func=benchmark)
@@ -35,7 +36,13 @@ def benchmark(args: argparse.Namespace) -> int:
     except ObdFetchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    result = run_obd_benchmark(root, args.campaign, n_bootstrap=args.bootstrap, seed=args.seed)
+    result = run_obd_benchmark(
+        root,
+        args.campaign,
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+        n_refit_bootstrap=args.refit_bootstrap,
+    )
     if args.json:
         print(json.dumps(result.as_dict()))
         return 0

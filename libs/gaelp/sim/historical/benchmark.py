@@ -53,7 +53,7 @@ class BenchmarkResult:
 
 
 def run_obd_benchmark(
-    root: str | Path, campaign: str, n_bootstrap: int = 1000, seed: int = 0
+    root: str | Path, campaign: str, n_bootstrap: int = 1000, seed: int = 0, n_refit_bootstrap: int = 100
 ) -> BenchmarkResult:
     random_logs = load_obd(root, "random", campaign)
     bts_logs = load_obd(root, "bts", campaign)
@@ -69,5 +69,11 @@ def run_obd_benchmark(
     return BenchmarkResult(
         campaign=campaign,
         truth=float(bts_logs.reward.mean()),
-        estimates=estimate_all(data, n_bootstrap=n_bootstrap, seed=seed),
+        estimates=estimate_all(
+            data,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            refit=lambda counts: model.refit(random_logs, counts),
+            n_refit_bootstrap=n_refit_bootstrap,
+        ),
     )
