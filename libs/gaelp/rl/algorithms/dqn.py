@@ -57,6 +57,26 @@ class DQNConfig(BaseModel):
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
 
 
+def q_learning_target(
+    rewards: torch.Tensor,
+    discounts: torch.Tensor,
+    next_q_target: torch.Tensor,
+    next_q_online: torch.Tensor | None,
+) -> torch.Tensor:
+    """n-step target; double DQN when the online net's next-state Q values are given (it picks the
+    action, the target net scores it), else plain max over the target net."""
+    if next_q_online is None:
+        next_q = next_q_target.max(1).values
+    else:
+        next_q = next_q_target.gather(1, next_q_online.argmax(1, keepdim=True)).squeeze(1)
+    return rewards + discounts * next_q
+
+
+def weighted_huber_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Huber loss weighted by the prioritized-replay importance weights."""
+    return (weights * F.smooth_l1_loss(q, target, reduction="none")).mean()
+
+
 class DQNAgent(Agent):
     algo = "dqn"
 
@@ -134,15 +154,11 @@ class DQNAgent(Agent):
         for _ in range(n):
             sample = self.buffer.sample(cfg.batch_size, self.generator, beta)
             with torch.no_grad():
+                next_q_online = self.policy.q_values(sample.next_obs) if cfg.double_q else None
                 next_q_target = self.target.q_values(sample.next_obs)
-                if cfg.double_q:
-                    next_action = self.policy.q_values(sample.next_obs).argmax(1, keepdim=True)
-                    next_q = next_q_target.gather(1, next_action).squeeze(1)
-                else:
-                    next_q = next_q_target.max(1).values
-                target = sample.rewards + sample.discounts * next_q
+                target = q_learning_target(sample.rewards, sample.discounts, next_q_target, next_q_online)
             q = self.policy.q_values(sample.obs).gather(1, sample.actions.long()).squeeze(1)
-            loss = (sample.weights * F.smooth_l1_loss(q, target, reduction="none")).mean()
+            loss = weighted_huber_loss(q, target, sample.weights)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)

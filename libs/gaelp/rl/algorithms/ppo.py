@@ -52,6 +52,22 @@ class PPOConfig(BaseModel):
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
 
 
+def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float) -> torch.Tensor:
+    """Negated clipped surrogate: mean of max(-A r, -A clip(r, 1 - eps, 1 + eps))."""
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)).mean()
+
+
+def clipped_value_loss(
+    value: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_range_vf: float | None
+) -> torch.Tensor:
+    """0.5 * squared error, optionally the max with the error of the value clipped around old values."""
+    error = (value - returns).pow(2)
+    if clip_range_vf is not None:
+        clipped = old_values + (value - old_values).clamp(-clip_range_vf, clip_range_vf)
+        error = torch.max(error, (clipped - returns).pow(2))
+    return 0.5 * error.mean()
+
+
 class PPOAgent(Agent):
     algo = "ppo"
 
@@ -151,16 +167,8 @@ class PPOAgent(Agent):
                 advantages = sample.advantages
                 if cfg.normalize_advantage and advantages.numel() > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-                policy_loss = torch.max(
-                    -advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)
-                ).mean()
-                value_error = (value - sample.returns).pow(2)
-                if cfg.clip_range_vf is not None:
-                    clipped = sample.old_values + (value - sample.old_values).clamp(
-                        -cfg.clip_range_vf, cfg.clip_range_vf
-                    )
-                    value_error = torch.max(value_error, (clipped - sample.returns).pow(2))
-                value_loss = 0.5 * value_error.mean()
+                policy_loss = clipped_surrogate_loss(ratio, advantages, clip_range)
+                value_loss = clipped_value_loss(value, sample.old_values, sample.returns, cfg.clip_range_vf)
                 entropy_mean = entropy.mean()
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
                 self.optimizer.zero_grad(set_to_none=True)

@@ -56,6 +56,34 @@ class SACConfig(BaseModel):
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
 
 
+def soft_q_target(
+    rewards: torch.Tensor,
+    discounts: torch.Tensor,
+    next_q: torch.Tensor,
+    next_log_probs: torch.Tensor,
+    alpha: torch.Tensor,
+) -> torch.Tensor:
+    """r + discount * (min over twins of Q_target(s', a') - sum_parts alpha_p log pi_p(a'|s'))."""
+    return rewards + discounts * (next_q.min(0).values - (alpha * next_log_probs).sum(1))
+
+
+def twin_critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over the twins of half the mean squared error; q is `[2, B]`."""
+    return 0.5 * (q - target).pow(2).mean(1).sum()
+
+
+def sac_actor_loss(log_probs: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """E[sum_parts alpha_p log pi_p - min Q(s, a~pi)]."""
+    return ((alpha * log_probs).sum(1) - q_pi).mean()
+
+
+def temperature_loss(
+    log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy: torch.Tensor
+) -> torch.Tensor:
+    """Raises alpha_p when the entropy of part p falls below its target, lowers it otherwise."""
+    return -(log_alpha * (log_probs + target_entropy)).mean()
+
+
 class SACAgent(Agent):
     algo = "sac"
 
@@ -131,11 +159,10 @@ class SACAgent(Agent):
 
             with torch.no_grad():
                 next_action, _, next_log_probs = self.policy.actor_sample(sample.next_obs)
-                next_q = self._target_q(sample.next_obs, next_action).min(0).values
-                soft_value = next_q - (alpha * next_log_probs).sum(1)
-                target = sample.rewards + sample.discounts * soft_value
+                next_q = self._target_q(sample.next_obs, next_action)
+                target = soft_q_target(sample.rewards, sample.discounts, next_q, next_log_probs, alpha)
             q = self.policy.q_values(sample.obs, self.policy.critic_action(sample.actions))
-            critic_loss = 0.5 * (q - target).pow(2).mean(1).sum()
+            critic_loss = twin_critic_loss(q, target)
             self.critic_optimizer.zero_grad(set_to_none=True)
             critic_loss.backward()
             self.critic_optimizer.step()
@@ -146,12 +173,12 @@ class SACAgent(Agent):
             q_pi = self.policy.q_values(sample.obs, action).min(0).values
             for parameter in self._online:
                 parameter.requires_grad_(True)
-            actor_loss = ((alpha * log_probs).sum(1) - q_pi).mean()
+            actor_loss = sac_actor_loss(log_probs, q_pi, alpha)
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_optimizer.step()
 
-            alpha_loss = -(self.log_alpha * (log_probs.detach() + self.target_entropy)).mean()
+            alpha_loss = temperature_loss(self.log_alpha, log_probs.detach(), self.target_entropy)
             if cfg.auto_alpha:
                 self.alpha_optimizer.zero_grad(set_to_none=True)
                 alpha_loss.backward()
