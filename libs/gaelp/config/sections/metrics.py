@@ -1,12 +1,122 @@
-"""Settings of the metrics service."""
+"""Settings of the metrics service: rolling windows, anomaly rule, graduation criteria, dashboard."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Criterion(BaseModel):
+    """One graduation criterion: the named figure compared with a threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float
+    comparison: Literal[">=", "<="] = ">="
+
+
+class Phase1Criteria(BaseModel):
+    """Simulation. Windowed figures use the last window_episodes non-failed episodes of the phase."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    avg_normalized_reward: Criterion = Field(default_factory=lambda: Criterion(threshold=0.7))
+    success_rate: Criterion = Field(default_factory=lambda: Criterion(threshold=0.8))
+    improvement: Criterion = Field(
+        default_factory=lambda: Criterion(threshold=0.05),
+        description="(window mean normalized reward - baseline mean) / |baseline mean|",
+    )
+    consistency: Criterion = Field(
+        default_factory=lambda: Criterion(threshold=50),
+        description="consecutive latest episodes at which reward and success criteria both held",
+    )
+    final_curriculum_level: Criterion = Field(
+        default_factory=lambda: Criterion(threshold=0, comparison="<="),
+        description="levels still to go: curriculum_levels - highest level reached (no curriculum: 1)",
+    )
+
+
+class Phase2Criteria(BaseModel):
+    """Historical validation: window means of the OPE figures the orchestrator reports per episode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    historical_match: Criterion = Field(default_factory=lambda: Criterion(threshold=0.95))
+    prediction_accuracy: Criterion = Field(default_factory=lambda: Criterion(threshold=0.85))
+    correlation: Criterion = Field(default_factory=lambda: Criterion(threshold=0.8))
+
+
+class Phase3Criteria(BaseModel):
+    """Small-budget real testing: one episode is one campaign flight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consecutive_positive_roi: Criterion = Field(default_factory=lambda: Criterion(threshold=5))
+    roi: Criterion = Field(
+        default_factory=lambda: Criterion(threshold=0.05),
+        description="(window revenue - window spend) / window spend",
+    )
+    budget_efficiency: Criterion = Field(
+        default_factory=lambda: Criterion(threshold=0.8), description="window spend / window budget"
+    )
+    violations: Criterion = Field(default_factory=lambda: Criterion(threshold=0, comparison="<="))
+
+
+class Phase4Criteria(BaseModel):
+    """Scaled deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sustained_improvement: Criterion = Field(
+        default_factory=lambda: Criterion(threshold=0.15),
+        description="window mean normalized reward vs the phase's baseline episodes",
+    )
+    multi_campaign_success: Criterion = Field(
+        default_factory=lambda: Criterion(threshold=0.9), description="window success rate"
+    )
+    transfer_effectiveness: Criterion = Field(
+        default_factory=lambda: Criterion(threshold=0.8),
+        description="window mean normalized reward of transfer episodes / that of the others",
+    )
+
+
+class AnomalySettings(BaseModel):
+    """EWMA z-score rule: after warmup_episodes, |x - mean| / std >= z_threshold raises an alert.
+
+    mean and variance are exponentially weighted (alpha); std is floored at
+    min_relative_std * |mean| so that a flat series does not alert on noise.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[Literal["roas", "normalized_reward", "ctr"]] = Field(
+        default_factory=lambda: ["roas", "normalized_reward", "ctr"]
+    )
+    alpha: float = Field(0.1, gt=0, le=1, description="EWMA weight of the newest value")
+    z_threshold: float = Field(4.0, gt=0)
+    warmup_episodes: int = Field(20, ge=2, description="episodes before the detector may alert")
+    min_relative_std: float = Field(0.05, ge=0)
+    demote_on_collapse: bool = Field(True, description="a downward ROAS/reward alert sets demote")
+    history: int = Field(50, ge=1, description="alerts kept per run")
 
 
 class MetricsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grpc_port: int = 50055
-    http_port: int = 8080
+    http_port: int = Field(8080, ge=0, le=65535, description="dashboard; 0 picks a free port")
+    http_host: str = "127.0.0.1"
+    group_id: str = Field("gaelp-metrics", description="faust app id = consumer group and table prefix")
+    window_episodes: int = Field(50, ge=1, description="rolling window of the assessment figures")
+    baseline_episodes: int = Field(10, ge=1, description="first episodes of a phase = improvement baseline")
+    curve_points: int = Field(300, ge=10, description="points kept per learning curve (older ones merged)")
+    learner_history: int = Field(300, ge=10, description="learner stats kept per run for the dashboard")
+    violation_history: int = Field(50, ge=1, description="violations kept per campaign for the dashboard")
+    commit_interval_s: float = Field(1.0, gt=0, description="faust offset commit interval")
+    dashboard_poll_ms: int = Field(1000, ge=100, description="how often the page refreshes its data")
+    anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
+    phase1: Phase1Criteria = Field(default_factory=Phase1Criteria)
+    phase2: Phase2Criteria = Field(default_factory=Phase2Criteria)
+    phase3: Phase3Criteria = Field(default_factory=Phase3Criteria)
+    phase4: Phase4Criteria = Field(default_factory=Phase4Criteria)

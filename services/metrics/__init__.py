@@ -1,0 +1,1 @@
+"""The metrics service: rolling performance, anomalies, graduation assessments and the dashboard."""

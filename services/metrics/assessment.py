@@ -1,0 +1,137 @@
+"""Graduation assessment: each criterion of the phase (from settings) against the run's aggregates.
+
+Figures (window = the last metrics.window_episodes non-failed episodes of the phase):
+  phase 1: avg_normalized_reward = window mean; success_rate = window share of successes;
+           improvement = (window mean - baseline mean) / |baseline mean|, baseline = the phase's first
+           baseline_episodes episodes; consistency = consecutive latest episodes after which both the
+           reward and success criteria held; final_curriculum_level = curriculum_levels - highest level
+           reached (1 when the episodes carry no curriculum).
+  phase 2: window means of historical_match, prediction_accuracy, prediction_correlation.
+  phase 3: consecutive_positive_roi = streak of episodes with revenue > spend; roi = window
+           (revenue - spend) / spend; budget_efficiency = window spend / budget; violations = count in
+           the phase.
+  phase 4: sustained_improvement as phase 1's improvement; multi_campaign_success = window success rate;
+           transfer_effectiveness = window mean normalized reward of transfer episodes / non-transfer ones.
+A phase graduates when every criterion passes. It demotes on a critical violation in the phase or a
+downward ROAS/reward anomaly within the current window (anomaly.demote_on_collapse).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gaelp.config.sections.metrics import Criterion, MetricsSettings
+from gaelp.v1 import common_pb2, events_pb2
+from metrics.state import PhaseState, RunState, mean, window_reward, window_success_rate
+
+
+@dataclass(frozen=True)
+class RunViolations:
+    """Violation counts of one run in one phase (summed over its campaigns)."""
+
+    count: int = 0
+    critical: int = 0
+
+
+def _result(name: str, value: float, criterion: Criterion) -> events_pb2.CriterionResult:
+    passed = value >= criterion.threshold if criterion.comparison == ">=" else value <= criterion.threshold
+    return events_pb2.CriterionResult(
+        name=name, value=value, threshold=criterion.threshold, comparison=criterion.comparison, passed=passed
+    )
+
+
+def improvement(state: PhaseState) -> float:
+    baseline = mean(state.baseline)
+    if not state.baseline:
+        return 0.0
+    return (window_reward(state) - baseline) / max(abs(baseline), 1e-9)
+
+
+def _transfer_effectiveness(state: PhaseState) -> float:
+    transfer = [p.normalized_reward for p in state.window if p.transfer]
+    source = [p.normalized_reward for p in state.window if not p.transfer]
+    if not transfer or not source or mean(source) <= 0:
+        return 0.0
+    return mean(transfer) / mean(source)
+
+
+def criteria_results(
+    state: PhaseState, violations: RunViolations, settings: MetricsSettings
+) -> list[events_pb2.CriterionResult]:
+    window = state.window
+    if state.phase == common_pb2.PHASE_SIMULATION:
+        c1 = settings.phase1
+        # Episodes that carry no curriculum never prove the final level was reached.
+        levels_to_go = state.curriculum_levels - state.curriculum_level if state.curriculum_levels else 1
+        return [
+            _result("avg_normalized_reward", window_reward(state), c1.avg_normalized_reward),
+            _result("success_rate", window_success_rate(state), c1.success_rate),
+            _result("improvement", improvement(state), c1.improvement),
+            _result("consistency", float(state.consistency_streak), c1.consistency),
+            _result("final_curriculum_level", float(max(levels_to_go, 0)), c1.final_curriculum_level),
+        ]
+    if state.phase == common_pb2.PHASE_HISTORICAL:
+        c2 = settings.phase2
+        return [
+            _result("historical_match", mean([p.historical_match for p in window]), c2.historical_match),
+            _result("prediction_accuracy", mean([p.prediction_accuracy for p in window]),
+                    c2.prediction_accuracy),
+            _result("correlation", mean([p.prediction_correlation for p in window]), c2.correlation),
+        ]
+    if state.phase == common_pb2.PHASE_REAL_TESTING:
+        c3 = settings.phase3
+        spend = sum(p.spend for p in window)
+        budget = sum(p.budget for p in window)
+        roi = (sum(p.revenue for p in window) - spend) / spend if spend > 0 else 0.0
+        return [
+            _result("consecutive_positive_roi", float(state.positive_roi_streak),
+                    c3.consecutive_positive_roi),
+            _result("roi", roi, c3.roi),
+            _result("budget_efficiency", spend / budget if budget > 0 else 0.0, c3.budget_efficiency),
+            _result("violations", float(violations.count), c3.violations),
+        ]
+    if state.phase == common_pb2.PHASE_SCALED:
+        c4 = settings.phase4
+        return [
+            _result("sustained_improvement", improvement(state), c4.sustained_improvement),
+            _result("multi_campaign_success", window_success_rate(state), c4.multi_campaign_success),
+            _result("transfer_effectiveness", _transfer_effectiveness(state), c4.transfer_effectiveness),
+        ]
+    raise ValueError(f"no graduation criteria for phase {state.phase}")
+
+
+def assess(
+    run: RunState, phase: int, violations: RunViolations, settings: MetricsSettings
+) -> events_pb2.GraduationAssessment:
+    state = run.phases[phase]
+    criteria = criteria_results(state, violations, settings)
+    failing = [c.name for c in criteria if not c.passed]
+    window_start = state.episodes - len(state.window)
+    collapsed = (settings.anomaly.demote_on_collapse and state.collapse_at_episode > 0
+                 and state.collapse_at_episode > window_start)
+    demote_reasons = []
+    if violations.critical:
+        demote_reasons.append(f"{violations.critical} critical violation(s) in the phase")
+    if collapsed:
+        demote_reasons.append(f"performance collapse at episode {state.collapse_at_episode}")
+    ready = not failing and not demote_reasons
+    if demote_reasons:
+        reason = "demote: " + "; ".join(demote_reasons)
+    elif failing:
+        reason = "not yet: " + ", ".join(failing)
+    else:
+        reason = "all criteria passed"
+    assessed_at = Timestamp()
+    assessed_at.GetCurrentTime()
+    return events_pb2.GraduationAssessment(
+        run_id=run.run_id,
+        phase=phase,  # type: ignore[arg-type]
+        criteria=criteria,
+        ready_to_graduate=ready,
+        demote=bool(demote_reasons),
+        reason=reason,
+        episodes_considered=len(state.window),
+        assessed_at=assessed_at,
+    )

@@ -1,0 +1,373 @@
+"""Per-run aggregates kept in the faust tables: rolling windows, streaks, EWMA detectors, curves.
+
+Everything here is plain data (pydantic models stored as JSON in the table changelogs) plus the
+pure functions that fold one event into it, so the stream agents stay thin and this is unit-testable.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, Field
+
+from gaelp.config.sections.metrics import AnomalySettings, MetricsSettings
+from gaelp.v1 import common_pb2, events_pb2
+
+COLLAPSE_METRICS = ("roas", "normalized_reward")
+
+
+class WindowPoint(BaseModel):
+    """The figures of one non-failed episode that the rolling window and criteria need."""
+
+    normalized_reward: float
+    reward: float
+    success: bool
+    roas: float
+    ctr: float
+    conversions: int
+    clicks: int
+    spend: float
+    revenue: float
+    budget: float
+    historical_match: float
+    prediction_accuracy: float
+    prediction_correlation: float
+    transfer: bool
+
+
+class Ewma(BaseModel):
+    """Exponentially weighted mean and variance of one metric."""
+
+    mean: float = 0.0
+    variance: float = 0.0
+    count: int = 0
+
+    def z_score(self, value: float, settings: AnomalySettings) -> float | None:
+        """The value's z-score against the state before it; None during warmup."""
+        if self.count < settings.warmup_episodes:
+            return None
+        std = max(math.sqrt(self.variance), settings.min_relative_std * abs(self.mean), 1e-12)
+        return (value - self.mean) / std
+
+    def update(self, value: float, alpha: float) -> None:
+        if self.count == 0:
+            self.mean = value
+        else:
+            delta = value - self.mean
+            self.mean += alpha * delta
+            self.variance = (1 - alpha) * (self.variance + alpha * delta * delta)
+        self.count += 1
+
+
+class Alert(BaseModel):
+    run_id: str
+    phase: int
+    metric: str
+    value: float
+    expected: float
+    z_score: float
+    episode_index: int
+    message: str
+
+
+class CurvePoint(BaseModel):
+    """Mean of `count` consecutive episodes of one task, ending at episode `episode` of the phase."""
+
+    episode: int
+    normalized_reward: float
+    reward: float
+    roas: float
+    spend: float
+    budget: float
+    count: int = 1
+
+
+class PhaseState(BaseModel):
+    phase: int
+    episodes: int = 0
+    failed_episodes: int = 0
+    sum_reward: float = 0.0
+    sum_normalized_reward: float = 0.0
+    sum_roas: float = 0.0
+    sum_ctr: float = 0.0
+    successes: int = 0
+    total_spend: float = 0.0
+    total_revenue: float = 0.0
+    total_budget: float = 0.0
+    window: list[WindowPoint] = Field(default_factory=list)
+    baseline: list[float] = Field(default_factory=list, description="first episodes' normalized rewards")
+    consistency_streak: int = 0
+    positive_roi_streak: int = 0
+    curriculum_level: int = 0
+    curriculum_levels: int = 0
+    ewma: dict[str, Ewma] = Field(default_factory=dict)
+    curves: dict[str, list[CurvePoint]] = Field(default_factory=dict, description="per task")
+    references: dict[str, dict[str, float]] = Field(default_factory=dict, description="per task")
+    last_policy_version: int = 0
+    collapse_at_episode: int = Field(0, description="index of the latest downward ROAS/reward alert")
+
+    @property
+    def completed(self) -> int:
+        return self.episodes - self.failed_episodes
+
+
+class RunState(BaseModel):
+    run_id: str
+    current_phase: int = 0
+    phases: dict[int, PhaseState] = Field(default_factory=dict)
+    alerts: list[Alert] = Field(default_factory=list)
+    last_policy_version: int = 0
+    # Next offset to apply per source partition: a redelivered message (at-least-once) is skipped.
+    next_offsets: dict[int, int] = Field(default_factory=dict)
+
+    @property
+    def episodes(self) -> int:
+        return sum(phase.episodes for phase in self.phases.values())
+
+    def already_applied(self, partition: int, offset: int) -> bool:
+        return offset < self.next_offsets.get(partition, 0)
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def window_reward(state: PhaseState) -> float:
+    return mean([point.normalized_reward for point in state.window])
+
+
+def window_success_rate(state: PhaseState) -> float:
+    return mean([1.0 if point.success else 0.0 for point in state.window])
+
+
+def slope(values: list[float]) -> float:
+    """Least-squares slope per episode."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    x_mean = (n - 1) / 2
+    y_mean = mean(values)
+    numerator = sum((i - x_mean) * (y - y_mean) for i, y in enumerate(values))
+    denominator = sum((i - x_mean) ** 2 for i in range(n))
+    return numerator / denominator
+
+
+def episodes_to_threshold(state: PhaseState, threshold: float) -> float:
+    """Episodes until the window reward reaches threshold on the current slope; 0 if there, -1 if never."""
+    current = window_reward(state)
+    if current >= threshold:
+        return 0.0
+    trend = slope([point.normalized_reward for point in state.window])
+    if trend <= 0:
+        return -1.0
+    return math.ceil((threshold - current) / trend)
+
+
+def _point(episode: events_pb2.EpisodeSummary) -> WindowPoint:
+    return WindowPoint(
+        normalized_reward=episode.normalized_reward,
+        reward=episode.total_reward,
+        success=episode.success,
+        roas=episode.roas,
+        ctr=episode.ctr,
+        conversions=episode.conversions,
+        clicks=episode.clicks,
+        spend=episode.spend,
+        revenue=episode.revenue,
+        budget=episode.budget,
+        historical_match=episode.historical_match,
+        prediction_accuracy=episode.prediction_accuracy,
+        prediction_correlation=episode.prediction_correlation,
+        transfer=episode.transfer,
+    )
+
+
+def _add_curve_point(curve: list[CurvePoint], point: CurvePoint, max_points: int) -> None:
+    """Append; when full, merge neighbouring pairs so the curve keeps its whole history at half the detail."""
+    curve.append(point)
+    if len(curve) <= max_points:
+        return
+    merged: list[CurvePoint] = []
+    for i in range(0, len(curve) - 1, 2):
+        a, b = curve[i], curve[i + 1]
+        total = a.count + b.count
+
+        def weighted(x: float, y: float, a_count: int = a.count, b_count: int = b.count,
+                     both: int = total) -> float:
+            return (x * a_count + y * b_count) / both
+
+        merged.append(CurvePoint(
+            episode=b.episode,
+            normalized_reward=weighted(a.normalized_reward, b.normalized_reward),
+            reward=weighted(a.reward, b.reward),
+            roas=weighted(a.roas, b.roas),
+            spend=a.spend + b.spend,
+            budget=a.budget + b.budget,
+            count=total,
+        ))
+    if len(curve) % 2:
+        merged.append(curve[-1])
+    curve[:] = merged
+
+
+def _detect_anomalies(
+    run_id: str, state: PhaseState, point: WindowPoint, settings: AnomalySettings
+) -> list[Alert]:
+    alerts: list[Alert] = []
+    for metric in settings.metrics:
+        value = float(getattr(point, metric))
+        detector = state.ewma.setdefault(metric, Ewma())
+        z = detector.z_score(value, settings)
+        if z is not None and abs(z) >= settings.z_threshold:
+            direction = "collapse" if z < 0 else "spike"
+            phase_name = common_pb2.Phase.Name(state.phase)
+            alerts.append(Alert(
+                run_id=run_id,
+                phase=state.phase,
+                metric=metric,
+                value=value,
+                expected=detector.mean,
+                z_score=z,
+                episode_index=state.episodes,
+                message=(f"{phase_name} episode {state.episodes}: {metric} {direction} "
+                         f"{value:.4g} vs EWMA {detector.mean:.4g} (z={z:.1f})"),
+            ))
+            if z < 0 and metric in COLLAPSE_METRICS:
+                state.collapse_at_episode = state.episodes
+        detector.update(value, settings.alpha)
+    return alerts
+
+
+def apply_episode(
+    run: RunState, episode: events_pb2.EpisodeSummary, partition: int, offset: int, settings: MetricsSettings
+) -> list[Alert]:
+    """Fold one episode into the run; return the alerts it raised.
+
+    Failed episodes (the environment broke) count but stay out of the windows, curves and detectors:
+    they say nothing about the policy.
+    """
+    run.next_offsets[partition] = offset + 1
+    run.current_phase = episode.phase
+    run.last_policy_version = max(run.last_policy_version, episode.policy_version)
+    state = run.phases.setdefault(episode.phase, PhaseState(phase=episode.phase))
+    state.episodes += 1
+    state.last_policy_version = max(state.last_policy_version, episode.policy_version)
+    state.curriculum_level = max(state.curriculum_level, episode.curriculum_level)
+    state.curriculum_levels = max(state.curriculum_levels, episode.curriculum_levels)
+    if episode.reference_rewards:
+        state.references[episode.task] = dict(episode.reference_rewards)
+    if episode.failed:
+        state.failed_episodes += 1
+        return []
+
+    point = _point(episode)
+    state.sum_reward += point.reward
+    state.sum_normalized_reward += point.normalized_reward
+    state.sum_roas += point.roas
+    state.sum_ctr += point.ctr
+    state.successes += int(point.success)
+    state.total_spend += point.spend
+    state.total_revenue += point.revenue
+    state.total_budget += point.budget
+    state.window.append(point)
+    del state.window[:-settings.window_episodes]
+    if len(state.baseline) < settings.baseline_episodes:
+        state.baseline.append(point.normalized_reward)
+
+    phase1 = settings.phase1
+    holds = (window_reward(state) >= phase1.avg_normalized_reward.threshold
+             and window_success_rate(state) >= phase1.success_rate.threshold)
+    state.consistency_streak = state.consistency_streak + 1 if holds else 0
+    positive_roi = point.spend > 0 and point.revenue > point.spend
+    state.positive_roi_streak = state.positive_roi_streak + 1 if positive_roi else 0
+
+    _add_curve_point(
+        state.curves.setdefault(episode.task, []),
+        CurvePoint(episode=state.episodes, normalized_reward=point.normalized_reward, reward=point.reward,
+                   roas=point.roas, spend=point.spend, budget=point.budget),
+        settings.curve_points,
+    )
+    alerts = _detect_anomalies(run.run_id, state, point, settings.anomaly)
+    run.alerts.extend(alerts)
+    del run.alerts[:-settings.anomaly.history]
+    return alerts
+
+
+class LearnerPoint(BaseModel):
+    policy_version: int
+    losses: dict[str, float]
+    entropy: float
+    approx_kl: float
+    grad_norm: float
+    samples_per_second: float
+    policy_lag_mean: float
+    policy_lag_max: int
+
+
+class LearnerState(BaseModel):
+    run_id: str
+    algorithm: str = ""
+    dropped_stale_batches: int = 0
+    trained_samples: int = 0
+    history: list[LearnerPoint] = Field(default_factory=list)
+    next_offsets: dict[int, int] = Field(default_factory=dict)
+
+
+def apply_learner_stats(
+    state: LearnerState, stats: events_pb2.LearnerStats, partition: int, offset: int, max_points: int
+) -> None:
+    state.next_offsets[partition] = offset + 1
+    state.algorithm = stats.algorithm
+    state.dropped_stale_batches = stats.dropped_stale_batches
+    state.trained_samples = stats.trained_samples
+    state.history.append(LearnerPoint(
+        policy_version=stats.policy_version,
+        losses=dict(stats.losses),
+        entropy=stats.entropy,
+        approx_kl=stats.approx_kl,
+        grad_norm=stats.grad_norm,
+        samples_per_second=stats.samples_per_second,
+        policy_lag_mean=stats.policy_lag_mean,
+        policy_lag_max=stats.policy_lag_max,
+    ))
+    del state.history[:-max_points]
+
+
+class ViolationRecord(BaseModel):
+    violation_id: str
+    rule: str
+    severity: str
+    amount: float
+    phase: int
+    action_taken: str
+    detail: str
+
+
+class CampaignViolations(BaseModel):
+    """Violations of one campaign in one run (table key: campaign id | run id, co-partitioned)."""
+
+    campaign_id: str
+    run_id: str
+    count_by_phase: dict[int, int] = Field(default_factory=dict)
+    critical_by_phase: dict[int, int] = Field(default_factory=dict)
+    recent: list[ViolationRecord] = Field(default_factory=list)
+    next_offsets: dict[int, int] = Field(default_factory=dict)
+
+
+def apply_violation(
+    state: CampaignViolations, violation: events_pb2.Violation, partition: int, offset: int, history: int
+) -> None:
+    state.next_offsets[partition] = offset + 1
+    state.count_by_phase[violation.phase] = state.count_by_phase.get(violation.phase, 0) + 1
+    if violation.severity == events_pb2.SEVERITY_CRITICAL:
+        state.critical_by_phase[violation.phase] = state.critical_by_phase.get(violation.phase, 0) + 1
+    state.recent.append(ViolationRecord(
+        violation_id=violation.violation_id,
+        rule=violation.rule,
+        severity=events_pb2.Severity.Name(violation.severity),
+        amount=violation.amount,
+        phase=violation.phase,
+        action_taken=violation.action_taken,
+        detail=violation.detail,
+    ))
+    del state.recent[:-history]

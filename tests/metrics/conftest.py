@@ -1,0 +1,161 @@
+"""The metrics service as a real process against the test broker, and helpers to feed and read it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gaelp.bus import ASSESSMENTS
+from gaelp.bus.local_broker import free_port
+from gaelp.config import GaelpSettings, load_settings
+from gaelp.v1 import events_pb2, metrics_pb2_grpc
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class MetricsProcess:
+    process: subprocess.Popen[bytes]
+    grpc_port: int
+    http_port: int
+    span_file: Path
+    log_file: Path
+    settings: GaelpSettings
+
+    def stub(self) -> metrics_pb2_grpc.MetricsStub:
+        return metrics_pb2_grpc.MetricsStub(grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}"))
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+
+def start_metrics(bootstrap: str, work_dir: Path, group_id: str, **metrics: Any) -> MetricsProcess:
+    """Start `python -m metrics` with a YAML preset and env vars; return once health says SERVING."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    grpc_port, http_port = free_port(), free_port()
+    span_file = work_dir / "metrics-spans.jsonl"
+    config = {
+        "kafka": {"bootstrap": bootstrap, "enable_idempotence": False, "acks": "1"},
+        "grpc": {"port": grpc_port, "grace_period_s": 15},
+        "telemetry": {"span_file": str(span_file)},
+        "storage": {"data_dir": str(work_dir / "data")},
+        "metrics": {"group_id": group_id, "http_port": http_port, "commit_interval_s": 0.5, **metrics},
+    }
+    config_path = work_dir / "metrics.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GAELP_")}
+    env["GAELP_CONFIG"] = str(config_path)
+    log_file = work_dir / "metrics.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "metrics"], cwd=REPO_ROOT, env=env,
+        stdout=log_file.open("ab"), stderr=subprocess.STDOUT,
+    )
+    service = MetricsProcess(process, grpc_port, http_port, span_file, log_file, load_settings(config_path))
+    _wait_serving(service, timeout_s=90)
+    return service
+
+
+def _wait_serving(service: MetricsProcess, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise RuntimeError(f"metrics exited with {service.process.returncode}:\n{service.log()}")
+            try:
+                response = health.Check(health_pb2.HealthCheckRequest(service="gaelp.v1.Metrics"), timeout=1)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.3)
+    service.stop()
+    raise TimeoutError(f"metrics not SERVING after {timeout_s}s:\n{service.log()}")
+
+
+@pytest.fixture(scope="module")
+def metrics_service(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MetricsProcess]:
+    """One service process shared by the tests of a module (each test uses its own run ids)."""
+    work_dir = tmp_path_factory.mktemp("metrics")
+    service = start_metrics(kafka_bootstrap, work_dir, f"metrics-{work_dir.name}")
+    yield service
+    assert service.stop() == 0, service.log()
+
+
+async def _read_assessments(
+    bootstrap: str, run_id: str, count: int, timeout_s: float = 60.0
+) -> list[events_pb2.GraduationAssessment]:
+    """The first `count` assessments published for run_id, read from the start of the topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the metadata partitions_for_topic reads
+        partitions = [TopicPartition(ASSESSMENTS.name, p)
+                      for p in sorted(consumer.partitions_for_topic(ASSESSMENTS.name) or {0})]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: list[events_pb2.GraduationAssessment] = []
+        deadline = time.monotonic() + timeout_s
+        while len(found) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    if record.key == run_id.encode():
+                        found.append(ASSESSMENTS.decode(record.value))
+        return found
+    finally:
+        await consumer.stop()
+
+
+AssessmentReader = Callable[[str, int], Awaitable[list[events_pb2.GraduationAssessment]]]
+
+
+@pytest.fixture
+def read_assessments(kafka_bootstrap: str) -> AssessmentReader:
+    """read_assessments(run_id, count): the first `count` assessments published for the run."""
+
+    async def read(run_id: str, count: int) -> list[events_pb2.GraduationAssessment]:
+        return await _read_assessments(kafka_bootstrap, run_id, count)
+
+    return read
+
+
+@pytest.fixture
+def metrics_launcher(kafka_bootstrap: str) -> Iterator[Callable[..., MetricsProcess]]:
+    """launch(work_dir, group_id, **metrics_settings) starts a service; all are stopped at the end."""
+    started: list[MetricsProcess] = []
+
+    def launch(work_dir: Path, group_id: str, **metrics: Any) -> MetricsProcess:
+        service = start_metrics(kafka_bootstrap, work_dir, group_id, **metrics)
+        started.append(service)
+        return service
+
+    yield launch
+    for service in started:
+        if service.process.poll() is None:
+            service.stop()
