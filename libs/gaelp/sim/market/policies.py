@@ -45,9 +45,9 @@ def random_policy(env: AdMarketVectorEnv) -> Policy:
 
 def heuristic_policy(env: AdMarketVectorEnv) -> Policy:
     """Target-CPA bidding (CPA = product value / target ROAS) with an even-pacing correction."""
-    n = env.num_envs
 
     def act(obs: np.ndarray, info: dict[str, Any]) -> Actions:
+        n = obs.shape[0]
         value = obs[:, 90] * 100.0
         target_roas = obs[:, 91] * 2.0
         pace = obs[:, 88]  # spend so far over the even-pacing plan; 1 = on plan
