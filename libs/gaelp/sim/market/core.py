@@ -72,6 +72,7 @@ class MarketCore:
         self.day_of_year = np.zeros(n)
         self.season = np.ones(n)
         self.traffic = np.zeros((HOURS_PER_DAY, n, p))  # ad opportunities per hour and persona
+        self._persona_ones = np.ones(p)
         self.persona_cvr = np.zeros((n, p))
         self.log_competitor_median = np.zeros(n)
         self.ctr_drift = np.ones(n)
@@ -118,9 +119,11 @@ class MarketCore:
         reach = self.traffic[hour] * self.world.audience_reach[audience] * audience_size[:, None]
         quality = audience_size_quality(audience_size) * self.ctr_drift
         clicks_p = reach * self.world.click_rate[creative, audience]
-        opportunities = reach.sum(axis=1)
-        click_rate = clicks_p.sum(axis=1)
-        conversion_rate = (clicks_p * self.persona_cvr).sum(axis=1)
+        # Row sums as mat-vec products: numpy's axis-1 reductions are slow on narrow arrays.
+        ones = self._persona_ones
+        opportunities = reach @ ones
+        click_rate = clicks_p @ ones
+        conversion_rate = (clicks_p * self.persona_cvr) @ ones
         ctr = click_rate / np.maximum(opportunities, 1e-12) * quality
         cvr = np.minimum(
             conversion_rate / np.maximum(click_rate, 1e-12) * audience_size_quality(audience_size), 1.0

@@ -47,6 +47,7 @@ class ObservationBuilder:
         self._p_shown = p_shown
         self._a_shown = min(world.num_audiences, MAX_AUDIENCES_SHOWN)
         self._incomes = np.array([p.income for p in core.config.personas])
+        self._persona_ones = np.ones(world.num_personas)
 
     def build(self) -> np.ndarray:
         core, tracker, cfg, world = self.core, self.tracker, self.core.config, self.core.world
@@ -59,7 +60,7 @@ class ObservationBuilder:
         budget = last.budget if last is not None else np.full(n, cfg.max_daily_budget)
         # Market context
         traffic_now = core.traffic[hour]
-        traffic_total = traffic_now.sum(axis=1)
+        traffic_total = traffic_now @ self._persona_ones
         rows[0] = core.log_competitor_median - np.log(cfg.competitor_median_cpm) if cfg.competition else 0.0
         rows[1] = cfg.competitor_spread
         rows[2] = cfg.reserve_cpm / 10.0
@@ -69,7 +70,7 @@ class ObservationBuilder:
         rows[6] = cfg.traffic_volatility
         rows[7] = cfg.drift
         rows[8] = traffic_total / cfg.opportunities_per_hour
-        rows[9] = core.traffic[(hour + 1) % 24].sum(axis=1) / cfg.opportunities_per_hour
+        rows[9] = core.traffic[(hour + 1) % 24] @ self._persona_ones / cfg.opportunities_per_hour
         rows[10] = core.season - 1.0
         rows[11] = last.win_rate if last is not None else zeros
         rows[12] = last.price_cpm / 10.0 if last is not None else zeros
@@ -105,7 +106,9 @@ class ObservationBuilder:
         rows[44] = (lh[4] - lh[3]) / 10.0
         rows[45] = _ratio(totals["spend"] * 1000.0, totals["impressions"]) / 10.0
         rows[46] = _ratio(lh[0], traffic_total)
-        rows[47] = core.pending_conversions[:, hour:].sum(axis=1) / 5.0 if core.hour_index < 24 else 0.0
+        rows[47] = (
+            core.pending_conversions[:, hour:] @ np.ones(24 - hour) / 5.0 if core.hour_index < 24 else 0.0
+        )
         # Demographics: traffic mix now, composition of the chosen audience, its income profile
         p = self._p_shown
         rows[48:72] = 0.0
@@ -113,7 +116,7 @@ class ObservationBuilder:
         rows[48 : 48 + p] = mix[:, :p].T
         audience = acts.audience if acts is not None else np.full(n, world.num_audiences - 1)
         composition = mix * world.audience_reach[audience]
-        composition /= np.maximum(composition.sum(axis=1), 1e-9)[:, None]
+        composition /= np.maximum(composition @ self._persona_ones, 1e-9)[:, None]
         rows[56 : 56 + p] = composition[:, :p].T
         rows[64 : 64 + p] = (composition * self._incomes[None, :])[:, :p].T
         # Temporal (cyclical)

@@ -37,7 +37,7 @@ def reward_components(
     budget_efficiency = paced_share * payback
     exploration = 1.0 / np.sqrt(tracker.pair_count(actions))
     spend_share = tracker.spend_by_audience / np.maximum(totals["spend"], 1e-9)[:, None]
-    entropy = -(spend_share * np.log(np.maximum(spend_share, 1e-12))).sum(axis=1)
+    entropy = -(spend_share * np.log(np.maximum(spend_share, 1e-12))) @ np.ones(tracker.num_audiences)
     diversity = entropy / np.log(tracker.num_audiences)
     over_budget = (
         np.maximum(outcome.requested_budget - config.max_daily_budget, 0.0) / config.max_daily_budget
