@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import socket
+import uuid
 
-from gaelp.bus import BusProducer, ensure_topics
+from gaelp.bus import POLICY, BusConsumer, BusProducer, Delivery, ensure_topics
 from gaelp.config import GaelpSettings, load_settings
 from gaelp.service import ServiceRuntime
 from gaelp.v1 import orchestrator_pb2_grpc
 from orchestrator.control import OrchestratorServicer
+from orchestrator.run_store import RunStore
 from orchestrator.runs import RunManager
 
 
@@ -18,13 +19,36 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     await ensure_topics(settings.kafka)
     producer = BusProducer(settings.kafka, client_id="orchestrator")
     await producer.start()
-    runs = RunManager(settings.orchestrator, producer, actor_id=f"{socket.gethostname()}-actor")
+    store = await RunStore.open(settings.database.url)
+    learner_target = settings.orchestrator.learner_target
+    learner_channel = runtime.client_channel(learner_target) if learner_target else None
+    runs = RunManager(settings, producer, store, learner_channel)
+    # Every orchestrator process needs every policy update: a group of its own, newest first.
+    policies = BusConsumer(settings.kafka, [POLICY], f"orchestrator-{uuid.uuid4().hex[:8]}", producer,
+                           client_id="orchestrator", auto_offset_reset="latest")
+
+    async def on_policy(delivery: Delivery) -> None:
+        await runs.offer_policy(delivery.value)
+
     runtime.add_servicer(
         lambda server: orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
             OrchestratorServicer(runs), server
         ),
         "gaelp.v1.Orchestrator",
     )
-    runtime.on_drain(runs.drain)
-    runtime.on_drain(producer.stop)
+    await policies.start()
+    consume = runtime.start_task(policies.run(on_policy), "policy-consumer")
+    await runs.resume_unfinished()
+
+    async def drain() -> None:
+        await runs.drain()
+        policies.stop_soon()
+        await consume
+        await policies.stop()
+        await producer.stop()
+        if learner_channel is not None:
+            await learner_channel.close()
+        await store.close()
+
+    runtime.on_drain(drain)
     return await runtime.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import grpc
 
@@ -12,6 +13,7 @@ from gaelp.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from orchestrator.runs import RunManager
 
 MAX_CONFIG_CHARS = 65_536
+START_KEYS = {"kind", "max_env_steps", "episodes"}
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
@@ -22,36 +24,30 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     async def StartRun(
         self, request: orchestrator_pb2.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.RunStatus:
+        """config_json: {"kind": "train"|"smoke", "max_env_steps": N, "episodes": N (smoke)}."""
         if request.run_id:
-            require_identifier("run_id", request.run_id)
+            require_identifier("run_id", request.run_id, max_length=64)
         require_text("config_json", request.config_json, max_length=MAX_CONFIG_CHARS, required=False)
         config = _parse_config(request.config_json)
-        defaults = self.runs.settings
-        episodes = config.pop("episodes", defaults.smoke_episodes)
-        env_id = config.pop("env_id", defaults.smoke_env_id)
-        seed = config.pop("seed", 0)
-        if config:
-            raise InvalidArgument(f"config_json has unknown keys: {sorted(config)}")
-        if not isinstance(episodes, int) or not 1 <= episodes <= 1_000_000:
-            raise InvalidArgument("episodes must be an integer in [1, 1000000]")
-        if not isinstance(env_id, str):
-            raise InvalidArgument("env_id must be a string")
-        require_text("env_id", env_id)
-        if not isinstance(seed, int):
-            raise InvalidArgument("seed must be an integer")
-        return self.runs.start(request.run_id, episodes, env_id, seed).status()
+        kind = config.get("kind", "train")
+        if kind not in {"train", "smoke"}:
+            raise InvalidArgument("kind must be 'train' or 'smoke'")
+        max_env_steps = _integer(config, "max_env_steps", 0, 0, 10**12)
+        episodes = _integer(config, "episodes", self.runs.config.smoke_episodes, 1, 10**9)
+        run = await self.runs.start(request.run_id, kind, max_env_steps, episodes)
+        return run.status()
 
     @rpc
     async def PauseRun(
         self, request: orchestrator_pb2.RunIdRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.RunStatus:
-        return self.runs.pause(require_identifier("run_id", request.run_id)).status()
+        return (await self.runs.pause(require_identifier("run_id", request.run_id))).status()
 
     @rpc
     async def ResumeRun(
         self, request: orchestrator_pb2.RunIdRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.RunStatus:
-        return self.runs.resume(require_identifier("run_id", request.run_id)).status()
+        return (await self.runs.resume(require_identifier("run_id", request.run_id))).status()
 
     @rpc
     async def GetRunStatus(
@@ -60,7 +56,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         return self.runs.get(require_identifier("run_id", request.run_id)).status()
 
 
-def _parse_config(text: str) -> dict[str, object]:
+def _integer(config: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidArgument(f"{key} must be an integer in [{low}, {high}]")
+    return value
+
+
+def _parse_config(text: str) -> dict[str, Any]:
     if not text:
         return {}
     try:
@@ -69,4 +72,7 @@ def _parse_config(text: str) -> dict[str, object]:
         raise InvalidArgument(f"config_json is not valid JSON: {error}") from None
     if not isinstance(config, dict):
         raise InvalidArgument("config_json must be a JSON object")
+    unknown = set(config) - START_KEYS
+    if unknown:
+        raise InvalidArgument(f"config_json has unknown keys: {sorted(unknown)}")
     return config

@@ -1,65 +1,115 @@
-"""Run bookkeeping: each run is a task that steps environments and publishes what happened."""
+"""Runs: each is a task that moves through the curriculum, stepping actors and publishing.
+
+One round: every actor collects a chunk (T steps x N campaigns) in a worker thread with the
+newest policy; the chunks become TransitionBatch messages, finished episodes become
+EpisodeSummary messages and feed the curriculum scheduler; the run document is saved so that a
+restarted orchestrator resumes at the same phase, task and counters. Actors stop producing after
+`samples_per_policy_version` transitions on one version until the learner publishes the next,
+which keeps PPO's data within the learner's lag bound.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 
-import gymnasium as gym
-import numpy as np
+import grpc
 
-from gaelp.bus import EPISODES, BusProducer
-from gaelp.config.sections.orchestrator import OrchestratorSettings
+from gaelp.bus import EPISODES, TRANSITIONS, BusProducer
+from gaelp.config import GaelpSettings
 from gaelp.service import FailedPrecondition, NotFound
-from gaelp.v1 import common_pb2, orchestrator_pb2
-from orchestrator.episodes import episode_summary, run_random_episode
+from gaelp.sim import CURRICULUM_LEVELS
+from gaelp.v1 import events_pb2, learner_pb2, learner_pb2_grpc, orchestrator_pb2
+from orchestrator.actor import Actor, Chunk
+from orchestrator.curriculum import CurriculumScheduler, Decision
+from orchestrator.environments import resolve_vector_env
+from orchestrator.evaluation import RandomActionAgent, agent_fraction, reference_scores
+from orchestrator.messages import episode_summary, transition_batch
+from orchestrator.policy import PolicyHolder
+from orchestrator.run_document import LevelReportDocument, RunDocument
+from orchestrator.run_store import RunStore
 
 logger = logging.getLogger(__name__)
 
 
+class EnvironmentFailed(RuntimeError):
+    pass
+
+
 @dataclass
 class Run:
-    run_id: str
-    env_id: str
-    episodes_target: int
-    seed: int
-    state: str = "running"
-    episodes: int = 0
-    env_steps: int = 0
-    detail: str = ""
+    document: RunDocument
+    scheduler: CurriculumScheduler
+    policy: PolicyHolder
     resume: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: bool = False
     task: asyncio.Task[None] | None = None
 
     def status(self) -> orchestrator_pb2.RunStatus:
-        return orchestrator_pb2.RunStatus(
-            run_id=self.run_id,
-            state=self.state,
-            phase=common_pb2.PHASE_SIMULATION,
-            task=self.env_id,
-            episodes=self.episodes,
-            env_steps=self.env_steps,
-            detail=self.detail,
-        )
+        budget = self.scheduler.settings.max_env_steps_per_task
+        return self.document.status(self.scheduler.task.name, self.scheduler.window_mean, budget)
 
 
 class RunManager:
-    def __init__(self, settings: OrchestratorSettings, producer: BusProducer, actor_id: str) -> None:
+    def __init__(self, settings: GaelpSettings, producer: BusProducer, store: RunStore,
+                 learner_channel: grpc.aio.Channel | None) -> None:
         self.settings = settings
+        self.config = settings.orchestrator
         self.producer = producer
-        self.actor_id = actor_id
+        self.store = store
+        self.learner = None if learner_channel is None else learner_pb2_grpc.LearnerStub(learner_channel)
+        self.env_factory = resolve_vector_env(self.config.environment_id, self.config.environment_version)
+        probe = self.env_factory(1, self.config.curriculum.levels[0], 0)
+        self.observation_space, self.action_space = probe.single_observation_space, probe.single_action_space
+        probe.close()
+        self.level_names = [level.name for level in CURRICULUM_LEVELS]
+        self.host = socket.gethostname()
         self.runs: dict[str, Run] = {}
 
-    def start(self, run_id: str, episodes: int, env_id: str, seed: int) -> Run:
-        run_id = run_id or uuid.uuid4().hex[:12]
-        if run_id in self.runs:
-            raise FailedPrecondition(f"run {run_id} exists already")
-        run = Run(run_id, env_id, episodes, seed)
-        run.resume.set()
-        run.task = asyncio.create_task(self._drive(run), name=f"run-{run_id}")
-        self.runs[run_id] = run
+    # ---- control ---------------------------------------------------------------------------
+    def _new_run(self, document: RunDocument) -> Run:
+        scheduler = CurriculumScheduler(self.config.curriculum, self.level_names, document.curriculum)
+        holder = PolicyHolder(self.settings.training, self.observation_space, self.action_space)
+        run = Run(document, scheduler, holder)
+        if document.state == "running":
+            run.resume.set()
         return run
+
+    async def start(self, run_id: str, kind: str, max_env_steps: int, smoke_episodes: int) -> Run:
+        run_id = run_id or uuid.uuid4().hex[:12]
+        if run_id in self.runs or await self.store.load(run_id) is not None:
+            raise FailedPrecondition(f"run {run_id} exists already")
+        if kind == "train" and self.learner is None:
+            raise FailedPrecondition("no learner configured: only smoke runs can start")
+        document = RunDocument(
+            run_id=run_id, kind=kind, seed=self.settings.training.seed, max_env_steps=max_env_steps,
+            smoke_episodes=smoke_episodes, actor_batches=[0] * self.config.actors,
+        )
+        await self._save(document)
+        return self._launch(self._new_run(document))
+
+    def _launch(self, run: Run) -> Run:
+        self.runs[run.document.run_id] = run
+        run.task = asyncio.create_task(self._drive(run), name=f"run-{run.document.run_id}")
+        return run
+
+    async def resume_unfinished(self) -> list[str]:
+        """Relaunch every run the store has as running or paused (after a restart)."""
+        resumed = []
+        for raw in await self.store.unfinished():
+            document = RunDocument.model_validate(raw)
+            if document.run_id in self.runs:
+                continue
+            self._launch(self._new_run(document))
+            resumed.append(document.run_id)
+            logger.info("resumed run", extra={"run_id": document.run_id, "state": document.state,
+                                              "episodes": document.episodes,
+                                              "env_steps": document.env_steps})
+        return resumed
 
     def get(self, run_id: str) -> Run:
         try:
@@ -67,45 +117,230 @@ class RunManager:
         except KeyError:
             raise NotFound(f"no run {run_id}") from None
 
-    def pause(self, run_id: str) -> Run:
+    async def pause(self, run_id: str) -> Run:
         run = self.get(run_id)
-        if run.state != "running":
-            raise FailedPrecondition(f"run {run_id} is {run.state}, not running")
+        if run.document.state != "running":
+            raise FailedPrecondition(f"run {run_id} is {run.document.state}, not running")
         run.resume.clear()
-        run.state = "paused"
+        run.document.state = "paused"
+        await self._save(run.document)
         return run
 
-    def resume(self, run_id: str) -> Run:
+    async def resume(self, run_id: str) -> Run:
         run = self.get(run_id)
-        if run.state != "paused":
-            raise FailedPrecondition(f"run {run_id} is {run.state}, not paused")
-        run.state = "running"
+        if run.document.state != "paused":
+            raise FailedPrecondition(f"run {run_id} is {run.document.state}, not paused")
+        run.document.state = "running"
+        await self._save(run.document)
         run.resume.set()
         return run
 
-    async def _drive(self, run: Run) -> None:
-        env = gym.make(run.env_id)
-        rng = np.random.default_rng(run.seed)
-        try:
-            while run.episodes < run.episodes_target:
-                await run.resume.wait()
-                # Environments step synchronously; a thread keeps the gRPC server responsive.
-                result = await asyncio.to_thread(run_random_episode, env, rng)
-                summary = episode_summary(run.run_id, run.env_id, self.actor_id, 0, result)
-                await self.producer.send(EPISODES, run.run_id, summary)
-                run.episodes += 1
-                run.env_steps += result.steps
-            run.state = "completed"
-        except Exception as error:
-            run.state = "failed"
-            run.detail = f"{type(error).__name__}: {error}"
-            logger.exception("run %s failed", run.run_id)
-        finally:
-            env.close()
+    async def offer_policy(self, update: events_pb2.PolicyUpdate) -> None:
+        run = self.runs.get(update.run_id)
+        if run is not None:
+            await run.policy.offer(update)
 
     async def drain(self) -> None:
-        """Let each running episode finish and publish, then stop the runs."""
+        """Finish the round in flight, save every run, stop."""
         for run in self.runs.values():
-            run.episodes_target = min(run.episodes_target, run.episodes + 1)
-        tasks = [run.task for run in self.runs.values() if run.task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+            run.stop = True
+            run.resume.set()
+        await asyncio.gather(*(r.task for r in self.runs.values() if r.task), return_exceptions=True)
+
+    async def _save(self, document: RunDocument) -> None:
+        await self.store.save(document.run_id, document.state, document.model_dump(mode="json"), time.time())
+
+    # ---- driving a run ---------------------------------------------------------------------
+    async def _drive(self, run: Run) -> None:
+        document = run.document
+        try:
+            if document.kind == "train":
+                await self._fetch_initial_policy(run)
+            while not run.stop and document.state in {"running", "paused"}:
+                await self._run_task(run)
+        except Exception as error:
+            document.state = "failed"
+            document.detail = f"{type(error).__name__}: {error}"
+            logger.exception("run %s failed", document.run_id)
+        await self._save(document)
+
+    async def _fetch_initial_policy(self, run: Run) -> None:
+        assert self.learner is not None
+        delay = 0.5
+        while True:
+            try:
+                update = await self.learner.GetPolicy(
+                    learner_pb2.GetPolicyRequest(run_id=run.document.run_id), timeout=10
+                )
+                break
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}:
+                    raise
+                logger.warning("learner not reachable yet (%s); retrying", error.code().name)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        await run.policy.offer(update)
+        run.policy.apply_offer()
+        run.document.policy_version = run.policy.version
+
+    async def _wait_for_newer_policy(self, run: Run) -> None:
+        """Wait for the policy topic; on timeout ask the learner directly (an update published
+        before this process's policy consumer joined its group would otherwise be missed)."""
+        version = run.policy.version
+        if await run.policy.wait_for_offer_above(version, self.config.max_policy_wait_s):
+            return
+        assert self.learner is not None
+        try:
+            update = await self.learner.GetPolicy(
+                learner_pb2.GetPolicyRequest(run_id=run.document.run_id), timeout=10
+            )
+        except grpc.aio.AioRpcError as error:
+            logger.warning("no policy newer than v%d yet and the learner did not answer: %s",
+                           version, error.code().name)
+            return
+        await run.policy.offer(update)
+
+    async def _references(self, run: Run, level: int) -> dict[str, float]:
+        cached = run.document.references.get(level)
+        if cached is None:
+            refs = await asyncio.to_thread(reference_scores, level, self.config.curriculum.evaluation_envs)
+            cached = {"oracle_roas": refs.oracle_roas, "random": refs.random, "heuristic": refs.heuristic}
+            run.document.references[level] = cached
+        return cached
+
+    def _actors(self, run: Run, level: int) -> list[Actor]:
+        document = run.document
+        actors = []
+        for index in range(self.config.actors):
+            # Seeds differ per actor and per round of restarts so that resumed runs see fresh days.
+            seed = document.seed * 1_000_003 + index * 10_007 + document.batches_published
+            env = self.env_factory(self.config.envs_per_actor, level, seed)
+            actors.append(Actor(env, seed))
+        return actors
+
+    def _level_report(self, run: Run) -> LevelReportDocument | None:
+        task = run.scheduler.task
+        for report in reversed(run.document.levels):
+            if report.task == task.name and not report.decision:
+                return report
+        return None
+
+    async def _run_task(self, run: Run) -> None:
+        document, scheduler = run.document, run.scheduler
+        task = scheduler.task
+        refs = await self._references(run, task.level)
+        report = self._level_report(run)
+        if report is None and document.kind == "train":
+            start = await asyncio.to_thread(agent_fraction, run.policy.agent, task.level,
+                                            self.config.curriculum.evaluation_envs, refs["oracle_roas"])
+            report = LevelReportDocument(task=task.name, level=task.level, agent_start=start, **refs)
+            document.levels.append(report)
+            await self._save(document)
+        actors = self._actors(run, task.level)
+        failures = 0
+        produced_on_version = 0
+        while not run.stop:
+            await run.resume.wait()
+            if run.stop:
+                break
+            if document.kind == "train":
+                if run.policy.apply_offer():
+                    produced_on_version = 0
+                if produced_on_version >= self.config.samples_per_policy_version:
+                    await self._wait_for_newer_policy(run)
+                    if run.policy.apply_offer():
+                        produced_on_version = 0
+                document.policy_version = run.policy.version
+            agent = run.policy.agent if document.kind == "train" else RandomActionAgent(run.policy.agent)
+            try:
+                chunks = await asyncio.gather(*(
+                    asyncio.to_thread(actor.collect, agent, self.config.chunk_steps) for actor in actors
+                ))
+            except Exception as error:
+                failures += 1
+                await self._environment_failed(run, task.name, error, failures)
+                actors = self._actors(run, task.level)
+                continue
+            failures = 0
+            decision = await self._publish_round(run, chunks, refs["oracle_roas"])
+            produced_on_version += sum(chunk.samples for chunk in chunks)
+            if decision != "stay" or self._finished(run):
+                await self._close_task(run, report, decision)
+                return
+            if document.batches_published % self.config.checkpoint_every_batches < len(chunks):
+                await self._save(document)
+        await self._save(document)
+
+    def _finished(self, run: Run) -> bool:
+        document = run.document
+        if document.kind == "smoke":
+            return document.episodes >= document.smoke_episodes
+        return 0 < document.max_env_steps <= document.env_steps
+
+    async def _environment_failed(self, run: Run, task: str, error: Exception, failures: int) -> None:
+        document = run.document
+        document.failed_episodes += self.config.actors * self.config.envs_per_actor
+        logger.error(
+            "environment failed; episodes in flight marked failed, restarting it",
+            extra={"run_id": document.run_id, "task": task, "attempt": failures,
+                   "max_retries": self.config.env_retries, "error": repr(error)},
+        )
+        failed = events_pb2.EpisodeSummary(run_id=document.run_id, episode_id=uuid.uuid4().hex,
+                                           phase=document.phase, task=task, failed=True,  # type: ignore[arg-type]
+                                           policy_version=document.policy_version)
+        await self.producer.send(EPISODES, document.run_id, failed)
+        if failures > self.config.env_retries:
+            raise EnvironmentFailed(f"environment failed {failures} times in a row: {error!r}") from error
+
+    async def _publish_round(self, run: Run, chunks: list[Chunk], oracle_roas: float) -> Decision:
+        document, scheduler = run.document, run.scheduler
+        task = scheduler.task.name
+        decision: Decision = "stay"
+        for index, chunk in enumerate(chunks):
+            actor_id = f"{document.run_id}-actor-{index}"
+            if document.kind == "train":
+                sequence = document.actor_batches[index]
+                batch = transition_batch(chunk, document.run_id, actor_id,
+                                         f"{document.run_id}:{index}:{sequence}",
+                                         run.policy.version, task)
+                await self.producer.send(TRANSITIONS, actor_id, batch)
+                document.actor_batches[index] = sequence + 1
+                document.batches_published += 1
+            document.env_steps += chunk.samples
+            scheduler.record_steps(chunk.samples, len(chunk.episodes))
+            for episode in chunk.episodes:
+                summary = episode_summary(episode, document.run_id, actor_id, run.policy.version, task,
+                                          oracle_roas)
+                await self.producer.send(EPISODES, document.run_id, summary)
+                document.episodes += 1
+        if document.kind == "train" and self._evaluation_due(run):
+            score = await asyncio.to_thread(agent_fraction, run.policy.agent, scheduler.task.level,
+                                            self.config.curriculum.evaluation_envs, oracle_roas)
+            decision = scheduler.record_evaluation(score)
+        return decision
+
+    def _evaluation_due(self, run: Run) -> bool:
+        every = self.config.curriculum.evaluation_every_steps
+        steps = run.scheduler.state.steps_on_task
+        round_samples = self.config.actors * self.config.envs_per_actor * self.config.chunk_steps
+        return steps // every != (steps - round_samples) // every
+
+    async def _close_task(self, run: Run, report: LevelReportDocument | None, decision: Decision) -> None:
+        document, scheduler = run.document, run.scheduler
+        if report is not None:
+            report.agent_end = await asyncio.to_thread(
+                agent_fraction, run.policy.agent, report.level, self.config.curriculum.evaluation_envs,
+                report.oracle_roas,
+            )
+            if decision == "stay":  # the run's own step budget ended it on this task
+                report.decision = "stopped_on_run_budget"
+                report.episodes = scheduler.state.episodes_on_task
+                report.env_steps = scheduler.state.steps_on_task
+            else:  # the scheduler moved on; its history holds the task just left
+                last = scheduler.state.history[-1]
+                report.decision = decision
+                report.episodes = int(str(last["episodes"]))
+                report.env_steps = int(str(last["steps"]))
+        if decision in {"complete", "complete_on_budget"} or self._finished(run):
+            document.state = "completed"
+        await self._save(document)

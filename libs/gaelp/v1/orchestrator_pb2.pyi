@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from gaelp.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -61,6 +63,57 @@ class RunIdRequest(_message.Message):
 Global___RunIdRequest: _TypeAlias = RunIdRequest  # noqa: Y015
 
 @_typing.final
+class LevelReport(_message.Message):
+    """One curriculum task of a run: the agent's ROAS as a fraction of the oracle's when the run entered
+    the task and when it left it, next to the reference policies on the same task and seeds.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    AGENT_START_FIELD_NUMBER: _builtins.int
+    AGENT_END_FIELD_NUMBER: _builtins.int
+    RANDOM_FIELD_NUMBER: _builtins.int
+    HEURISTIC_FIELD_NUMBER: _builtins.int
+    ORACLE_ROAS_FIELD_NUMBER: _builtins.int
+    EPISODES_FIELD_NUMBER: _builtins.int
+    ENV_STEPS_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    level: _builtins.int
+    agent_start: _builtins.float
+    agent_end: _builtins.float
+    random: _builtins.float
+    heuristic: _builtins.float
+    oracle_roas: _builtins.float
+    episodes: _builtins.int
+    env_steps: _builtins.int
+    decision: _builtins.str
+    """advance, advance_on_budget, regress, complete, complete_on_budget"""
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        level: _builtins.int = ...,
+        agent_start: _builtins.float = ...,
+        agent_end: _builtins.float = ...,
+        random: _builtins.float = ...,
+        heuristic: _builtins.float = ...,
+        oracle_roas: _builtins.float = ...,
+        episodes: _builtins.int = ...,
+        env_steps: _builtins.int = ...,
+        decision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_end", b"agent_end", "agent_start", b"agent_start", "decision", b"decision", "env_steps", b"env_steps", "episodes", b"episodes", "heuristic", b"heuristic", "level", b"level", "oracle_roas", b"oracle_roas", "random", b"random", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LevelReport: _TypeAlias = LevelReport  # noqa: Y015
+
+@_typing.final
 class RunStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -73,6 +126,14 @@ class RunStatus(_message.Message):
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
     BATCHES_PUBLISHED_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    LEVELS_FIELD_NUMBER: _builtins.int
+    WINDOW_MEAN_FIELD_NUMBER: _builtins.int
+    TASK_EPISODES_FIELD_NUMBER: _builtins.int
+    TASK_ENV_STEPS_FIELD_NUMBER: _builtins.int
+    TASK_STEP_BUDGET_FIELD_NUMBER: _builtins.int
+    FAILED_EPISODES_FIELD_NUMBER: _builtins.int
+    MAX_ENV_STEPS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     state: _builtins.str
     """"running", "paused", "completed", "failed" """
@@ -83,6 +144,18 @@ class RunStatus(_message.Message):
     policy_version: _builtins.int
     batches_published: _builtins.int
     detail: _builtins.str
+    kind: _builtins.str
+    """"train" or "smoke" (random policy, no learner)"""
+    window_mean: _builtins.float
+    """rolling fraction of oracle ROAS on the current task"""
+    task_episodes: _builtins.int
+    task_env_steps: _builtins.int
+    task_step_budget: _builtins.int
+    failed_episodes: _builtins.int
+    max_env_steps: _builtins.int
+    """the run's step budget (0: until the curriculum completes)"""
+    @_builtins.property
+    def levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___LevelReport]: ...
     def __init__(
         self,
         *,
@@ -95,10 +168,18 @@ class RunStatus(_message.Message):
         policy_version: _builtins.int = ...,
         batches_published: _builtins.int = ...,
         detail: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        levels: _abc.Iterable[Global___LevelReport] | None = ...,
+        window_mean: _builtins.float = ...,
+        task_episodes: _builtins.int = ...,
+        task_env_steps: _builtins.int = ...,
+        task_step_budget: _builtins.int = ...,
+        failed_episodes: _builtins.int = ...,
+        max_env_steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_published", b"batches_published", "detail", b"detail", "env_steps", b"env_steps", "episodes", b"episodes", "phase", b"phase", "policy_version", b"policy_version", "run_id", b"run_id", "state", b"state", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_published", b"batches_published", "detail", b"detail", "env_steps", b"env_steps", "episodes", b"episodes", "failed_episodes", b"failed_episodes", "kind", b"kind", "levels", b"levels", "max_env_steps", b"max_env_steps", "phase", b"phase", "policy_version", b"policy_version", "run_id", b"run_id", "state", b"state", "task", b"task", "task_env_steps", b"task_env_steps", "task_episodes", b"task_episodes", "task_step_budget", b"task_step_budget", "window_mean", b"window_mean"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

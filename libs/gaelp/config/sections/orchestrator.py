@@ -5,10 +5,55 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class CurriculumSettings(BaseModel):
+    """When the scheduler moves a run between tasks (curriculum levels of the simulator)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    levels: list[int] = Field(
+        default_factory=lambda: [0, 1, 2, 3],
+        description="simulator curriculum levels, easiest first; each requires the one before",
+    )
+    evaluation_every_steps: int = Field(
+        12_288, ge=1, description="env steps between evaluations of the policy on the current task"
+    )
+    window: int = Field(2, ge=1, description="evaluations in the rolling performance window")
+    min_env_steps: int = Field(24_576, ge=0, description="steps on a task before it can advance")
+    advance_threshold: float = Field(
+        0.9, gt=0, description="advance when the window's ROAS as a fraction of oracle reaches this"
+    )
+    regress_threshold: float = Field(
+        0.3, ge=0, description="go back to the previous task when the window falls below this"
+    )
+    max_env_steps_per_task: int = Field(
+        150_000, ge=1, description="advance after this many steps even without reaching the threshold"
+    )
+    evaluation_envs: int = Field(64, ge=1, description="campaigns in each level evaluation")
+
+
 class OrchestratorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grpc_port: int = 50051
+    learner_target: str = Field("127.0.0.1:50053", description="host:port of the learner's gRPC API")
+    actors: int = Field(1, ge=1, le=64, description="concurrent actors per run")
+    envs_per_actor: int = Field(16, ge=1, description="campaigns each actor steps as one batch")
+    chunk_steps: int = Field(24, ge=1, description="T: steps per TransitionBatch")
+    environment_id: str = Field("gaelp/AdMarket-v0", description="environment id to resolve")
+    environment_version: str = Field("0.1.0", description="environment version to resolve")
+    env_retries: int = Field(3, ge=0, description="restarts of a failing environment before the run fails")
+    checkpoint_every_batches: int = Field(1, ge=1, description="run state saved after this many batches")
+    max_policy_wait_s: float = Field(
+        5.0, gt=0, description="longest an actor waits for a policy version within the lag bound"
+    )
+    samples_per_policy_version: int = Field(
+        3072,
+        ge=1,
+        description="transitions all actors of a run produce with one policy version before they wait"
+        " for the next: keeps PPO near on-policy; two of the learner's rollout_samples let actors and"
+        " learner overlap with a lag of about one version",
+    )
+    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
     smoke_env_id: str = Field(
         "CartPole-v1", description="gymnasium id a smoke run steps with a random policy"
     )

@@ -1,0 +1,1 @@
+"""The learner service: trains on streamed transitions, publishes policies, checkpoints with offsets."""

@@ -1,0 +1,89 @@
+"""The curriculum scheduler: tasks with difficulty and prerequisites, advanced by performance.
+
+A task is a simulator level. The run starts at the first task (no prerequisite); each later task
+requires the one before. Performance is the rolling mean, over the last `window` evaluations, of
+the deterministic policy's ROAS as a fraction of the oracle's on that task (the same seeded days
+every time, so evaluations compare). Rules, checked after every evaluation:
+- advance: at least `min_env_steps` on the task and the window mean >= advance_threshold, or the
+  task's step budget is spent (recorded as advanced on budget, not on performance);
+- regress: with a full window whose mean is below regress_threshold on a task with a
+  prerequisite, the run goes back to the prerequisite (a performance collapse);
+- the run's phase-1 curriculum is complete when the last task advances.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from gaelp.config.sections.orchestrator import CurriculumSettings
+from orchestrator.run_document import CurriculumDocument
+
+Decision = Literal["stay", "advance", "advance_on_budget", "regress", "complete", "complete_on_budget"]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    level: int
+    difficulty: int
+    prerequisite: str | None
+
+
+class CurriculumScheduler:
+    def __init__(self, settings: CurriculumSettings, level_names: list[str],
+                 state: CurriculumDocument | None = None) -> None:
+        self.settings = settings
+        self.tasks = [
+            Task(level_names[level], level, difficulty,
+                 None if difficulty == 0 else level_names[settings.levels[difficulty - 1]])
+            for difficulty, level in enumerate(settings.levels)
+        ]
+        self.state = state or CurriculumDocument()
+        self._window: deque[float] = deque(self.state.window, maxlen=settings.window)
+
+    @property
+    def task(self) -> Task:
+        return self.tasks[self.state.task_index]
+
+    @property
+    def window_mean(self) -> float:
+        return sum(self._window) / len(self._window) if self._window else 0.0
+
+    def record_steps(self, steps: int, episodes: int) -> None:
+        self.state.steps_on_task += steps
+        self.state.episodes_on_task += episodes
+
+    def record_evaluation(self, fraction_of_oracle: float) -> Decision:
+        self._window.append(fraction_of_oracle)
+        self.state.window = list(self._window)
+        return self._decide()
+
+    def _decide(self) -> Decision:
+        cfg = self.settings
+        last = self.state.task_index == len(self.tasks) - 1
+        mean = self.window_mean
+        full = len(self._window) >= cfg.window
+        if self.state.steps_on_task >= cfg.min_env_steps and full and mean >= cfg.advance_threshold:
+            return self._move("complete" if last else "advance", +0 if last else +1)
+        if self.state.steps_on_task >= cfg.max_env_steps_per_task:
+            return self._move("complete_on_budget" if last else "advance_on_budget", 0 if last else 1)
+        if full and mean < cfg.regress_threshold and self.task.prerequisite is not None:
+            return self._move("regress", -1)
+        return "stay"
+
+    def _move(self, decision: Decision, delta: int) -> Decision:
+        self.state.history.append({
+            "task": self.task.name,
+            "decision": decision,
+            "episodes": self.state.episodes_on_task,
+            "steps": self.state.steps_on_task,
+            "window_mean": round(self.window_mean, 4),
+        })
+        self.state.task_index += delta
+        self.state.episodes_on_task = 0
+        self.state.steps_on_task = 0
+        self._window.clear()
+        self.state.window = []
+        return decision

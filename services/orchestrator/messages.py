@@ -1,0 +1,82 @@
+"""Building the bus messages an actor's chunk turns into."""
+
+from __future__ import annotations
+
+import uuid
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gaelp.bus.tensors import to_tensor
+from gaelp.v1 import common_pb2, events_pb2
+from orchestrator.actor import Chunk, FinishedEpisode
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def transition_batch(
+    chunk: Chunk, run_id: str, actor_id: str, batch_id: str, policy_version: int, task: str
+) -> events_pb2.TransitionBatch:
+    """Columnar T x N tensors. next_observations is [T, N, D] so off-policy learners can use it;
+    next_values bootstraps the last step for on-policy GAE."""
+    return events_pb2.TransitionBatch(
+        run_id=run_id,
+        actor_id=actor_id,
+        batch_id=batch_id,
+        policy_version=policy_version,
+        task=task,
+        observations=to_tensor(chunk.obs),
+        actions=to_tensor(chunk.actions),
+        rewards=to_tensor(chunk.rewards),
+        dones=to_tensor(chunk.dones),
+        truncations=to_tensor(chunk.truncations),
+        log_probs=to_tensor(chunk.log_probs),
+        values=to_tensor(chunk.values),
+        next_observations=to_tensor(chunk.next_obs),
+        next_values=to_tensor(chunk.bootstrap_values),
+        created_at=_now(),
+    )
+
+
+def episode_summary(
+    episode: FinishedEpisode,
+    run_id: str,
+    actor_id: str,
+    policy_version: int,
+    task: str,
+    oracle_roas: float,
+) -> events_pb2.EpisodeSummary:
+    metrics = episode.metrics
+    roas = metrics.get("roas", 0.0)
+    return events_pb2.EpisodeSummary(
+        run_id=run_id,
+        episode_id=uuid.uuid4().hex,
+        phase=common_pb2.PHASE_SIMULATION,
+        task=task,
+        policy_version=policy_version,
+        steps=episode.steps,
+        total_reward=episode.total_reward,
+        normalized_reward=normalized_roas(roas, oracle_roas),
+        spend=metrics.get("spend", 0.0),
+        revenue=metrics.get("revenue", 0.0),
+        roas=roas,
+        ctr=metrics.get("ctr", 0.0),
+        impressions=int(metrics.get("impressions", 0)),
+        clicks=int(metrics.get("clicks", 0)),
+        conversions=int(metrics.get("conversions", 0)),
+        reward_components=episode.reward_components,
+        success=bool(metrics.get("success", 0.0)),
+        actor_id=actor_id,
+        finished_at=_now(),
+        budget=metrics.get("budget", 0.0),
+    )
+
+
+def normalized_roas(roas: float, oracle_roas: float) -> float:
+    """ROAS as a fraction of the oracle's on the same task, clipped to [0, 1]."""
+    if oracle_roas <= 0:
+        return 0.0
+    return float(min(max(roas / oracle_roas, 0.0), 1.0))

@@ -1,0 +1,74 @@
+"""A run's persisted state: everything needed to resume it where it was after a restart."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from gaelp.v1 import common_pb2, orchestrator_pb2
+
+RunKind = Literal["train", "smoke"]
+RunState = Literal["running", "paused", "completed", "failed"]
+
+
+class CurriculumDocument(BaseModel):
+    task_index: int = 0
+    episodes_on_task: int = 0
+    steps_on_task: int = 0
+    window: list[float] = Field(default_factory=list)
+    history: list[dict[str, object]] = Field(default_factory=list)
+
+
+class LevelReportDocument(BaseModel):
+    task: str
+    level: int
+    agent_start: float
+    agent_end: float = 0.0
+    random: float
+    heuristic: float
+    oracle_roas: float
+    episodes: int = 0
+    env_steps: int = 0
+    decision: str = ""
+
+
+class RunDocument(BaseModel):
+    run_id: str
+    kind: RunKind = "train"
+    state: RunState = "running"
+    phase: int = common_pb2.PHASE_SIMULATION
+    seed: int = 0
+    max_env_steps: int = 0
+    smoke_episodes: int = 0
+    episodes: int = 0
+    failed_episodes: int = 0
+    env_steps: int = 0
+    batches_published: int = 0
+    actor_batches: list[int] = Field(default_factory=list)
+    policy_version: int = 0
+    curriculum: CurriculumDocument = Field(default_factory=CurriculumDocument)
+    levels: list[LevelReportDocument] = Field(default_factory=list)
+    references: dict[int, dict[str, float]] = Field(default_factory=dict)
+    detail: str = ""
+
+    def status(self, task: str, window_mean: float, task_budget: int) -> orchestrator_pb2.RunStatus:
+        return orchestrator_pb2.RunStatus(
+            run_id=self.run_id,
+            state=self.state,
+            phase=self.phase,  # type: ignore[arg-type]
+            task=task,
+            episodes=self.episodes,
+            env_steps=self.env_steps,
+            policy_version=self.policy_version,
+            batches_published=self.batches_published,
+            detail=self.detail,
+            kind=self.kind,
+            levels=[orchestrator_pb2.LevelReport(**level.model_dump()) for level in self.levels],
+            window_mean=window_mean,
+            task_episodes=self.curriculum.episodes_on_task,
+            task_env_steps=self.curriculum.steps_on_task,
+            task_step_budget=task_budget,
+            failed_episodes=self.failed_episodes,
+            max_env_steps=self.max_env_steps,
+        )
