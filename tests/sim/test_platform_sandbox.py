@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,21 @@ def test_sandbox_budget_follows_platform_semantics() -> None:
     assert daily[1:3].sum() == 0.0
     assert daily.max() > budget * 1.5  # paused days are caught up later in the month
     assert daily[:30].sum() <= 30.4 * budget + 1e-6
+
+
+async def test_connector_speaks_to_a_stdio_server_process() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "gaelp.sim.platform.sandbox",
+        "--transport",
+        "stdio",
+        "--transient-error-rate",
+        "0",
+    ]
+    async with make_platform_connector({"command": command, "connect_timeout_s": 30}) as platform:
+        assert (await platform.health())["status"] == "ok"
+        campaign = await platform.create_campaign(
+            CampaignSpec(name="stdio", product="video_game", daily_budget=15.0, bid=0.8), request_id="stdio-1"
+        )
+        assert campaign.campaign_id.startswith("sandbox-")

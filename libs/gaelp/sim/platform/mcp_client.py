@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 import httpx2
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,9 @@ class McpConnectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field("http://127.0.0.1:8765/mcp", description="streamable-HTTP endpoint of the MCP server")
+    command: list[str] | None = Field(
+        None, description="instead of url: launch this MCP server command and speak MCP over its stdio"
+    )
     call_timeout_s: float = Field(10.0, gt=0, description="limit on one tool call")
     connect_timeout_s: float = Field(10.0, gt=0, description="limit on opening a session")
     max_attempts: int = Field(4, ge=1, description="tries per operation, the first included")
@@ -98,7 +101,10 @@ class McpPlatformConnector:
 
     async def _connect(self) -> Client:
         if self._client is None:
-            client = Client(self.config.url, read_timeout_seconds=self.config.call_timeout_s)
+            server: str | StdioServerParameters = self.config.url
+            if self.config.command:
+                server = StdioServerParameters(command=self.config.command[0], args=self.config.command[1:])
+            client = Client(server, read_timeout_seconds=self.config.call_timeout_s)
             await asyncio.wait_for(client.__aenter__(), timeout=self.config.connect_timeout_s)
             self._client = client
         return self._client
@@ -138,7 +144,12 @@ class McpPlatformConnector:
             raise self._parse_error(text)
         if result.structured_content is not None:
             return dict(result.structured_content)
-        return json.loads(text)
+        try:
+            return dict(json.loads(text))
+        except (json.JSONDecodeError, TypeError, ValueError) as error:
+            raise _ToolFailure(
+                "bad_response", f"tool {tool!r} returned no JSON object: {text[:200]}", False
+            ) from error
 
     async def call(self, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """One operation with retries; raises TransientPlatformError once retries are spent."""

@@ -1,6 +1,7 @@
-"""The platform sandbox server: SandboxPlatform's operations as MCP tools over streamable HTTP.
+"""The platform sandbox server: SandboxPlatform's operations as MCP tools (streamable HTTP or stdio).
 
-    python -m gaelp.sim.platform.sandbox --host 127.0.0.1 --port 8765 [--seed 0]
+    python -m gaelp.sim.platform.sandbox [--transport streamable-http|stdio] [--host 127.0.0.1]
+        [--port 8765] [--seed 0]
         [--transient-error-rate 0.02] [--report-delay-hours 3] [--seconds-per-hour 0]
 
 MCP endpoint: http://HOST:PORT/mcp. Health: the `health` tool, and GET /healthz (HTTP 200 JSON).
@@ -161,6 +162,7 @@ def build_server(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="GAELP ad-platform sandbox (MCP over streamable HTTP)")
+    parser.add_argument("--transport", choices=["streamable-http", "stdio"], default="streamable-http")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--seed", type=int, default=0)
@@ -175,7 +177,10 @@ def main(argv: list[str] | None = None) -> None:
         report_delay_hours=args.report_delay_hours,
     )
     server = build_server(SandboxPlatform(config), args.seconds_per_hour, args.log_level)
-    server.run(transport="streamable-http", host=args.host, port=args.port)
+    if args.transport == "stdio":
+        server.run(transport="stdio")
+    else:
+        server.run(transport="streamable-http", host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ class SandboxPlatform:
             raise PlatformError("create_campaign", "campaign limit reached", "resource_exhausted")
         if spec.product not in self._products:
             raise PlatformError("create_campaign", f"unknown product {spec.product!r}", "invalid_argument")
-        self._check_targeting("create_campaign", spec.audience, spec.daily_budget)
+        self._check_audience("create_campaign", spec.audience)
+        self._check_budget("create_campaign", spec.daily_budget)
         campaign_id = f"sandbox-{next(self._ids)}"
         core = MarketCore(self.config.market, 1, seed=int(self._rng.integers(2**31)))
         product = self._products[spec.product]
@@ -135,9 +136,11 @@ class SandboxPlatform:
         self._by_request[request_id] = campaign_id
         return campaign
 
-    def _check_targeting(self, operation: str, audience: str, daily_budget: float) -> None:
+    def _check_audience(self, operation: str, audience: str) -> None:
         if audience not in self._audiences:
             raise PlatformError(operation, f"unknown audience {audience!r}", "invalid_argument")
+
+    def _check_budget(self, operation: str, daily_budget: float) -> None:
         if not 0 < daily_budget <= self.config.max_daily_budget:
             raise PlatformError(
                 operation, f"daily budget must be in (0, {self.config.max_daily_budget}]", "invalid_argument"
@@ -166,7 +169,7 @@ class SandboxPlatform:
         return self._update("update_bid", campaign_id, **changes)
 
     def update_budget(self, campaign_id: str, daily_budget: float) -> Campaign:
-        self._check_targeting("update_budget", "broad", daily_budget)
+        self._check_budget("update_budget", daily_budget)
         return self._update("update_budget", campaign_id, daily_budget=daily_budget)
 
     def update_creative(self, campaign_id: str, creative: str) -> Campaign:
@@ -177,7 +180,7 @@ class SandboxPlatform:
         return self._update("update_creative", campaign_id, creative=creative)
 
     def update_audience(self, campaign_id: str, audience: str, audience_size: float) -> Campaign:
-        self._check_targeting("update_audience", audience, 1.0)
+        self._check_audience("update_audience", audience)
         if not 0 < audience_size <= 1:
             raise PlatformError("update_audience", "audience size must be in (0, 1]", "invalid_argument")
         return self._update("update_audience", campaign_id, audience=audience, audience_size=audience_size)
