@@ -33,7 +33,7 @@ def test_codec_round_trip_and_clipping() -> None:
     back = codec.unflatten(flat)
     for key, value in batch.items():
         np.testing.assert_allclose(back[key], value)
-    # a plain dict is key-sorted by gymnasium: discrete audience, bid_strategy, creative; then bid, daily_budget
+    # gymnasium key-sorts a plain dict: audience, bid_strategy, creative; then bid, daily_budget
     assert [key for key, _ in codec.discrete] == ["audience", "bid_strategy", "creative"]
     clipped = codec.unflatten(np.array([[7.0, -1.0, 0.4, 500.0, 0.0]], np.float32))
     assert (clipped["audience"][0], clipped["bid_strategy"][0], clipped["creative"][0]) == (3, 1, 0)

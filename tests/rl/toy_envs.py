@@ -93,3 +93,26 @@ def mean_return(
             done = terminated or truncated
         totals.append(total)
     return float(np.mean(totals))
+
+
+class ContextBanditEnv(gym.Env[np.ndarray, int]):
+    """Observe a one-hot context among 4 and pick the matching arm for reward 1; 10 steps."""
+
+    observation_space = spaces.Box(0.0, 1.0, (4,), np.float32)
+    action_space = spaces.Discrete(4)
+
+    def _observe(self) -> np.ndarray:
+        self.context = int(self.np_random.integers(4))
+        return np.eye(4, dtype=np.float32)[self.context]
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self._observe(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward = float(int(action) == self.context)
+        self.t += 1
+        return self._observe(), reward, False, self.t >= 10, {}

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+from toy_envs import HybridAdEnv, mean_return, vector_env
+
+from gaelp.rl import EnsembleAgent, EnsembleConfig, HybridActionCodec, behaviour_cloning, make_agent
+from gaelp.rl.algorithms.base import Agent
+
+CONFIG = {"n_steps": 64, "batch_size": 128, "n_epochs": 5, "learning_rate": 3e-4, "gamma": 0.5}
+
+
+def _demonstrations(count: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    env = HybridAdEnv()
+    codec = HybridActionCodec(env.action_space)
+    obs_list, actions = [], []
+    obs, _ = env.reset(seed=0)
+    for _ in range(count):
+        action = env.expert(obs)
+        obs_list.append(obs)
+        actions.append(codec.flatten({k: np.asarray(v)[None] for k, v in action.items()})[0])
+        obs, _, _, truncated, _ = env.step(action)
+        if truncated:
+            obs, _ = env.reset()
+    return np.stack(obs_list), np.stack(actions)
+
+
+def _agent(seed: int) -> Agent:
+    env = HybridAdEnv()
+    return make_agent("ppo", env.observation_space, env.action_space, CONFIG, device="cpu", seed=seed)
+
+
+def test_behaviour_cloning_then_rl_fine_tuning_of_the_same_network() -> None:
+    agent = _agent(0)
+    before = mean_return(agent, HybridAdEnv())
+    obs, actions = _demonstrations()
+    stats = behaviour_cloning(agent, obs, actions)
+    assert stats["final_nll"] < stats["initial_nll"]
+    cloned = mean_return(agent, HybridAdEnv())
+    assert before < 5 and cloned > 8, (before, cloned)
+    network = agent.policy
+    agent.learn(vector_env(HybridAdEnv, 4), 2_000)
+    assert agent.policy is network
+    assert mean_return(agent, HybridAdEnv()) > 7  # RL starts from the clone instead of from scratch
+
+
+def test_ensemble_weights_follow_recent_returns_and_vote() -> None:
+    good, bad = _agent(0), _agent(1)
+    obs, actions = _demonstrations()
+    behaviour_cloning(good, obs, actions)
+    ensemble = EnsembleAgent([bad, good], EnsembleConfig(temperature=1.0))
+    np.testing.assert_allclose(ensemble.weights(), [0.5, 0.5])
+    for member in (0, 1):
+        ensemble.record_return(member, mean_return([bad, good][member], HybridAdEnv(), episodes=3))
+    weights = ensemble.weights()
+    assert weights[1] > 0.95
+    probe = obs[:50]
+    combined, log_prob, _ = ensemble.policy.act(probe)
+    expected, _, _ = good.policy.act(probe, deterministic=True)
+    # flat layout of HybridAdEnv: [creative index, bid]
+    np.testing.assert_array_equal(combined[:, :1], expected[:, :1])  # discrete column: weighted vote
+    bad_action, _, _ = bad.policy.act(probe, deterministic=True)
+    np.testing.assert_allclose(
+        combined[:, 1:], weights[0] * bad_action[:, 1:] + weights[1] * expected[:, 1:], rtol=1e-5
+    )
+    assert np.all(log_prob <= 0)
+    assert mean_return(EnsembleView(ensemble, good), HybridAdEnv()) > 8
+
+
+class EnsembleView:
+    """Adapts the ensemble to the toy evaluation helper (policy.act + env_actions)."""
+
+    def __init__(self, ensemble: EnsembleAgent, member: Agent) -> None:
+        self.policy = ensemble.policy
+        self.env_actions = member.env_actions
+
+
+def test_ensemble_rejects_mismatched_members() -> None:
+    env = HybridAdEnv()
+    other = make_agent("ppo", env.observation_space, env.action_space["creative"], device="cpu")
+    with pytest.raises(ValueError):
+        EnsembleAgent([_agent(0), other])
