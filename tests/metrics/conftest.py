@@ -96,11 +96,11 @@ def _wait_serving(service: MetricsProcess, timeout_s: float) -> None:
     raise TimeoutError(f"metrics not SERVING after {timeout_s}s:\n{service.log()}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def metrics_service(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MetricsProcess]:
-    """One service process shared by the tests of a module (each test uses its own run ids)."""
+    """One service process shared by the metrics tests (each test uses its own run ids)."""
     work_dir = tmp_path_factory.mktemp("metrics")
     service = start_metrics(kafka_bootstrap, work_dir, f"metrics-{work_dir.name}")
     yield service
