@@ -19,7 +19,7 @@ function fmt(value) {
 }
 
 // series: [{label, points: [[x, y], ...]}]; references: [{label, value}]
-function drawChart(svg, series, references) {
+function drawChart(svg, series, references, xLabel = "episode") {
   svg.replaceChildren();
   const width = 640, height = 240, left = 44, right = 130, top = 10, bottom = 24;
   const xs = series.flatMap(s => s.points.map(p => p[0]));
@@ -37,7 +37,7 @@ function drawChart(svg, series, references) {
   svg.appendChild(el("svg:line", { x1: left, y1: top, x2: left, y2: height - bottom, class: "axis" }));
   svg.appendChild(el("svg:text", { x: 2, y: top + 8, class: "axis-label" }, fmt(yMax)));
   svg.appendChild(el("svg:text", { x: 2, y: height - bottom, class: "axis-label" }, fmt(yMin)));
-  svg.appendChild(el("svg:text", { x: left, y: height - 6, class: "axis-label" }, "episode " + xMin));
+  svg.appendChild(el("svg:text", { x: left, y: height - 6, class: "axis-label" }, `${xLabel} ${xMin}`));
   svg.appendChild(el("svg:text", { x: width - right - 40, y: height - 6, class: "axis-label" }, String(xMax)));
   let legendY = top + 10;
   series.forEach((s, i) => {
@@ -143,7 +143,7 @@ function renderLearner(run) {
   const series = lossNames.map(name => ({ label: `loss ${name}`, points: learner.history.map(h => [h.policy_version, h.losses[name] ?? NaN]).filter(p => Number.isFinite(p[1])) }));
   series.push({ label: "entropy", points: learner.history.map(h => [h.policy_version, h.entropy]) });
   series.push({ label: "policy lag", points: learner.history.map(h => [h.policy_version, h.policy_lag_mean]) });
-  drawChart(svg, series, []);
+  drawChart(svg, series, [], "policy version");
   const last = learner.history[learner.history.length - 1];
   box.textContent = `${learner.algorithm} v${last.policy_version}: KL ${fmt(last.approx_kl)}, grad norm ${fmt(last.grad_norm)}, ` +
     `${fmt(last.samples_per_second)} samples/s, lag max ${last.policy_lag_max}, dropped stale batches ${learner.dropped_stale_batches}`;
