@@ -48,7 +48,9 @@ class SpecFile(BaseModel):
     description: str = ""
     phases: list[Literal["simulation", "historical", "real_testing", "scaled"]]
     tags: list[str] = Field(default_factory=list)
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the entry point (its defaults)"
+    )
     remote_url: str = ""
     remote_protocol: Literal["", "mcp", "http"] = ""
 

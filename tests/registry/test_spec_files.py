@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
+import json
 import os
 import shutil
 import sys
@@ -49,9 +51,12 @@ def test_the_specs_of_every_phase_are_there() -> None:
 
 
 @pytest.mark.parametrize("path", SPEC_PATHS, ids=[path.stem for path in SPEC_PATHS])
-def test_spec_file_is_valid_and_its_entry_point_resolves_to_a_callable(path: Path) -> None:
+def test_spec_file_is_valid_and_its_entry_point_takes_its_config(path: Path) -> None:
     valid = validate_spec(load_spec_file(path).to_message(), limits())
-    assert callable(resolve_entry_point(valid.content.entry_point)), valid.content.entry_point
+    entry_point = resolve_entry_point(valid.content.entry_point)
+    assert callable(entry_point), valid.content.entry_point
+    # `config` holds the entry point's keyword arguments: every name must be one it accepts.
+    inspect.signature(entry_point).bind_partial(**json.loads(valid.content.config_json))
 
 
 def test_a_wrong_entry_point_would_fail_the_check() -> None:
@@ -59,6 +64,8 @@ def test_a_wrong_entry_point_would_fail_the_check() -> None:
         resolve_entry_point("gaelp.sim:make_ad_vector_environment")
     with pytest.raises(ModuleNotFoundError):
         resolve_entry_point("gaelp.sim.no_such_module:make")
+    with pytest.raises(TypeError):
+        inspect.signature(resolve_entry_point("gaelp.sim:make_ad_vector_env")).bind_partial(levels=2)
 
 
 def test_a_spec_file_with_unknown_fields_is_refused(tmp_path: Path) -> None:
