@@ -125,9 +125,8 @@ class MarketCore:
         click_rate = clicks_p @ ones
         conversion_rate = (clicks_p * self.persona_cvr) @ ones
         ctr = click_rate / np.maximum(opportunities, 1e-12) * quality
-        cvr = np.minimum(
-            conversion_rate / np.maximum(click_rate, 1e-12) * audience_size_quality(audience_size), 1.0
-        )
+        lift = audience_size_quality(audience_size) * self.world.creative_cvr_lift[creative]
+        cvr = np.minimum(conversion_rate / np.maximum(click_rate, 1e-12) * lift, 1.0)
         return ExpectedRates(
             opportunities=opportunities, ctr=ctr, cvr=cvr, value_per_impression=ctr * cvr * self.product_value
         )

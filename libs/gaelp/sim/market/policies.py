@@ -25,6 +25,7 @@ ORACLE_AUDIENCE_SIZES = np.array([0.1, 0.25, 0.5, 0.75, 1.0])
 # The oracle bids this share of the true value of an impression, keeping its marginal ROAS >= 1/share.
 ORACLE_BID_SHARE = 0.4
 HEURISTIC_AUDIENCE_SIZE = 0.5
+HEURISTIC_TEST_HOURS = 3  # one hour per creative before keeping the best
 CPM, CPA = 1, 2
 
 
@@ -44,7 +45,9 @@ def random_policy(env: AdMarketVectorEnv) -> Policy:
 
 
 def heuristic_policy(env: AdMarketVectorEnv) -> Policy:
-    """Target-CPA bidding (CPA = product value / target ROAS) with an even-pacing correction."""
+    """What a careful marketer does without the market's true rates: target the audience whose
+    interests match the product, A/B test the three creatives in the first hours and then keep the
+    one with the best observed CTR, bid a target CPA (product value / target ROAS) and pace evenly."""
 
     def act(obs: np.ndarray, info: dict[str, Any]) -> Actions:
         n = obs.shape[0]
@@ -53,8 +56,11 @@ def heuristic_policy(env: AdMarketVectorEnv) -> Policy:
         pace = obs[:, 88]  # spend so far over the even-pacing plan; 1 = on plan
         correction = np.clip(1.0 / np.maximum(pace, 1e-3), 0.7, 1.2)
         match = obs[:, 121:127]
+        hour = np.rint(obs[:, 80] * env.config.episode_length).astype(np.int64)
+        observed_ctr = obs[:, 112:115]
+        creative = np.where(hour < HEURISTIC_TEST_HOURS, hour % 3, np.argmax(observed_ctr, axis=1))
         return {
-            "creative": np.zeros(n, dtype=np.int64),
+            "creative": creative.astype(np.int64),
             "audience": np.argmax(match, axis=1).astype(np.int64),
             "bid_strategy": np.full(n, CPA, dtype=np.int64),
             **_amounts(n, obs[:, 85] * 200.0, value / target_roas * correction, HEURISTIC_AUDIENCE_SIZE),

@@ -26,6 +26,7 @@ class WorldTables:
     audience_reach: np.ndarray  # (A, P) share of a persona an audience can reach
     click_rate: np.ndarray  # (C, A, P) CTR of creative c shown to persona p through audience a
     product_cvr: np.ndarray  # (K, P) conversion probability of a click
+    creative_cvr_lift: np.ndarray  # (C,) showing more items converts more clicks
     product_value: np.ndarray  # (K,) revenue per conversion
     brand_risk: np.ndarray  # (A,)
     audience_product_match: np.ndarray  # (A, K) public interest overlap, what a marketer can know
@@ -58,7 +59,10 @@ def build_world(config: MarketConfig) -> WorldTables:
     quality = np.array(
         [[1.0 + 0.6 * _overlap(p.interests, a.interests) for p in personas] for a in audiences]
     )
+    # Persona taste for the format, times the asset's own pull (richer visuals draw more clicks).
+    asset_pull = np.array([0.85 + 0.3 * c.visual_richness for c in config.creatives])
     creative = np.array([[p.creative_affinity[c.name] for p in personas] for c in config.creatives])
+    creative = creative * asset_pull[:, None]
     base_ctr = np.array([p.base_ctr for p in personas])
     click_rate = base_ctr[None, None, :] * creative[:, None, :] * quality[None, :, :]
     # Interest fit drives conversion; expensive products convert better with higher income.
@@ -81,6 +85,7 @@ def build_world(config: MarketConfig) -> WorldTables:
         audience_reach=reach,
         click_rate=click_rate,
         product_cvr=product_cvr,
+        creative_cvr_lift=np.array([1.0 + 0.2 * c.items_shown for c in config.creatives]),
         product_value=np.array([k.revenue_per_conversion for k in products]),
         brand_risk=np.array([a.brand_risk for a in audiences]),
         audience_product_match=match,
