@@ -37,7 +37,8 @@ def wait_for_episodes(service: Any, run_id: str, expected: int, timeout_s: float
     return episodes
 
 
-async def dlq_records(bootstrap: str, key: bytes, timeout_s: float = 20.0) -> list[Any]:
+async def dlq_records(bootstrap: str, key: bytes, group_id: str, timeout_s: float = 20.0) -> list[Any]:
+    """DLQ records of one consumer group (other metrics processes on the broker dead-letter too)."""
     consumer = AIOKafkaConsumer("gaelp.dlq.v1", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
@@ -45,7 +46,8 @@ async def dlq_records(bootstrap: str, key: bytes, timeout_s: float = 20.0) -> li
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
-            found = [r for records in batches.values() for r in records if r.key == key]
+            found = [r for records in batches.values() for r in records
+                     if r.key == key and (dlq_headers.CONSUMER_GROUP, group_id.encode()) in r.headers]
             if found:
                 return found
         return []
@@ -80,7 +82,7 @@ async def test_dlq_trace_sigterm_commit_and_restart(
                                        episode(run_id, 3).SerializeToString(), traced)
     assert wait_for_episodes(service, run_id, 4) == 4
 
-    (dead,) = await dlq_records(kafka_bootstrap, run_id.encode())
+    (dead,) = await dlq_records(kafka_bootstrap, run_id.encode(), group_id)
     headers = {key: value.decode() for key, value in dead.headers}
     assert dead.value == b"\xff\xfe not protobuf"
     assert headers[dlq_headers.SOURCE_TOPIC] == EPISODES.name

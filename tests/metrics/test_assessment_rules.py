@@ -1,0 +1,112 @@
+"""The aggregation and criteria rules on their own (no broker): phases 2-4, redelivery, curves, EWMA."""
+
+from __future__ import annotations
+
+import pytest
+
+from gaelp.config.sections.metrics import MetricsSettings
+from gaelp.v1 import common_pb2, events_pb2
+from metrics.assessment import RunViolations, assess
+from metrics.state import RunState, apply_episode, episodes_to_threshold
+
+
+def feed(run: RunState, settings: MetricsSettings, episodes: list[events_pb2.EpisodeSummary]) -> None:
+    start = run.next_offsets.get(0, 0)
+    for offset, episode in enumerate(episodes, start=start):
+        apply_episode(run, episode, 0, offset, settings)
+
+
+def criteria(run: RunState, phase: int, settings: MetricsSettings,
+             violations: RunViolations | None = None) -> dict[str, events_pb2.CriterionResult]:
+    assessment = assess(run, phase, violations or RunViolations(), settings)
+    return {c.name: c for c in assessment.criteria}
+
+
+def test_phase2_uses_window_means_of_the_ope_figures() -> None:
+    settings = MetricsSettings(window_episodes=4)
+    run = RunState(run_id="r")
+    historical = common_pb2.PHASE_HISTORICAL
+    feed(run, settings, [
+        events_pb2.EpisodeSummary(run_id="r", phase=historical, historical_match=m, prediction_accuracy=0.9,
+                                  prediction_correlation=0.85)
+        for m in (0.5, 0.96, 0.96, 0.96, 0.96)  # the 0.5 leaves the 4-episode window
+    ])
+    results = criteria(run, historical, settings)
+    assert results["historical_match"].value == pytest.approx(0.96) and results["historical_match"].passed
+    assert results["prediction_accuracy"].passed and results["correlation"].passed
+    assert assess(run, historical, RunViolations(), settings).ready_to_graduate
+
+
+def test_phase4_transfer_effectiveness_and_sustained_improvement() -> None:
+    settings = MetricsSettings(window_episodes=10, baseline_episodes=2)
+    run = RunState(run_id="r")
+    scaled = common_pb2.PHASE_SCALED
+    episodes = [events_pb2.EpisodeSummary(run_id="r", phase=scaled, normalized_reward=0.5, success=True)] * 2
+    episodes += [events_pb2.EpisodeSummary(run_id="r", phase=scaled, normalized_reward=0.8, success=True,
+                                           transfer=i % 2 == 0) for i in range(8)]
+    feed(run, settings, episodes)
+    results = criteria(run, scaled, settings)
+    assert results["transfer_effectiveness"].value == pytest.approx(0.8 / ((0.5 * 2 + 0.8 * 4) / 6))
+    assert results["sustained_improvement"].value == pytest.approx((0.74 - 0.5) / 0.5)
+    assert results["multi_campaign_success"].value == 1.0
+
+
+def test_phase3_positive_roi_streak_resets_and_violations_must_be_zero() -> None:
+    settings = MetricsSettings()
+    run = RunState(run_id="r")
+    real = common_pb2.PHASE_REAL_TESTING
+    revenues = [12, 12, 8, 12, 12, 12, 12, 12]  # the loss at the third resets the streak
+    feed(run, settings, [events_pb2.EpisodeSummary(run_id="r", phase=real, spend=10, budget=10, revenue=r)
+                         for r in revenues])
+    results = criteria(run, real, settings, RunViolations(count=1))
+    assert results["consecutive_positive_roi"].value == 5 and results["consecutive_positive_roi"].passed
+    assert results["roi"].value == pytest.approx((sum(revenues) - 80) / 80)
+    assert results["budget_efficiency"].value == pytest.approx(1.0)
+    assert not results["violations"].passed
+    assert not assess(run, real, RunViolations(count=1), settings).demote
+    assert assess(run, real, RunViolations(count=1, critical=1), settings).demote
+
+
+def test_redelivered_offsets_are_skipped_and_failed_episodes_stay_out_of_windows() -> None:
+    settings = MetricsSettings()
+    run = RunState(run_id="r")
+    sim = common_pb2.PHASE_SIMULATION
+    good = events_pb2.EpisodeSummary(run_id="r", phase=sim, normalized_reward=1.0)
+    apply_episode(run, good, 0, 7, settings)
+    assert run.already_applied(0, 7) and run.already_applied(0, 3) and not run.already_applied(0, 8)
+    assert not run.already_applied(1, 0)
+    apply_episode(run, events_pb2.EpisodeSummary(run_id="r", phase=sim, failed=True), 0, 8, settings)
+    state = run.phases[sim]
+    assert (state.episodes, state.failed_episodes, len(state.window)) == (2, 1, 1)
+
+
+def test_curves_keep_their_whole_history_within_the_point_budget() -> None:
+    settings = MetricsSettings(curve_points=10)
+    run = RunState(run_id="r")
+    sim = common_pb2.PHASE_SIMULATION
+    feed(run, settings, [events_pb2.EpisodeSummary(run_id="r", phase=sim, task="t", normalized_reward=i / 100)
+                         for i in range(1, 101)])
+    curve = run.phases[sim].curves["t"]
+    assert len(curve) <= 10
+    assert sum(point.count for point in curve) == 100
+    assert curve[-1].episode == 100
+    total = sum(point.normalized_reward * point.count for point in curve)
+    assert total == pytest.approx(sum(i / 100 for i in range(1, 101)))
+
+
+def test_no_alert_during_warmup_and_projection_to_threshold() -> None:
+    settings = MetricsSettings()
+    run = RunState(run_id="r")
+    sim = common_pb2.PHASE_SIMULATION
+    warmup = settings.anomaly.warmup_episodes
+    feed(run, settings, [events_pb2.EpisodeSummary(run_id="r", phase=sim, roas=3.0, normalized_reward=0.5)
+                         for _ in range(warmup - 1)])
+    collapse = events_pb2.EpisodeSummary(run_id="r", phase=sim, roas=0.1, normalized_reward=0.5)
+    alerts = apply_episode(run, collapse, 0, warmup - 1, settings)
+    assert alerts == []  # the detector had seen warmup - 1 values only
+
+    rising = RunState(run_id="s")
+    feed(rising, settings, [events_pb2.EpisodeSummary(run_id="s", phase=sim, normalized_reward=0.01 * i)
+                            for i in range(1, 21)])
+    # window mean 0.105, slope 0.01/episode: (0.7 - 0.105) / 0.01 = 59.5 -> 60 episodes
+    assert episodes_to_threshold(rising.phases[sim], 0.7) == 60
