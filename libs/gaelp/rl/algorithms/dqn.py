@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from gaelp.rl.algorithms.base import Agent, seeded_init
+from gaelp.rl.algorithms.base import Agent, make_adam, seeded_init
 from gaelp.rl.buffers import ArrayLike, PrioritizedReplayBuffer, ReplayBuffer
 from gaelp.rl.env_loop import VectorEnvRunner
 from gaelp.rl.networks import NetworkConfig
@@ -97,7 +97,8 @@ class DQNAgent(Agent):
         self.policy.generator = self.generator
         self.policy.epsilon = cfg.exploration_initial_eps
         self.target = copy.deepcopy(self.policy).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
+        self.parameters = list(self.policy.parameters())
+        self.optimizer = make_adam(self.parameters, cfg.learning_rate)
         self.buffer: ReplayBuffer | None = None
 
     def sync_targets(self) -> None:
@@ -161,7 +162,7 @@ class DQNAgent(Agent):
             loss = weighted_huber_loss(q, target, sample.weights)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+            nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm, foreach=True)
             self.optimizer.step()
             td_error = (q - target).detach()
             if isinstance(self.buffer, PrioritizedReplayBuffer):

@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from gaelp.rl.algorithms.base import Agent, seeded_init
+from gaelp.rl.algorithms.base import Agent, make_adam, seeded_init
 from gaelp.rl.buffers import RolloutBatch, RolloutBuffer, as_tensor, compute_gae
 from gaelp.rl.env_loop import VectorEnvRunner
 from gaelp.rl.networks import NetworkConfig
@@ -90,9 +90,8 @@ class PPOAgent(Agent):
                 self.config.log_std_init,
             ).to(self.device)
         self.policy.generator = self.generator
-        self.optimizer = torch.optim.Adam(
-            self.policy.parameters(), lr=self.config.learning_rate, eps=self.config.adam_eps
-        )
+        self.parameters = list(self.policy.parameters())
+        self.optimizer = make_adam(self.parameters, self.config.learning_rate, self.config.adam_eps)
         norm = self.config.normalization
         self.return_scaler = (
             ReturnScaler(self.config.gamma, norm.reward_clip) if norm.normalize_rewards else None
@@ -173,7 +172,7 @@ class PPOAgent(Agent):
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                grad_norm = nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 with torch.no_grad():
                     approx_kl = ((ratio - 1) - log_ratio).mean()

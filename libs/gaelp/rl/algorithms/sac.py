@@ -23,7 +23,7 @@ import gymnasium as gym
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from gaelp.rl.algorithms.base import Agent, seeded_init
+from gaelp.rl.algorithms.base import Agent, make_adam, seeded_init
 from gaelp.rl.buffers import ArrayLike, ReplayBuffer
 from gaelp.rl.env_loop import VectorEnvRunner
 from gaelp.rl.networks import NetworkConfig
@@ -104,8 +104,8 @@ class SACAgent(Agent):
         self.policy.generator = self.generator
         self.target_extractor = copy.deepcopy(self.policy.critic_extractor).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.policy.critic).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(self.policy.actor_parameters(), lr=cfg.learning_rate)
-        self.critic_optimizer = torch.optim.Adam(self.policy.critic_parameters(), lr=cfg.learning_rate)
+        self.actor_optimizer = make_adam(self.policy.actor_parameters(), cfg.learning_rate)
+        self.critic_optimizer = make_adam(self.policy.critic_parameters(), cfg.learning_rate)
         self.target_entropy = torch.tensor(
             _target_entropies(self.layout, cfg.discrete_entropy_fraction), device=self.device
         )
@@ -115,7 +115,7 @@ class SACAgent(Agent):
             device=self.device,
             requires_grad=True,
         )
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.learning_rate)
+        self.alpha_optimizer = make_adam([self.log_alpha], cfg.learning_rate)
         self.buffer: ReplayBuffer | None = None
         self._online = [*self.policy.critic_extractor.parameters(), *self.policy.critic.parameters()]
         self._target = [*self.target_extractor.parameters(), *self.target_critic.parameters()]
