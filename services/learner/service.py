@@ -113,7 +113,9 @@ class LearnerService:
         for saved in checkpoint.runs:
             trainer = self.run(saved.run_id)
             extra = trainer.agent.load_checkpoint(saved.state_file)
-            trainer.version = saved.version
+            # Updates after this checkpoint may have published versions up to saved.version +
+            # checkpoint_every_updates before the crash; skip past them so no number is reused.
+            trainer.version = saved.version + self.config.checkpoint_every_updates
             trainer.trained_batch_ids = list(saved.trained_batch_ids)
             trainer.dropped_batch_ids = list(saved.dropped_batch_ids)
             trainer.trained_samples = saved.trained_samples
