@@ -44,13 +44,20 @@ class RewardEngine:
     def __init__(self, weights: RewardWeights | None = None) -> None:
         self.weights = weights or RewardWeights()
 
-    def combine(self, components: Mapping[str, np.ndarray | float]) -> np.ndarray:
+    def contributions(self, components: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarray]:
+        """Signed weighted value of each given component (what `combine` sums), for reporting."""
         unknown = set(components) - set(REWARD_COMPONENTS)
         if unknown:
             raise ValueError(f"unknown reward components: {sorted(unknown)}")
-        total: np.ndarray | float = 0.0
+        out: dict[str, np.ndarray] = {}
         for name, value in components.items():
             weight = getattr(self.weights, name)
             signed = -weight if name == "constraint_penalty" else weight
-            total = total + signed * np.asarray(value, dtype=np.float64)
+            out[name] = signed * np.asarray(value, dtype=np.float64)
+        return out
+
+    def combine(self, components: Mapping[str, np.ndarray | float]) -> np.ndarray:
+        total: np.ndarray | float = 0.0
+        for contribution in self.contributions(components).values():
+            total = total + contribution
         return np.asarray(total, dtype=np.float64)
