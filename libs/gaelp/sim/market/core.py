@@ -143,10 +143,11 @@ class MarketCore:
             volume = rates.opportunities
         # What the platform converts a CPC/CPA bid into: its own (possibly biased) CTR/CVR estimate.
         pctr = rates.ctr * self.pctr_bias
-        per_mille = np.select(
-            [actions.bid_strategy == 0, actions.bid_strategy == 1],
-            [pctr * 1000.0, np.ones(n)],
-            default=pctr * rates.cvr * 1000.0,
+        # CPC: bid x pCTR x 1000; CPM: the bid itself; CPA: bid x pCTR x CVR x 1000.
+        per_mille = np.where(
+            actions.bid_strategy == 1,
+            1.0,
+            pctr * np.where(actions.bid_strategy == 2, rates.cvr, 1.0) * 1000.0,
         )
         bid_cpm = actions.bid * per_mille
         win, price_cpm = auction_outcome(

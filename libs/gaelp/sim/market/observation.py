@@ -48,6 +48,23 @@ class ObservationBuilder:
         self._a_shown = min(world.num_audiences, MAX_AUDIENCES_SHOWN)
         self._incomes = np.array([p.income for p in core.config.personas])
         self._persona_ones = np.ones(world.num_personas)
+        cfg = core.config
+        constants = {
+            1: cfg.competitor_spread,
+            2: cfg.reserve_cpm / 10.0,
+            3: float(cfg.competition),
+            4: float(cfg.auction == "first_price"),
+            5: cfg.competitor_adaptation,
+            6: cfg.traffic_volatility,
+            7: cfg.drift,
+            14: cfg.observation_noise,
+            15: world.num_personas / 10.0,
+            85: cfg.max_daily_budget / 200.0,
+            91: cfg.target_roas / 2.0,
+            92: cfg.bid_cap / 20.0,
+        }
+        for row, value in constants.items():
+            self.rows[row] = min(max(value, -OBSERVATION_BOUND), OBSERVATION_BOUND)
 
     def build(self) -> np.ndarray:
         core, tracker, cfg, world = self.core, self.tracker, self.core.config, self.core.world
@@ -62,21 +79,13 @@ class ObservationBuilder:
         traffic_now = core.traffic[hour]
         traffic_total = traffic_now @ self._persona_ones
         rows[0] = core.log_competitor_median - np.log(cfg.competitor_median_cpm) if cfg.competition else 0.0
-        rows[1] = cfg.competitor_spread
-        rows[2] = cfg.reserve_cpm / 10.0
-        rows[3] = float(cfg.competition)
-        rows[4] = float(cfg.auction == "first_price")
-        rows[5] = cfg.competitor_adaptation
-        rows[6] = cfg.traffic_volatility
-        rows[7] = cfg.drift
+        # rows 1-7, 14, 15, 85, 91, 92: constants of the level, written once in __init__
         rows[8] = traffic_total / cfg.opportunities_per_hour
         rows[9] = core.traffic[(hour + 1) % 24] @ self._persona_ones / cfg.opportunities_per_hour
         rows[10] = core.season - 1.0
         rows[11] = last.win_rate if last is not None else zeros
         rows[12] = last.price_cpm / 10.0 if last is not None else zeros
         rows[13] = np.log(core.ctr_drift)
-        rows[14] = cfg.observation_noise
-        rows[15] = world.num_personas / 10.0
         # Performance history: last hour, cumulative, smoothed
         totals = core.totals
         if last is not None:
@@ -95,13 +104,13 @@ class ObservationBuilder:
             scale=10.0,
         )
         ema = tracker.ema
-        rows[36] = ema[:, 0] / 1000.0
-        rows[37] = ema[:, 1] / 20.0
-        rows[38] = ema[:, 2] / 5.0
-        rows[39] = ema[:, 3] / 10.0
-        rows[40] = ema[:, 4] / 50.0
-        rows[41] = _ratio(ema[:, 1], ema[:, 0]) / world.reference_ctr
-        rows[42] = np.minimum(_ratio(ema[:, 4], ema[:, 3]), 50.0) / 5.0
+        rows[36] = ema[0] / 1000.0
+        rows[37] = ema[1] / 20.0
+        rows[38] = ema[2] / 5.0
+        rows[39] = ema[3] / 10.0
+        rows[40] = ema[4] / 50.0
+        rows[41] = _ratio(ema[1], ema[0]) / world.reference_ctr
+        rows[42] = np.minimum(_ratio(ema[4], ema[3]), 50.0) / 5.0
         rows[43] = (totals["revenue"] - totals["spend"]) / budget
         rows[44] = (lh[4] - lh[3]) / 10.0
         rows[45] = _ratio(totals["spend"] * 1000.0, totals["impressions"]) / 10.0
@@ -142,14 +151,11 @@ class ObservationBuilder:
         hours_left = max(cfg.episode_length - core.hour_index, 1)
         planned = budget * core.hour_index / cfg.episode_length
         rows[84] = budget / 200.0
-        rows[85] = cfg.max_daily_budget / 200.0
         rows[86] = spent / budget
         rows[87] = remaining / budget
         rows[88] = np.minimum(_ratio(spent, planned), 5.0) if core.hour_index > 0 else 1.0
         rows[89] = core.hour_index / cfg.episode_length
         rows[90] = core.product_value / 100.0
-        rows[91] = cfg.target_roas / 2.0
-        rows[92] = cfg.bid_cap / 20.0
         rows[93] = acts.bid / 20.0 if acts is not None else zeros
         rows[94] = acts.audience_size if acts is not None else zeros
         rows[95] = last.requested_budget / 200.0 if last is not None else zeros

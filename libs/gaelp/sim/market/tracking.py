@@ -21,7 +21,7 @@ class EpisodeTracker:
         self.clicks_by_creative = np.zeros((n, len(CREATIVE_TYPES)))
         self.impressions_by_audience = np.zeros((n, num_audiences))
         self.clicks_by_audience = np.zeros((n, num_audiences))
-        self.ema = np.zeros((n, len(KPI_NAMES)))
+        self.ema = np.zeros((len(KPI_NAMES), n))  # one row per KPI: contiguous per-KPI updates
         self.last_actions: CampaignActions | None = None
         self.last_outcome: HourOutcome | None = None
         self._rows = np.arange(n)
@@ -48,11 +48,13 @@ class EpisodeTracker:
         self.clicks_by_creative[rows, actions.creative] += outcome.clicks
         self.impressions_by_audience[rows, actions.audience] += outcome.impressions
         self.clicks_by_audience[rows, actions.audience] += outcome.clicks
-        latest = np.stack(
-            [outcome.impressions, outcome.clicks, outcome.conversions, outcome.spend, outcome.revenue], axis=1
-        )
         self.ema *= EMA_DECAY
-        self.ema += (1.0 - EMA_DECAY) * latest
+        for row, latest in zip(
+            self.ema,
+            (outcome.impressions, outcome.clicks, outcome.conversions, outcome.spend, outcome.revenue),
+            strict=True,
+        ):
+            row += (1.0 - EMA_DECAY) * latest
         self.last_actions = actions
         self.last_outcome = outcome
 
