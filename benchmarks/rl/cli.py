@@ -137,43 +137,53 @@ def summarize(algo: str, env_id: str, steps: int, runs: list[dict[str, Any]]) ->
     }
 
 
+def _write(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rl", description=__doc__)
     parser.add_argument("--algo", choices=["ppo", "sac", "dqn"], required=True)
     parser.add_argument("--env", required=True, help="gymnasium env id, e.g. CartPole-v1")
     parser.add_argument("--steps", type=int, required=True, help="env steps of training per seed")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--vs-sb3", action="store_true", help="also train Stable-Baselines3 (bench extra)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: min(2, cores))")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: see configure_torch_threads)"
+    )
     args = parser.parse_args(argv)
 
     threads = configure_torch_threads(args.threads)
     preset = preset_for(args.algo, args.env, args.steps)
-    runs = []
-    for seed in range(args.seeds):
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
         runs.append(run_gaelp(args.algo, args.env, args.steps, seed, preset, args.device))
         print(
-            f"gaelp {args.algo} {args.env} seed {seed}: return {runs[-1]['mean_return']:.1f} "
-            f"sps {runs[-1]['sps']:.0f}",
-            flush=True,
+            f"gaelp seed {seed}: return {runs[-1]['mean_return']:.1f} sps {runs[-1]['sps']:.0f}", flush=True
         )
-    report = summarize(args.algo, args.env, args.steps, runs)
-    report.update({"config": preset.gaelp, "num_envs": preset.num_envs, "torch_threads": threads})
+        report = summarize(args.algo, args.env, args.steps, runs)
+        report.update({"config": preset.gaelp, "num_envs": preset.num_envs, "torch_threads": threads})
+        report["complete"] = len(runs) == args.seeds and not args.vs_sb3
+        _write(args.out, report)  # after every seed, so long runs leave partial figures behind
     if args.vs_sb3:
         sb3_runs = []
-        for seed in range(args.seeds):
+        for seed in seeds:
             sb3_runs.append(run_sb3(args.algo, args.env, args.steps, seed, preset))
             print(
-                f"sb3 {args.algo} {args.env} seed {seed}: return {sb3_runs[-1]['mean_return']:.1f} "
-                f"sps {sb3_runs[-1]['sps']:.0f}",
+                f"sb3 seed {seed}: return {sb3_runs[-1]['mean_return']:.1f} sps {sb3_runs[-1]['sps']:.0f}",
                 flush=True,
             )
         report["sb3"] = summarize(args.algo, args.env, args.steps, sb3_runs)
         report["speed_ratio"] = report["sps"] / report["sb3"]["sps"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str))
+        report["complete"] = True
+        _write(args.out, report)
     headline = {
         k: report[k] for k in ("algo", "env", "steps", "seeds", "mean_return", "std_return", "wall_s", "sps")
     }

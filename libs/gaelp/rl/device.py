@@ -24,11 +24,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def configure_torch_threads(num_threads: int | None = None) -> int:
-    """Set torch's intra-op threads; default one per core but at most 2.
+    """Set torch's intra-op threads; default 1 on machines with up to 2 cores, else half the cores (max 4).
 
-    The networks here are small, so more threads mostly add synchronisation cost, and the env steps
-    in the same process need a core too.
+    The networks here are small: extra threads mostly add synchronisation cost (and spin-wait badly when
+    the cores are shared), and the env steps in the same process need a core too.
     """
-    threads = num_threads if num_threads is not None else max(1, min(2, os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    threads = num_threads if num_threads is not None else (1 if cores <= 2 else min(4, cores // 2))
     torch.set_num_threads(threads)
     return threads
