@@ -296,15 +296,19 @@ class RunManager:
         document, scheduler = run.document, run.scheduler
         task = scheduler.task.name
         decision: Decision = "stay"
+        sequences = list(document.actor_batches)
+        if document.kind == "train":
+            # Reserve the round's batch ids in the store before sending them: after a crash between
+            # the sends and the round's save, the restarted process must not reuse an id.
+            document.actor_batches = [sequence + 1 for sequence in sequences]
+            await self._save(document)
         for index, chunk in enumerate(chunks):
             actor_id = f"{document.run_id}-actor-{index}"
             if document.kind == "train":
-                sequence = document.actor_batches[index]
                 batch = transition_batch(chunk, document.run_id, actor_id,
-                                         f"{document.run_id}:{index}:{sequence}",
+                                         f"{document.run_id}:{index}:{sequences[index]}",
                                          run.policy.version, task)
                 await self.producer.send(TRANSITIONS, actor_id, batch)
-                document.actor_batches[index] = sequence + 1
                 document.batches_published += 1
             document.env_steps += chunk.samples
             scheduler.record_steps(chunk.samples, len(chunk.episodes))
