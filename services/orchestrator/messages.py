@@ -47,9 +47,14 @@ def episode_summary(
     actor_id: str,
     policy_version: int,
     task: str,
-    oracle_roas: float,
+    references: dict[str, float],
+    curriculum_level: int = 0,
+    curriculum_levels: int = 0,
 ) -> events_pb2.EpisodeSummary:
+    """references: the task's oracle ROAS ("oracle_roas") and the random and heuristic policies'
+    ROAS as fractions of it; normalized_reward is this episode's ROAS on the same scale."""
     metrics = episode.metrics
+    oracle_roas = references["oracle_roas"]
     roas = metrics.get("roas", 0.0)
     return events_pb2.EpisodeSummary(
         run_id=run_id,
@@ -72,6 +77,11 @@ def episode_summary(
         actor_id=actor_id,
         finished_at=_now(),
         budget=metrics.get("budget", 0.0),
+        curriculum_level=curriculum_level,
+        curriculum_levels=curriculum_levels,
+        reference_rewards={
+            "random": references["random"], "heuristic": references["heuristic"], "oracle": 1.0
+        },
     )
 
 

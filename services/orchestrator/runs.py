@@ -262,7 +262,7 @@ class RunManager:
                 actors = self._actors(run, task.level)
                 continue
             failures = 0
-            decision = await self._publish_round(run, chunks, refs["oracle_roas"])
+            decision = await self._publish_round(run, chunks, refs)
             produced_on_version += sum(chunk.samples for chunk in chunks)
             if decision != "stay" or self._finished(run):
                 await self._close_task(run, report, decision)
@@ -292,7 +292,7 @@ class RunManager:
         if failures > self.config.env_retries:
             raise EnvironmentFailed(f"environment failed {failures} times in a row: {error!r}") from error
 
-    async def _publish_round(self, run: Run, chunks: list[Chunk], oracle_roas: float) -> Decision:
+    async def _publish_round(self, run: Run, chunks: list[Chunk], refs: dict[str, float]) -> Decision:
         document, scheduler = run.document, run.scheduler
         task = scheduler.task.name
         decision: Decision = "stay"
@@ -313,13 +313,16 @@ class RunManager:
             document.env_steps += chunk.samples
             scheduler.record_steps(chunk.samples, len(chunk.episodes))
             for episode in chunk.episodes:
-                summary = episode_summary(episode, document.run_id, actor_id, run.policy.version, task,
-                                          oracle_roas)
+                summary = episode_summary(
+                    episode, document.run_id, actor_id, run.policy.version, task, refs,
+                    curriculum_level=scheduler.task.difficulty + 1,
+                    curriculum_levels=len(scheduler.tasks),
+                )
                 await self.producer.send(EPISODES, document.run_id, summary)
                 document.episodes += 1
         if document.kind == "train" and self._evaluation_due(run):
             score = await asyncio.to_thread(agent_fraction, run.policy.agent, scheduler.task.level,
-                                            self.config.curriculum.evaluation_envs, oracle_roas)
+                                            self.config.curriculum.evaluation_envs, refs["oracle_roas"])
             decision = scheduler.record_evaluation(score)
         return decision
 

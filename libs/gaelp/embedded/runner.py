@@ -1,9 +1,9 @@
-"""The embedded main job: a local broker, the services as processes, one run, a report.
+"""The embedded main job: phase-1 training on one machine.
 
-What runs today is the end-to-end slice of the foundation: the orchestrator steps an environment with
-a random policy and publishes one EpisodeSummary per episode; the metrics service consumes them and
-answers GetRunSummary; the report shows that every episode arrived and that the consumer's span
-continues the producer's trace.
+A local Kafka-compatible broker, the five services as processes (SQLite and checkpoints under one
+directory per run), one training run through the simulator's curriculum with a progress bar per
+task, and a report: episodes, env steps, updates, policy versions, and per task the agent's ROAS
+as a fraction of the oracle's next to the random and heuristic reference policies.
 """
 
 from __future__ import annotations
@@ -12,19 +12,47 @@ import argparse
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from gaelp.bus.local_broker import LocalBroker, free_port
 from gaelp.config import GaelpSettings, load_settings
 from gaelp.config.settings import CONFIG_ENV_VAR
 from gaelp.embedded.processes import ServiceProcess
-from gaelp.v1 import metrics_pb2, metrics_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
+from gaelp.v1 import (
+    common_pb2,
+    learner_pb2,
+    learner_pb2_grpc,
+    metrics_pb2,
+    metrics_pb2_grpc,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "development.yaml"
+SERVICES = ("environment_registry", "safety_policy", "learner", "metrics", "orchestrator")
+console = Console()
+
+
+@dataclass
+class Services:
+    processes: dict[str, ServiceProcess]
+    dashboard_port: int
+
+    def target(self, name: str) -> str:
+        return self.processes[name].target
+
+    def stop(self) -> dict[str, int | None]:
+        # The orchestrator first (no new data), the learner last but one (it checkpoints on drain).
+        return {name: self.processes[name].stop() for name in reversed(list(self.processes))}
 
 
 @contextlib.contextmanager
@@ -33,104 +61,152 @@ def broker_for(settings: GaelpSettings, log_dir: Path) -> Iterator[str]:
         yield settings.kafka.bootstrap
         return
     with LocalBroker(log_path=log_dir / "broker.log") as broker:
-        print(f"local broker (Tansu, memory storage) on {broker.bootstrap}")
         yield broker.bootstrap
 
 
-def service_env(settings: GaelpSettings, config: Path, bootstrap: str, span_file: Path) -> dict[str, str]:
-    return {
+def start_services(config: Path, bootstrap: str, run_dir: Path, algorithm: str | None) -> Services:
+    env = {
         CONFIG_ENV_VAR: str(config),
         "GAELP_KAFKA_BOOTSTRAP": bootstrap,
-        "GAELP_TELEMETRY_SPAN_FILE": str(span_file),
-        "GAELP_STORAGE_DATA_DIR": settings.storage.data_dir,
-        "GAELP_STORAGE_CHECKPOINT_DIR": settings.storage.checkpoint_dir,
-        "GAELP_DATABASE_URL": settings.database.url,
+        "GAELP_STORAGE_DATA_DIR": str(run_dir),
+        "GAELP_STORAGE_CHECKPOINT_DIR": str(run_dir / "checkpoints"),
+        "GAELP_DATABASE_URL": f"sqlite:///{run_dir / 'gaelp.db'}",
     }
+    if algorithm:
+        env["GAELP_TRAINING_ALGORITHM"] = algorithm
+    dashboard_port = free_port()
+    log_dir = run_dir / "logs"
+    processes: dict[str, ServiceProcess] = {}
+    try:
+        for name in SERVICES:
+            extra: dict[str, str] = {}
+            if name == "metrics":
+                extra["GAELP_METRICS_HTTP_PORT"] = str(dashboard_port)
+            if name == "orchestrator":
+                extra["GAELP_ORCHESTRATOR_LEARNER_TARGET"] = processes["learner"].target
+            if name == "safety_policy":
+                # Each service keeps its own SQLite file: one writer per database file.
+                extra["GAELP_DATABASE_URL"] = f"sqlite:///{run_dir / 'ledger.db'}"
+            if name == "environment_registry":
+                extra["GAELP_DATABASE_URL"] = f"sqlite:///{run_dir / 'registry.db'}"
+            processes[name] = ServiceProcess(name, {**env, **extra}, log_dir).start(wait_s=120)
+    except Exception:
+        Services(processes, dashboard_port).stop()
+        raise
+    return Services(processes, dashboard_port)
 
 
-def wait_for(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
+def follow_run(control: orchestrator_pb2_grpc.OrchestratorStub, run_id: str) -> orchestrator_pb2.RunStatus:
+    """Progress bars per curriculum task until the run completes or fails."""
+    request = orchestrator_pb2.RunIdRequest(run_id=run_id)
+    bars: dict[str, TaskID] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        while True:
+            status = control.GetRunStatus(request, timeout=10)
+            budget = max(status.task_step_budget, 1)
+            if status.task not in bars:
+                for name, bar in bars.items():
+                    if name != status.task:
+                        progress.update(bar, completed=progress.tasks[bar].total)
+                bars[status.task] = progress.add_task(f"phase 1 / {status.task}", total=budget, info="")
+            score = f"eval {status.window_mean:.2f} of oracle" if status.window_mean else "eval pending"
+            progress.update(
+                bars[status.task],
+                completed=min(status.task_env_steps, budget),
+                info=f"{status.task_env_steps:>7} steps  {score}  policy v{status.policy_version}",
+            )
+            if status.state in {"completed", "failed"}:
+                return status
+            time.sleep(0.5)
+
+
+def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.LearnerStub,
+           metrics: metrics_pb2_grpc.MetricsStub, seconds: float) -> bool:
+    stats = learner.GetLearnerStats(learner_pb2.GetLearnerStatsRequest(run_id=status.run_id), timeout=10)
+    # Metrics consume asynchronously: wait until they have seen every episode of the run.
+    summary = metrics_pb2.RunSummary()
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.25)
-    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def linked_traces(span_file: Path) -> tuple[int, int]:
-    """(episode events whose consumer span continues the producer's trace, events sent)."""
-    spans = [json.loads(line) for line in span_file.read_text().splitlines() if line.strip()]
-    sends = {s["span_id"]: s for s in spans if s["name"] == "gaelp.episodes.v1 send"}
-    processed = [s for s in spans if s["name"] == "gaelp.episodes.v1 process"]
-    linked = sum(
-        1
-        for s in processed
-        if s["parent_span_id"] in sends and sends[s["parent_span_id"]]["trace_id"] == s["trace_id"]
+        summary = metrics.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=status.run_id), timeout=10)
+        if summary.episodes >= status.episodes:
+            break
+        time.sleep(0.5)
+    assessment = metrics.GetAssessment(
+        metrics_pb2.GetAssessmentRequest(run_id=status.run_id, phase=common_pb2.PHASE_SIMULATION),
+        timeout=10,
     )
-    return linked, len(sends)
-
-
-def run_slice(settings: GaelpSettings, config: Path, episodes: int, log_dir: Path) -> int:
-    span_file = log_dir / "spans.jsonl"
-    span_file.unlink(missing_ok=True)
-    with broker_for(settings, log_dir) as bootstrap:
-        env = service_env(settings, config, bootstrap, span_file)
-        metrics = ServiceProcess("metrics", {**env, "GAELP_METRICS_HTTP_PORT": str(free_port())}, log_dir)
-        orchestrator = ServiceProcess("orchestrator", env, log_dir)
-        try:
-            metrics.start()
-            orchestrator.start()
-            print(f"services up: metrics {metrics.target}, orchestrator {orchestrator.target}")
-            with grpc.insecure_channel(orchestrator.target) as channel:
-                control = orchestrator_pb2_grpc.OrchestratorStub(channel)
-                status = control.StartRun(
-                    orchestrator_pb2.StartRunRequest(config_json=json.dumps({"episodes": episodes})),
-                    timeout=10,
-                )
-                run_id = status.run_id
-                print(f"run {run_id}: {episodes} random-policy episodes of {status.task}")
-                wait_for(
-                    lambda: control.GetRunStatus(
-                        orchestrator_pb2.RunIdRequest(run_id=run_id), timeout=5
-                    ).state in {"completed", "failed"},
-                    300,
-                    "the run to finish",
-                )
-                status = control.GetRunStatus(orchestrator_pb2.RunIdRequest(run_id=run_id), timeout=5)
-            with grpc.insecure_channel(metrics.target) as channel:
-                stub = metrics_pb2_grpc.MetricsStub(channel)
-
-                def summary() -> metrics_pb2.RunSummary:
-                    return stub.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=run_id), timeout=5)
-
-                wait_for(lambda: summary().episodes >= status.episodes, 60, "metrics to see every episode")
-                seen = summary()
-        finally:
-            codes = {proc.package: proc.stop() for proc in (orchestrator, metrics)}
-    linked, sent = linked_traces(span_file)
-    print()
-    print("GAELP embedded run (foundation slice)")
-    print(f"  run state            {status.state} {status.detail}")
-    print(f"  episodes published   {status.episodes} ({status.env_steps} env steps, random policy)")
-    print(f"  episodes at metrics  {seen.episodes}")
-    for phase in seen.phases:
-        print(f"  mean episode reward  {phase.mean_reward:.2f} over {phase.episodes} episodes")
-    print(f"  traces linked        {linked}/{sent} consumer spans continue the producer's trace")
-    print(f"  service exit codes   {codes}")
-    print(f"  logs                 {log_dir}")
-    ok = status.state == "completed" and seen.episodes == status.episodes and linked == sent
-    ok = ok and all(code == 0 for code in codes.values())
-    print("  result               " + ("OK" if ok else "FAILED"))
-    return 0 if ok else 1
+    console.print()
+    console.print(f"[bold]GAELP phase 1 (simulation) — run {status.run_id}[/bold]  ({status.state}"
+                  f"{': ' + status.detail if status.detail else ''})")
+    console.print(
+        f"  {status.episodes} episodes, {status.env_steps} env steps in {seconds:.0f} s "
+        f"({status.env_steps / max(seconds, 1e-9):.0f} steps/s end to end), "
+        f"{status.batches_published} transition batches, {stats.policy_version} learner updates "
+        f"(policy v{stats.policy_version}, {stats.trained_samples} samples trained, "
+        f"{stats.dropped_stale_batches} stale batches dropped), {status.failed_episodes} failed episodes"
+    )
+    console.print(f"  metrics saw {summary.episodes} episodes; learner: {stats.algorithm}, last update "
+                  f"{stats.samples_per_second:.0f} samples/s, policy lag max {stats.policy_lag_max}")
+    table = Table(title="ROAS as a fraction of the oracle's, per curriculum task (simulator, same seeds)")
+    for column in ("task", "agent at entry", "agent at exit", "random", "heuristic", "oracle ROAS",
+                   "steps", "decision"):
+        table.add_column(column)
+    beats = []
+    for level in status.levels:
+        beats.append(level.agent_end > level.heuristic)
+        table.add_row(level.task, f"{level.agent_start:.2f}", f"{level.agent_end:.2f}",
+                      f"{level.random:.2f}", f"{level.heuristic:.2f}", f"{level.oracle_roas:.2f}",
+                      str(level.env_steps), level.decision)
+    console.print(table)
+    verdict = "READY to graduate" if assessment.ready_to_graduate else "not ready to graduate"
+    console.print(f"  metrics' phase-1 assessment: {verdict}")
+    for criterion in assessment.criteria:
+        mark = "pass" if criterion.passed else "fail"
+        console.print(f"    {criterion.name:<24} {criterion.value:10.3f} {criterion.comparison} "
+                      f"{criterion.threshold:<8g} {mark}")
+    learned = all(level.agent_end > level.agent_start for level in status.levels)
+    console.print(f"  the agent improved on every task: {'yes' if learned else 'no'}; "
+                  f"beat the heuristic on {sum(beats)}/{len(beats)} tasks")
+    return status.state == "completed"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gaelp.embedded", description=__doc__)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML preset")
-    parser.add_argument("--episodes", type=int, default=None)
+    parser.add_argument("--algorithm", choices=("ppo", "sac"), default=None,
+                        help="override the preset's training.algorithm")
+    parser.add_argument("--max-env-steps", type=int, default=0, help="stop the run after this many steps")
     args = parser.parse_args(argv)
-    settings = load_settings(args.config)
-    log_dir = Path(settings.storage.data_dir) / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    episodes = args.episodes or settings.orchestrator.smoke_episodes
-    return run_slice(settings, args.config.resolve(), episodes, log_dir)
+    config = args.config.resolve()
+    settings = load_settings(config)
+    run_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    run_dir = (Path(settings.storage.data_dir) / "runs" / run_id).resolve()
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    console.print(f"GAELP embedded run {run_id}: preset {settings.preset}, environment: ad-market "
+                  f"simulator (simulated market), files in {run_dir}")
+    with broker_for(settings, run_dir / "logs") as bootstrap:
+        console.print(f"broker: {bootstrap}" + ("" if settings.kafka.bootstrap else " (local Tansu, memory)"))
+        services = start_services(config, bootstrap, run_dir, args.algorithm)
+        codes: dict[str, int | None] = {}
+        try:
+            for name, process in services.processes.items():
+                console.print(f"  {name:<22} gRPC {process.target}")
+            console.print(f"  dashboard              http://127.0.0.1:{services.dashboard_port}/")
+            with grpc.insecure_channel(services.target("orchestrator")) as channel_o, \
+                    grpc.insecure_channel(services.target("learner")) as channel_l, \
+                    grpc.insecure_channel(services.target("metrics")) as channel_m:
+                control = orchestrator_pb2_grpc.OrchestratorStub(channel_o)
+                started = time.monotonic()
+                control.StartRun(orchestrator_pb2.StartRunRequest(
+                    run_id=run_id, config_json=json.dumps({"max_env_steps": args.max_env_steps}),
+                ), timeout=30)
+                status = follow_run(control, run_id)
+                ok = report(status, learner_pb2_grpc.LearnerStub(channel_l),
+                            metrics_pb2_grpc.MetricsStub(channel_m), time.monotonic() - started)
+        finally:
+            codes = services.stop()
+    clean = all(code == 0 for code in codes.values())
+    console.print(f"  services stopped: {codes}" + ("" if clean else " (a service did not exit cleanly)"))
+    return 0 if ok and clean else 1
