@@ -180,3 +180,18 @@ def root_buffer(array: np.ndarray) -> object:
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base
     return base
+
+
+def sample_chunk(seed: int = 3) -> tuple[Any, Any]:
+    """One real chunk from the ad-market simulator and the (untrained) policy holder that made it."""
+    from orchestrator.actor import Actor
+    from orchestrator.environments import resolve_vector_env
+    from orchestrator.policy import PolicyHolder
+
+    settings = training_settings()
+    config = settings.orchestrator
+    env = resolve_vector_env(config.environment_id, config.environment_version)(ENVS_PER_ACTOR, 0, seed)
+    holder = PolicyHolder(settings.training, env.single_observation_space, env.single_action_space)
+    chunk = Actor(env, seed).collect(holder.agent, config.chunk_steps)
+    env.close()
+    return chunk, holder
