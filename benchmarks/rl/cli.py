@@ -49,7 +49,19 @@ def run_gaelp(algo: str, env_id: str, steps: int, seed: int, preset: Preset, dev
         algo, env.single_observation_space, env.single_action_space, preset.gaelp, device=device, seed=seed
     )
     start = time.perf_counter()
-    agent.learn(env, steps)  # type: ignore[attr-defined]
+    next_report = [steps // 20]
+
+    def progress(agent: Agent, stats: dict[str, float]) -> None:
+        if agent.env_steps >= next_report[0] and "recent_return" in stats:
+            next_report[0] = agent.env_steps + steps // 20
+            elapsed = time.perf_counter() - start
+            print(
+                f"  seed {seed} step {agent.env_steps} training return (last 10 episodes) "
+                f"{stats['recent_return']:.1f} elapsed {elapsed:.0f}s",
+                flush=True,
+            )
+
+    agent.learn(env, steps, callback=progress)  # type: ignore[attr-defined]
     wall = time.perf_counter() - start
     env.close()
 

@@ -48,6 +48,15 @@ class VectorEnvRunner:
         self.episode_returns = np.zeros(env.num_envs)
         self.completed_returns: list[float] = []
 
+    def recent_return_stats(self, window: int = 10) -> dict[str, float]:
+        """Mean return of the last `window` finished training episodes (empty before the first)."""
+        if not self.completed_returns:
+            return {}
+        return {
+            "recent_return": float(np.mean(self.completed_returns[-window:])),
+            "episodes": float(len(self.completed_returns)),
+        }
+
     def step(self, env_actions: Any) -> EnvStep:
         obs, rewards, terminated, truncated, info = self.env.step(env_actions)
         obs = np.asarray(obs, dtype=np.float32).reshape(self.env.num_envs, -1)

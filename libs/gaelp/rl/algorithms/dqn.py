@@ -201,7 +201,7 @@ class DQNAgent(Agent):
             if self.env_steps >= self.config.learning_starts and vector_steps % self.config.train_freq == 0:
                 stats = self.train_steps(self.config.gradient_steps)
                 if callback is not None:
-                    callback(self, stats)
+                    callback(self, {**stats, **runner.recent_return_stats()})
         return runner
 
     def _modules(self) -> dict[str, nn.Module]:

@@ -241,7 +241,7 @@ class PPOAgent(Agent):
             )
             stats = self.train_on_rollout(batch)
             if callback is not None:
-                callback(self, stats)
+                callback(self, {**stats, **runner.recent_return_stats()})
         return runner
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
