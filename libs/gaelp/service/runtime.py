@@ -1,9 +1,9 @@
 """The lifecycle every service process shares.
 
-Start: telemetry, a grpc.aio server with grpc.health.v1 and reflection-free servicers, background
-tasks (consumers, loops). SIGTERM/SIGINT: health NOT_SERVING so load balancers stop sending, stop
-accepting new RPCs, run the drain hooks (consumers finish their batch and commit, learners
-checkpoint), cancel what is left, and exit — all within grace_period_s.
+Start: telemetry, a grpc.aio server with grpc.health.v1 and the servicers, background tasks
+(consumers, loops). SIGTERM/SIGINT: health NOT_SERVING so load balancers stop sending, run the drain
+hooks (consumers finish their batch and commit, learners checkpoint), cancel what is left, stop the
+server letting calls in flight finish, and exit — all within grace_period_s.
 """
 
 from __future__ import annotations
@@ -110,10 +110,10 @@ class ServiceRuntime:
     async def shutdown(self) -> None:
         grace = self.settings.grpc.grace_period_s
         logger.info("%s shutting down", self.name, extra={"grace_period_s": grace})
-        await self._set_serving(health_pb2.HealthCheckResponse.NOT_SERVING)
         deadline = loop_time() + grace
-        # Stop taking new calls but let running ones finish while the drain hooks work.
-        server_stop = asyncio.create_task(self.server.stop(grace * 0.5))
+        # NOT_SERVING first, while the server still answers, so health watchers and load balancers
+        # see it and stop routing here; then the drain hooks; then stop, with what is left of the grace.
+        await self._set_serving(health_pb2.HealthCheckResponse.NOT_SERVING)
         for hook in self._drain_hooks:
             remaining = deadline - loop_time()
             try:
@@ -126,7 +126,7 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await server_stop
+        await self.server.stop(min(max(deadline - loop_time(), 0.0), self.settings.grpc.final_stop_s))
         self.telemetry.shutdown()
         logger.info("%s stopped", self.name)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import grpc
 from opentelemetry import metrics, trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -41,7 +41,10 @@ class Telemetry:
         return self.meter_provider.get_meter(name)
 
     def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        return [aio_server_interceptor(tracer_provider=self.tracer_provider)]
+        # Health checks are not traced: probes would flood the traces, and the interceptor breaks
+        # grpc.health.v1 Watch (a coroutine handler writing to the context, not an async generator).
+        untraced = filters.negate(filters.service_name("grpc.health.v1.Health"))
+        return [aio_server_interceptor(tracer_provider=self.tracer_provider, filter_=untraced)]
 
     def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         return list(aio_client_interceptors(tracer_provider=self.tracer_provider))

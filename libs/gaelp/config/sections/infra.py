@@ -73,6 +73,9 @@ class GrpcSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks the service's default port")
     grace_period_s: float = Field(10.0, gt=0, description="SIGTERM: time to drain before stopping")
+    final_stop_s: float = Field(
+        2.0, ge=0, description="after draining, calls still open (watch streams) get this long, then end"
+    )
     deadline_s: float = Field(10.0, gt=0, description="default deadline of outgoing calls")
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_string_length: int = Field(1024, ge=1, description="longest accepted string field")
