@@ -249,4 +249,5 @@ class MetricsStreams:
         self.instruments.record_window(run.run_id, phase, {
             **window_figures(run.phases[phase]), "ready": float(assessment.ready_to_graduate),
         })
-        await self.producer.send(ASSESSMENTS, run.run_id, assessment)
+        # Each assessment supersedes the last: no need to wait for the broker on every episode.
+        await self.producer.publish_in_background(ASSESSMENTS, run.run_id, assessment)

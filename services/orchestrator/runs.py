@@ -302,13 +302,14 @@ class RunManager:
             # the sends and the round's save, the restarted process must not reuse an id.
             document.actor_batches = [sequence + 1 for sequence in sequences]
             await self._save(document)
+        deliveries = []
         for index, chunk in enumerate(chunks):
             actor_id = f"{document.run_id}-actor-{index}"
             if document.kind == "train":
                 batch = transition_batch(chunk, document.run_id, actor_id,
                                          f"{document.run_id}:{index}:{sequences[index]}",
                                          run.policy.version, task)
-                await self.producer.send(TRANSITIONS, actor_id, batch)
+                deliveries.append(await self.producer.enqueue(TRANSITIONS, actor_id, batch))
                 document.batches_published += 1
             document.env_steps += chunk.samples
             scheduler.record_steps(chunk.samples, len(chunk.episodes))
@@ -318,8 +319,10 @@ class RunManager:
                     curriculum_level=scheduler.task.difficulty + 1,
                     curriculum_levels=len(scheduler.tasks),
                 )
-                await self.producer.send(EPISODES, document.run_id, summary)
+                deliveries.append(await self.producer.enqueue(EPISODES, document.run_id, summary))
                 document.episodes += 1
+        # One wait for the round: the run document is saved only after the broker has it all.
+        await asyncio.gather(*deliveries)
         if document.kind == "train" and self._evaluation_due(run):
             score = await asyncio.to_thread(agent_fraction, run.policy.agent, scheduler.task.level,
                                             self.config.curriculum.evaluation_envs, refs["oracle_roas"])

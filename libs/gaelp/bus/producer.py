@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -12,6 +14,8 @@ from opentelemetry import trace
 from gaelp.bus.topics import Topic
 from gaelp.bus.tracing import Headers, inject_context
 from gaelp.config.sections.infra import KafkaSettings
+
+logger = logging.getLogger(__name__)
 
 
 class BusProducer:
@@ -56,6 +60,38 @@ class BusProducer:
             return await self._producer.send_and_wait(
                 topic.name, topic.encode(value), key=key.encode(), headers=carrier
             )
+
+    async def enqueue(
+        self, topic: Topic[Any], key: str, value: Message, headers: Headers | None = None
+    ) -> asyncio.Future[RecordMetadata]:
+        """Hand the message to the producer's batch and return its delivery future.
+
+        For many messages in a row: enqueue them all, then await the futures together, so one
+        broker round trip acknowledges a whole batch instead of one message each.
+        """
+        with self._tracer.start_as_current_span(
+            f"{topic.name} send",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": topic.name},
+        ):
+            carrier = inject_context(list(headers or []))
+            return await self._producer.send(
+                topic.name, topic.encode(value), key=key.encode(), headers=carrier
+            )
+
+    async def publish_in_background(
+        self, topic: Topic[Any], key: str, value: Message, headers: Headers | None = None
+    ) -> None:
+        """Enqueue without waiting for the acknowledgement; a failed delivery is logged.
+
+        Only for derived data that the next message supersedes (e.g. assessments)."""
+        delivery = await self.enqueue(topic, key, value, headers)
+
+        def _log_failure(future: asyncio.Future[RecordMetadata]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                logger.error("delivery to %s failed: %r", topic.name, future.exception())
+
+        delivery.add_done_callback(_log_failure)
 
     async def send_raw(
         self, topic_name: str, key: bytes | None, value: bytes | None, headers: Headers
