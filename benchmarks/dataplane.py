@@ -36,7 +36,7 @@ from gaelp.v1 import events_pb2, learner_pb2, learner_pb2_grpc, orchestrator_pb2
 from learner.batches import decode_batch
 from learner.trainer import build_run_trainer
 from orchestrator.actor import Actor
-from orchestrator.environments import resolve_vector_env
+from orchestrator.environments import resolve_shipped
 from orchestrator.messages import transition_batch
 from orchestrator.policy import PolicyHolder
 
@@ -57,7 +57,7 @@ def in_process(budget: Budget) -> tuple[float, float]:
     """(transitions/s, learner samples/s) with no broker and no processes."""
     settings = _settings(budget)
     config = settings.orchestrator
-    factory = resolve_vector_env(config.environment_id, config.environment_version)
+    factory = resolve_shipped(config.environment_id, config.environment_version).factory
     envs = [factory(budget.envs_per_actor, 0, 1_000 + index) for index in range(budget.actors)]
     space_env = factory(1, 0, 0)
     observation_space, action_space = space_env.single_observation_space, space_env.single_action_space

@@ -9,6 +9,7 @@ from gaelp.config import GaelpSettings, load_settings
 from gaelp.service import ServiceRuntime
 from gaelp.v1 import orchestrator_pb2_grpc
 from orchestrator.control import OrchestratorServicer
+from orchestrator.environments import resolve_environment
 from orchestrator.run_store import RunStore
 from orchestrator.runs import RunManager
 
@@ -22,7 +23,12 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     store = await RunStore.open(settings.database.url)
     learner_target = settings.orchestrator.learner_target
     learner_channel = runtime.client_channel(learner_target) if learner_target else None
-    runs = RunManager(settings, producer, store, learner_channel)
+    registry_target = settings.orchestrator.registry_target
+    registry_channel = runtime.client_channel(registry_target) if registry_target else None
+    environment = await resolve_environment(settings.orchestrator, registry_channel)
+    if registry_channel is not None:
+        await registry_channel.close()
+    runs = RunManager(settings, producer, store, learner_channel, environment)
     # Every orchestrator process needs every policy update: a group of its own, newest first.
     policies = BusConsumer(settings.kafka, [POLICY], f"orchestrator-{uuid.uuid4().hex[:8]}", producer,
                            client_id="orchestrator", auto_offset_reset="latest")

@@ -1,21 +1,32 @@
-"""Resolving an environment id and version to a factory of vector environments.
+"""Resolving the run's environment (id and version) to a factory of vector environments.
 
-Today the known environments come from configuration (the simulator shipped in gaelp.sim); the
-environment-registry service replaces this table once runs resolve through it.
+With `registry_target` set, the environment-registry service answers (a version constraint such as
+"^1" picks the newest compatible, non-deprecated version). Without one, a table of the environments
+shipped in gaelp.sim answers for exact versions — the same ids and versions the registry is
+seeded with from configs/environments.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from gymnasium.vector import VectorEnv
+
+from gaelp.config.sections.orchestrator import OrchestratorSettings
+from gaelp.v1 import registry_pb2, registry_pb2_grpc
+
+logger = logging.getLogger(__name__)
 
 VectorEnvFactory = Callable[..., VectorEnv]
 
-KNOWN_ENVIRONMENTS: dict[tuple[str, str], str] = {
-    ("gaelp/AdMarket-v0", "0.1.0"): "gaelp.sim:make_ad_vector_env",
+SHIPPED_ENVIRONMENTS: dict[tuple[str, str], str] = {
+    ("ad-market-simulator", "1.0.0"): "gaelp.sim:make_ad_vector_env",
 }
 
 
@@ -23,12 +34,53 @@ class UnknownEnvironment(LookupError):
     pass
 
 
-def resolve_vector_env(environment_id: str, version: str) -> VectorEnvFactory:
-    """factory(num_envs, level, seed) -> VectorEnv for the given id and exact version."""
-    entry_point = KNOWN_ENVIRONMENTS.get((environment_id, version))
-    if entry_point is None:
-        known = ", ".join(f"{i}@{v}" for i, v in KNOWN_ENVIRONMENTS)
-        raise UnknownEnvironment(f"no environment {environment_id}@{version}; known: {known}")
+@dataclass(frozen=True)
+class ResolvedEnvironment:
+    environment_id: str
+    version: str
+    entry_point: str
+    factory: VectorEnvFactory
+
+
+def load_entry_point(entry_point: str) -> Any:
     module_name, _, attribute = entry_point.partition(":")
-    factory: Any = getattr(importlib.import_module(module_name), attribute)
-    return factory
+    if not module_name or not attribute:
+        raise UnknownEnvironment(f"entry point {entry_point!r} is not 'module:callable'")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def resolve_shipped(environment_id: str, version: str) -> ResolvedEnvironment:
+    entry_point = SHIPPED_ENVIRONMENTS.get((environment_id, version))
+    if entry_point is None:
+        known = ", ".join(f"{i}@{v}" for i, v in SHIPPED_ENVIRONMENTS)
+        raise UnknownEnvironment(
+            f"no environment {environment_id}@{version} without a registry (exact versions only); "
+            f"known: {known}"
+        )
+    return ResolvedEnvironment(environment_id, version, entry_point, load_entry_point(entry_point))
+
+
+async def resolve_environment(
+    settings: OrchestratorSettings, channel: grpc.aio.Channel | None, attempts: int = 10
+) -> ResolvedEnvironment:
+    if channel is None:
+        return resolve_shipped(settings.environment_id, settings.environment_version)
+    stub = registry_pb2_grpc.EnvironmentRegistryStub(channel)
+    request = registry_pb2.GetEnvironmentRequest(
+        id=settings.environment_id, version=settings.environment_version
+    )
+    for attempt in range(1, attempts + 1):
+        try:
+            spec = (await stub.Get(request, timeout=5)).spec
+            break
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts:
+                raise UnknownEnvironment(
+                    f"registry could not resolve {settings.environment_id}@"
+                    f"{settings.environment_version}: {error.code().name} {error.details()}"
+                ) from error
+            logger.warning("environment registry not reachable yet; retrying", extra={"attempt": attempt})
+            await asyncio.sleep(min(0.5 * attempt, 3.0))
+    logger.info("environment resolved by the registry",
+                extra={"environment": spec.id, "version": spec.version, "entry_point": spec.entry_point})
+    return ResolvedEnvironment(spec.id, spec.version, spec.entry_point, load_entry_point(spec.entry_point))

@@ -26,7 +26,7 @@ from gaelp.sim import CURRICULUM_LEVELS
 from gaelp.v1 import events_pb2, learner_pb2, learner_pb2_grpc, orchestrator_pb2
 from orchestrator.actor import Actor, Chunk
 from orchestrator.curriculum import CurriculumScheduler, Decision
-from orchestrator.environments import resolve_vector_env
+from orchestrator.environments import ResolvedEnvironment
 from orchestrator.evaluation import RandomActionAgent, agent_fraction, reference_scores
 from orchestrator.messages import episode_summary, transition_batch
 from orchestrator.policy import PolicyHolder
@@ -56,13 +56,14 @@ class Run:
 
 class RunManager:
     def __init__(self, settings: GaelpSettings, producer: BusProducer, store: RunStore,
-                 learner_channel: grpc.aio.Channel | None) -> None:
+                 learner_channel: grpc.aio.Channel | None, environment: ResolvedEnvironment) -> None:
         self.settings = settings
         self.config = settings.orchestrator
         self.producer = producer
         self.store = store
         self.learner = None if learner_channel is None else learner_pb2_grpc.LearnerStub(learner_channel)
-        self.env_factory = resolve_vector_env(self.config.environment_id, self.config.environment_version)
+        self.environment = environment
+        self.env_factory = environment.factory
         probe = self.env_factory(1, self.config.curriculum.levels[0], 0)
         self.observation_space, self.action_space = probe.single_observation_space, probe.single_action_space
         probe.close()

@@ -185,12 +185,12 @@ def root_buffer(array: np.ndarray) -> object:
 def sample_chunk(seed: int = 3) -> tuple[Any, Any]:
     """One real chunk from the ad-market simulator and the (untrained) policy holder that made it."""
     from orchestrator.actor import Actor
-    from orchestrator.environments import resolve_vector_env
+    from orchestrator.environments import resolve_shipped
     from orchestrator.policy import PolicyHolder
 
     settings = training_settings()
     config = settings.orchestrator
-    env = resolve_vector_env(config.environment_id, config.environment_version)(ENVS_PER_ACTOR, 0, seed)
+    env = resolve_shipped(config.environment_id, config.environment_version).factory(ENVS_PER_ACTOR, 0, seed)
     holder = PolicyHolder(settings.training, env.single_observation_space, env.single_action_space)
     chunk = Actor(env, seed).collect(holder.agent, config.chunk_steps)
     env.close()

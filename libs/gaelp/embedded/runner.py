@@ -84,6 +84,8 @@ def start_services(config: Path, bootstrap: str, run_dir: Path, algorithm: str |
                 extra["GAELP_METRICS_HTTP_PORT"] = str(dashboard_port)
             if name == "orchestrator":
                 extra["GAELP_ORCHESTRATOR_LEARNER_TARGET"] = processes["learner"].target
+                extra["GAELP_ORCHESTRATOR_REGISTRY_TARGET"] = processes["environment_registry"].target
+                extra["GAELP_ORCHESTRATOR_ENVIRONMENT_VERSION"] = "^1"
             if name == "safety_policy":
                 # Each service keeps its own SQLite file: one writer per database file.
                 extra["GAELP_DATABASE_URL"] = f"sqlite:///{run_dir / 'ledger.db'}"

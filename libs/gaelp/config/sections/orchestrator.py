@@ -39,8 +39,13 @@ class OrchestratorSettings(BaseModel):
     actors: int = Field(1, ge=1, le=64, description="concurrent actors per run")
     envs_per_actor: int = Field(16, ge=1, description="campaigns each actor steps as one batch")
     chunk_steps: int = Field(24, ge=1, description="T: steps per TransitionBatch")
-    environment_id: str = Field("gaelp/AdMarket-v0", description="environment id to resolve")
-    environment_version: str = Field("0.1.0", description="environment version to resolve")
+    registry_target: str = Field(
+        "", description="host:port of the environment registry; empty: the environments gaelp ships"
+    )
+    environment_id: str = Field("ad-market-simulator", description="environment id to resolve")
+    environment_version: str = Field(
+        "1.0.0", description="exact version, or a constraint such as ^1 when a registry resolves it"
+    )
     env_retries: int = Field(3, ge=0, description="restarts of a failing environment before the run fails")
     checkpoint_every_batches: int = Field(1, ge=1, description="run state saved after this many batches")
     max_policy_wait_s: float = Field(
