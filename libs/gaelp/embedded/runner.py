@@ -129,12 +129,15 @@ def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.Learner
     stats = learner.GetLearnerStats(learner_pb2.GetLearnerStatsRequest(run_id=status.run_id), timeout=10)
     # Metrics consume asynchronously: wait until they have seen every episode of the run.
     summary = metrics_pb2.RunSummary()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        summary = metrics.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=status.run_id), timeout=10)
-        if summary.episodes >= status.episodes:
-            break
-        time.sleep(0.5)
+    deadline = time.monotonic() + 300
+    with console.status("waiting for the metrics service to catch up") as waiting:
+        while time.monotonic() < deadline:
+            summary = metrics.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=status.run_id),
+                                            timeout=10)
+            if summary.episodes >= status.episodes:
+                break
+            waiting.update(f"waiting for the metrics service: {summary.episodes}/{status.episodes} episodes")
+            time.sleep(0.5)
     assessment = metrics.GetAssessment(
         metrics_pb2.GetAssessmentRequest(run_id=status.run_id, phase=common_pb2.PHASE_SIMULATION),
         timeout=10,
