@@ -13,21 +13,27 @@ EVALUATION_SEED = 10_007  # fixed, and apart from training seeds, so every evalu
 
 
 @dataclass(frozen=True)
-class References:
-    oracle_roas: float
-    random: float      # fractions of oracle ROAS
-    heuristic: float
+class AgentScore:
+    fraction: float    # mean ROAS as a fraction of the oracle's
+    reward: float      # mean episode return: the weighted reward the agent is trained on
 
 
-def reference_scores(level: int, envs: int) -> References:
-    oracle = evaluate_policy("oracle", level, num_envs=envs, seed=EVALUATION_SEED).mean_roas
-    random = evaluate_policy("random", level, num_envs=envs, seed=EVALUATION_SEED).mean_roas
-    heuristic = evaluate_policy("heuristic", level, num_envs=envs, seed=EVALUATION_SEED).mean_roas
-    return References(oracle, random / oracle, heuristic / oracle)
+def reference_scores(level: int, envs: int) -> dict[str, float]:
+    """The oracle's ROAS, the random and heuristic policies' ROAS as fractions of it, and each
+    reference's mean episode reward."""
+    results = {name: evaluate_policy(name, level, num_envs=envs, seed=EVALUATION_SEED)
+               for name in ("oracle", "random", "heuristic")}
+    oracle_roas = results["oracle"].mean_roas
+    return {
+        "oracle_roas": oracle_roas,
+        "random": results["random"].mean_roas / oracle_roas,
+        "heuristic": results["heuristic"].mean_roas / oracle_roas,
+        **{f"{name}_reward": result.mean_reward for name, result in results.items()},
+    }
 
 
-def agent_fraction(agent: Any, level: int, envs: int, oracle_roas: float) -> float:
-    """The agent's deterministic policy on the task, as a fraction of the oracle's ROAS."""
+def evaluate_agent(agent: Any, level: int, envs: int, oracle_roas: float) -> AgentScore:
+    """The agent's deterministic policy on the task, on the references' seeds."""
 
     def factory(env: Any) -> Any:
         def act(obs: np.ndarray, info: dict[str, Any]) -> Any:
@@ -36,7 +42,8 @@ def agent_fraction(agent: Any, level: int, envs: int, oracle_roas: float) -> flo
 
         return act
 
-    return evaluate_policy(factory, level, num_envs=envs, seed=EVALUATION_SEED).mean_roas / oracle_roas
+    result = evaluate_policy(factory, level, num_envs=envs, seed=EVALUATION_SEED)
+    return AgentScore(result.mean_roas / oracle_roas, result.mean_reward)
 
 
 class RandomActionAgent:

@@ -28,6 +28,11 @@ class LevelReportDocument(BaseModel):
     random: float
     heuristic: float
     oracle_roas: float
+    agent_reward_start: float = 0.0
+    agent_reward_end: float = 0.0
+    random_reward: float = 0.0
+    heuristic_reward: float = 0.0
+    oracle_reward: float = 0.0
     episodes: int = 0
     env_steps: int = 0
     decision: str = ""

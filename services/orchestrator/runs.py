@@ -27,7 +27,7 @@ from gaelp.v1 import events_pb2, learner_pb2, learner_pb2_grpc, orchestrator_pb2
 from orchestrator.actor import Actor, Chunk
 from orchestrator.curriculum import CurriculumScheduler, Decision
 from orchestrator.environments import ResolvedEnvironment
-from orchestrator.evaluation import RandomActionAgent, agent_fraction, reference_scores
+from orchestrator.evaluation import RandomActionAgent, evaluate_agent, reference_scores
 from orchestrator.messages import episode_summary, transition_batch
 from orchestrator.policy import PolicyHolder
 from orchestrator.run_document import LevelReportDocument, RunDocument
@@ -204,8 +204,7 @@ class RunManager:
     async def _references(self, run: Run, level: int) -> dict[str, float]:
         cached = run.document.references.get(level)
         if cached is None:
-            refs = await asyncio.to_thread(reference_scores, level, self.config.curriculum.evaluation_envs)
-            cached = {"oracle_roas": refs.oracle_roas, "random": refs.random, "heuristic": refs.heuristic}
+            cached = await asyncio.to_thread(reference_scores, level, self.config.curriculum.evaluation_envs)
             run.document.references[level] = cached
         return cached
 
@@ -232,9 +231,10 @@ class RunManager:
         refs = await self._references(run, task.level)
         report = self._level_report(run)
         if report is None and document.kind == "train":
-            start = await asyncio.to_thread(agent_fraction, run.policy.agent, task.level,
+            start = await asyncio.to_thread(evaluate_agent, run.policy.agent, task.level,
                                             self.config.curriculum.evaluation_envs, refs["oracle_roas"])
-            report = LevelReportDocument(task=task.name, level=task.level, agent_start=start, **refs)
+            report = LevelReportDocument(task=task.name, level=task.level, agent_start=start.fraction,
+                                         agent_reward_start=start.reward, **refs)
             document.levels.append(report)
             await self._save(document)
         actors = self._actors(run, task.level)
@@ -325,9 +325,9 @@ class RunManager:
         # One wait for the round: the run document is saved only after the broker has it all.
         await asyncio.gather(*deliveries)
         if document.kind == "train" and self._evaluation_due(run):
-            score = await asyncio.to_thread(agent_fraction, run.policy.agent, scheduler.task.level,
+            score = await asyncio.to_thread(evaluate_agent, run.policy.agent, scheduler.task.level,
                                             self.config.curriculum.evaluation_envs, refs["oracle_roas"])
-            decision = scheduler.record_evaluation(score)
+            decision = scheduler.record_evaluation(score.fraction)
         return decision
 
     def _evaluation_due(self, run: Run) -> bool:
@@ -339,10 +339,11 @@ class RunManager:
     async def _close_task(self, run: Run, report: LevelReportDocument | None, decision: Decision) -> None:
         document, scheduler = run.document, run.scheduler
         if report is not None:
-            report.agent_end = await asyncio.to_thread(
-                agent_fraction, run.policy.agent, report.level, self.config.curriculum.evaluation_envs,
+            end = await asyncio.to_thread(
+                evaluate_agent, run.policy.agent, report.level, self.config.curriculum.evaluation_envs,
                 report.oracle_roas,
             )
+            report.agent_end, report.agent_reward_end = end.fraction, end.reward
             if decision == "stay":  # the run's own step budget ended it on this task
                 report.decision = "stopped_on_run_budget"
                 report.episodes = scheduler.state.episodes_on_task

@@ -80,6 +80,11 @@ class LevelReport(_message.Message):
     EPISODES_FIELD_NUMBER: _builtins.int
     ENV_STEPS_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
+    AGENT_REWARD_START_FIELD_NUMBER: _builtins.int
+    AGENT_REWARD_END_FIELD_NUMBER: _builtins.int
+    RANDOM_REWARD_FIELD_NUMBER: _builtins.int
+    HEURISTIC_REWARD_FIELD_NUMBER: _builtins.int
+    ORACLE_REWARD_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     level: _builtins.int
     agent_start: _builtins.float
@@ -91,6 +96,12 @@ class LevelReport(_message.Message):
     env_steps: _builtins.int
     decision: _builtins.str
     """advance, advance_on_budget, regress, complete, complete_on_budget"""
+    agent_reward_start: _builtins.float
+    """Mean episode reward (the weighted objective the agent is trained on) on the same seeds."""
+    agent_reward_end: _builtins.float
+    random_reward: _builtins.float
+    heuristic_reward: _builtins.float
+    oracle_reward: _builtins.float
     def __init__(
         self,
         *,
@@ -104,10 +115,15 @@ class LevelReport(_message.Message):
         episodes: _builtins.int = ...,
         env_steps: _builtins.int = ...,
         decision: _builtins.str = ...,
+        agent_reward_start: _builtins.float = ...,
+        agent_reward_end: _builtins.float = ...,
+        random_reward: _builtins.float = ...,
+        heuristic_reward: _builtins.float = ...,
+        oracle_reward: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_end", b"agent_end", "agent_start", b"agent_start", "decision", b"decision", "env_steps", b"env_steps", "episodes", b"episodes", "heuristic", b"heuristic", "level", b"level", "oracle_roas", b"oracle_roas", "random", b"random", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_end", b"agent_end", "agent_reward_end", b"agent_reward_end", "agent_reward_start", b"agent_reward_start", "agent_start", b"agent_start", "decision", b"decision", "env_steps", b"env_steps", "episodes", b"episodes", "heuristic", b"heuristic", "heuristic_reward", b"heuristic_reward", "level", b"level", "oracle_reward", b"oracle_reward", "oracle_roas", b"oracle_roas", "random", b"random", "random_reward", b"random_reward", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
