@@ -51,15 +51,7 @@ class BusProducer:
         self, topic: Topic[Any], key: str, value: Message, headers: Headers | None = None
     ) -> RecordMetadata:
         """Send and wait for the broker's acknowledgement."""
-        with self._tracer.start_as_current_span(
-            f"{topic.name} send",
-            kind=trace.SpanKind.PRODUCER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": topic.name},
-        ):
-            carrier = inject_context(list(headers or []))
-            return await self._producer.send_and_wait(
-                topic.name, topic.encode(value), key=key.encode(), headers=carrier
-            )
+        return await (await self.enqueue(topic, key, value, headers))
 
     async def enqueue(
         self, topic: Topic[Any], key: str, value: Message, headers: Headers | None = None
