@@ -101,6 +101,8 @@ def preset_for(algo: str, env_id: str, steps: int) -> Preset:
                 "exploration_fraction": 0.16,
                 "exploration_final_eps": 0.04,
                 "schedule_steps": steps,
+                # prioritized replay off: at this learning rate it made training collapse after ~35k steps
+                "prioritized": False,
             },
             {
                 "learning_rate": 2.3e-3,
