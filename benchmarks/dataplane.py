@@ -48,7 +48,7 @@ class Budget:
     envs_per_actor: int
     chunk_steps: int
     rollout_samples: int
-    samples_per_policy_version: int
+    max_rollouts_ahead: float
     hyperparameters: dict[str, Any]
 
 
@@ -73,8 +73,14 @@ def in_process(budget: Budget) -> tuple[float, float]:
         if steps < budget.steps:
             for index, actor in enumerate(actors):
                 chunk = actor.collect(holder.agent, budget.chunk_steps)
-                raw = transition_batch(chunk, "bench", f"bench-actor-{index}", f"bench:{index}:{sequence}",
-                                       trainer.version, "level-0").SerializeToString()
+                raw = transition_batch(
+                    chunk,
+                    "bench",
+                    f"bench-actor-{index}",
+                    f"bench:{index}:{sequence}",
+                    trainer.version,
+                    "level-0",
+                ).SerializeToString()
                 batch = decode_batch(events_pb2.TransitionBatch.FromString(raw), obs_dim, layout, raw)
                 trainer.add(batch)
                 steps += chunk.samples
@@ -101,31 +107,42 @@ def end_to_end(budget: Budget, bootstrap: str, workdir: Path, device: str) -> tu
         "GAELP_TRAINING_HYPERPARAMETERS": json.dumps(budget.hyperparameters),
     }
     run_id = f"bench{int(time.time())}{device}"
-    learner = ServiceProcess("learner", {
-        **common,
-        "GAELP_STORAGE_CHECKPOINT_DIR": str(workdir / "checkpoints"),
-        "GAELP_LEARNER_GROUP_ID": f"learner-{run_id}",
-        "GAELP_LEARNER_DEVICE": device,
-        "GAELP_LEARNER_ROLLOUT_SAMPLES": str(budget.rollout_samples),
-        "GAELP_LEARNER_MAX_POLICY_LAG": "1000",
-    }, workdir / "logs")
-    orchestrator = ServiceProcess("orchestrator", {
-        **common,
-        "GAELP_DATABASE_URL": f"sqlite:///{workdir / 'runs.db'}",
-        "GAELP_ORCHESTRATOR_LEARNER_TARGET": learner.target,
-        "GAELP_ORCHESTRATOR_ACTORS": str(budget.actors),
-        "GAELP_ORCHESTRATOR_ENVS_PER_ACTOR": str(budget.envs_per_actor),
-        "GAELP_ORCHESTRATOR_CHUNK_STEPS": str(budget.chunk_steps),
-        "GAELP_ORCHESTRATOR_SAMPLES_PER_POLICY_VERSION": str(budget.samples_per_policy_version),
-        # Evaluations are the curriculum's cost, not the data plane's: at most one in this budget.
-        "GAELP_ORCHESTRATOR_CURRICULUM": json.dumps({"evaluation_envs": 16,
-                                                     "evaluation_every_steps": budget.steps}),
-    }, workdir / "logs")
+    learner = ServiceProcess(
+        "learner",
+        {
+            **common,
+            "GAELP_STORAGE_CHECKPOINT_DIR": str(workdir / "checkpoints"),
+            "GAELP_LEARNER_GROUP_ID": f"learner-{run_id}",
+            "GAELP_LEARNER_DEVICE": device,
+            "GAELP_LEARNER_ROLLOUT_SAMPLES": str(budget.rollout_samples),
+            "GAELP_LEARNER_MAX_POLICY_LAG": "1000",
+        },
+        workdir / "logs",
+    )
+    orchestrator = ServiceProcess(
+        "orchestrator",
+        {
+            **common,
+            "GAELP_DATABASE_URL": f"sqlite:///{workdir / 'runs.db'}",
+            "GAELP_ORCHESTRATOR_LEARNER_TARGET": learner.target,
+            "GAELP_ORCHESTRATOR_ACTORS": str(budget.actors),
+            "GAELP_ORCHESTRATOR_ENVS_PER_ACTOR": str(budget.envs_per_actor),
+            "GAELP_ORCHESTRATOR_CHUNK_STEPS": str(budget.chunk_steps),
+            "GAELP_ORCHESTRATOR_MAX_ROLLOUTS_AHEAD": str(budget.max_rollouts_ahead),
+            # Evaluations are the curriculum's cost, not the data plane's: at most one in this budget.
+            "GAELP_ORCHESTRATOR_CURRICULUM": json.dumps(
+                {"evaluation_envs": 16, "evaluation_every_steps": budget.steps}
+            ),
+        },
+        workdir / "logs",
+    )
     try:
         learner.start()
         orchestrator.start()
-        with grpc.insecure_channel(orchestrator.target) as o_channel, \
-                grpc.insecure_channel(learner.target) as l_channel:
+        with (
+            grpc.insecure_channel(orchestrator.target) as o_channel,
+            grpc.insecure_channel(learner.target) as l_channel,
+        ):
             control = orchestrator_pb2_grpc.OrchestratorStub(o_channel)
             stats = learner_pb2_grpc.LearnerStub(l_channel)
             config = json.dumps({"kind": "train", "max_env_steps": budget.steps})
@@ -141,8 +158,9 @@ def end_to_end(budget: Budget, bootstrap: str, workdir: Path, device: str) -> tu
             # Everything up to the last full rollout is trained; the remainder stays pending.
             trainable = status.env_steps - status.env_steps % budget.rollout_samples
             while True:
-                learner_stats = stats.GetLearnerStats(learner_pb2.GetLearnerStatsRequest(run_id=run_id),
-                                                      timeout=10)
+                learner_stats = stats.GetLearnerStats(
+                    learner_pb2.GetLearnerStatsRequest(run_id=run_id), timeout=10
+                )
                 if learner_stats.trained_samples >= trainable:
                     break
                 time.sleep(0.05)
@@ -180,8 +198,11 @@ def _settings(budget: Budget) -> GaelpSettings:
     return load_settings(
         training={"hyperparameters": budget.hyperparameters},
         learner={"rollout_samples": budget.rollout_samples, "device": "cpu", "max_policy_lag": 1000},
-        orchestrator={"actors": budget.actors, "envs_per_actor": budget.envs_per_actor,
-                      "chunk_steps": budget.chunk_steps},
+        orchestrator={
+            "actors": budget.actors,
+            "envs_per_actor": budget.envs_per_actor,
+            "chunk_steps": budget.chunk_steps,
+        },
     )
 
 
@@ -200,42 +221,65 @@ def _report_stats(label: str, run_stats: list[Any]) -> None:
     lag_mean = np.array([s.policy_lag_mean for s in run_stats], dtype=float)
     rates = np.array([s.samples_per_second for s in run_stats], dtype=float)
     print(f"  [{label}] updates: {len(run_stats)}")
-    print(f"  [{label}] policy lag per update, mean over its batches: median {np.median(lag_mean):.2f}"
-          f"  p99 {np.percentile(lag_mean, 99):.2f} versions")
-    print(f"  [{label}] policy lag per update, oldest batch: median {np.median(lag_max):.0f}"
-          f"  p99 {np.percentile(lag_max, 99):.2f}  max {lag_max.max():.0f} versions")
-    print(f"  [{label}] learner samples/s (update time only): median {np.median(rates):,.0f}"
-          f"  p10 {np.percentile(rates, 10):,.0f}  p90 {np.percentile(rates, 90):,.0f}")
+    print(
+        f"  [{label}] policy lag per update, mean over its batches: median {np.median(lag_mean):.2f}"
+        f"  p99 {np.percentile(lag_mean, 99):.2f} versions"
+    )
+    print(
+        f"  [{label}] policy lag per update, oldest batch: median {np.median(lag_max):.0f}"
+        f"  p99 {np.percentile(lag_max, 99):.2f}  max {lag_max.max():.0f} versions"
+    )
+    print(
+        f"  [{label}] learner samples/s (update time only): median {np.median(rates):,.0f}"
+        f"  p10 {np.percentile(rates, 10):,.0f}  p90 {np.percentile(rates, 90):,.0f}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=18_432, help="env steps (transitions) per run")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=73_728, help="env steps (transitions) per run")
     parser.add_argument("--actors", type=int, default=1)
-    parser.add_argument("--envs-per-actor", type=int, default=16)
+    parser.add_argument("--envs-per-actor", type=int, default=64)
     parser.add_argument("--chunk-steps", type=int, default=24)
-    parser.add_argument("--rollout-samples", type=int, default=1536)
-    parser.add_argument("--samples-per-policy-version", type=int, default=3072)
-    parser.add_argument("--hyperparameters", default='{"batch_size": 256, "n_epochs": 4}',
-                        help="PPO config overrides as JSON, for both wirings")
+    parser.add_argument("--rollout-samples", type=int, default=3072)
+    parser.add_argument("--max-rollouts-ahead", type=float, default=2.0)
+    parser.add_argument(
+        "--hyperparameters",
+        default='{"batch_size": 256, "n_epochs": 4}',
+        help="PPO config overrides as JSON, for both wirings",
+    )
     args = parser.parse_args()
-    budget = Budget(args.steps, args.actors, args.envs_per_actor, args.chunk_steps, args.rollout_samples,
-                    args.samples_per_policy_version, json.loads(args.hyperparameters))
+    budget = Budget(
+        args.steps,
+        args.actors,
+        args.envs_per_actor,
+        args.chunk_steps,
+        args.rollout_samples,
+        args.max_rollouts_ahead,
+        json.loads(args.hyperparameters),
+    )
     torch.set_num_threads(1)
     print(f"data plane benchmark: {budget}")
     local_rate, local_learner_rate = in_process(budget)
-    print(f"in-process (no broker):   {local_rate:,.0f} transitions/s;"
-          f" learner {local_learner_rate:,.0f} samples/s in updates")
+    print(
+        f"in-process (no broker):   {local_rate:,.0f} transitions/s;"
+        f" learner {local_learner_rate:,.0f} samples/s in updates"
+    )
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     with tempfile.TemporaryDirectory(prefix="gaelp-dataplane-") as tmp, LocalBroker() as broker:
         for device in devices:
             rate, run_stats = end_to_end(budget, broker.bootstrap, Path(tmp) / device, device)
-            print(f"end to end, learner on {device}: {rate:,.0f} transitions/s from StartRun"
-                  f" = {rate / local_rate:.2f} x in-process")
+            print(
+                f"end to end, learner on {device}: {rate:,.0f} transitions/s from StartRun"
+                f" = {rate / local_rate:.2f} x in-process"
+            )
             steady = _steady_rate(run_stats)
-            print(f"end to end, learner on {device}: {steady:,.0f} transitions/s steady state (first to last"
-                  f" update) = {steady / local_rate:.2f} x in-process")
+            print(
+                f"end to end, learner on {device}: {steady:,.0f} transitions/s steady state (first to last"
+                f" update) = {steady / local_rate:.2f} x in-process"
+            )
             _report_stats(device, run_stats)
 
 

@@ -10,6 +10,7 @@ Stable-Baselines3 trained with the same budget and hyperparameters in the same p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -167,12 +168,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vs-sb3", action="store_true", help="also train Stable-Baselines3 (bench extra)")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="override a gaelp config field of the preset, e.g. --set dueling=false",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: see configure_torch_threads)"
     )
     args = parser.parse_args(argv)
 
     threads = configure_torch_threads(args.threads)
     preset = preset_for(args.algo, args.env, args.steps)
+    if args.set:
+        overrides = {field: json.loads(value) for field, value in (item.split("=", 1) for item in args.set)}
+        preset = dataclasses.replace(preset, gaelp={**preset.gaelp, **overrides})
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     runs: list[dict[str, Any]] = []
     for seed in seeds:
