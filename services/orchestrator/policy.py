@@ -34,6 +34,7 @@ class PolicyHolder:
         self.agent = make_agent(training.algorithm, observation_space, action_space,
                                 training.hyperparameters, device="cpu", seed=training.seed)
         self.version = -1
+        self.rollout_samples = 0  # the learner's transitions per version (0: off-policy, no pacing)
         self._offer: events_pb2.PolicyUpdate | None = None
         self._offered = asyncio.Condition()
 
@@ -54,6 +55,7 @@ class PolicyHolder:
             return False
         self.agent.load_policy_state(policy_weights(offer))
         self.version = offer.version
+        self.rollout_samples = offer.rollout_samples
         return True
 
     async def wait_for_offer_above(self, version: int, timeout_s: float) -> bool:

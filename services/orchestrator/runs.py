@@ -3,9 +3,9 @@
 One round: every actor collects a chunk (T steps x N campaigns) in a worker thread with the
 newest policy; the chunks become TransitionBatch messages, finished episodes become
 EpisodeSummary messages and feed the curriculum scheduler; the run document is saved so that a
-restarted orchestrator resumes at the same phase, task and counters. Actors stop producing after
-`samples_per_policy_version` transitions on one version until the learner publishes the next,
-which keeps PPO's data within the learner's lag bound.
+restarted orchestrator resumes at the same phase, task and counters. Actors stay at most
+`max_rollouts_ahead` of the learner's rollouts ahead of the policy versions it has published, which
+bounds the backlog on the bus and keeps PPO's data within the learner's lag bound.
 """
 
 from __future__ import annotations
@@ -38,6 +38,25 @@ logger = logging.getLogger(__name__)
 
 class EnvironmentFailed(RuntimeError):
     pass
+
+
+@dataclass
+class _Pacing:
+    """Samples produced since `base_version` against the versions the learner made from them."""
+
+    max_rollouts_ahead: float
+    base_version: int
+    produced: int = 0
+
+    def ahead(self, policy: PolicyHolder) -> bool:
+        """rollout_samples comes from the learner with each policy; 0 (off-policy) never waits."""
+        if policy.rollout_samples <= 0:
+            return False
+        rollouts_trained = policy.version - self.base_version
+        return self.produced / policy.rollout_samples - rollouts_trained >= self.max_rollouts_ahead
+
+    def restart(self, version: int) -> None:
+        self.base_version, self.produced = version, 0
 
 
 @dataclass
@@ -154,16 +173,38 @@ class RunManager:
     # ---- driving a run ---------------------------------------------------------------------
     async def _drive(self, run: Run) -> None:
         document = run.document
+        watch: asyncio.Task[None] | None = None
         try:
             if document.kind == "train":
                 await self._fetch_initial_policy(run)
+                watch = asyncio.create_task(self._watch_policy(run), name=f"watch-{document.run_id}")
             while not run.stop and document.state in {"running", "paused"}:
                 await self._run_task(run)
         except Exception as error:
             document.state = "failed"
             document.detail = f"{type(error).__name__}: {error}"
             logger.exception("run %s failed", document.run_id)
+        finally:
+            if watch is not None:
+                watch.cancel()
         await self._save(document)
+
+    async def _watch_policy(self, run: Run) -> None:
+        """Learner.WatchPolicy pushes each new version as it is made: the low-latency path next to
+        the policy topic (which also reaches orchestrators that the learner does not know)."""
+        assert self.learner is not None
+        delay = 0.5
+        while True:
+            request = learner_pb2.WatchPolicyRequest(run_id=run.document.run_id,
+                                                     after_version=run.policy.newest_offered)
+            try:
+                async for update in self.learner.WatchPolicy(request):
+                    await run.policy.offer(update)
+                    delay = 0.5
+            except grpc.aio.AioRpcError as error:
+                logger.warning("policy watch ended (%s); reconnecting", error.code().name)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _fetch_initial_policy(self, run: Run) -> None:
         assert self.learner is not None
@@ -239,18 +280,19 @@ class RunManager:
             await self._save(document)
         actors = self._actors(run, task.level)
         failures = 0
-        produced_on_version = 0
+        pace = _Pacing(self.config.max_rollouts_ahead, run.policy.version)
         while not run.stop:
             await run.resume.wait()
             if run.stop:
                 break
             if document.kind == "train":
-                if run.policy.apply_offer():
-                    produced_on_version = 0
-                if produced_on_version >= self.config.samples_per_policy_version:
+                run.policy.apply_offer()
+                if pace.ahead(run.policy):
                     await self._wait_for_newer_policy(run)
-                    if run.policy.apply_offer():
-                        produced_on_version = 0
+                    run.policy.apply_offer()
+                    if pace.ahead(run.policy):
+                        # The learner did not keep up (or dropped data): go on, and count from here.
+                        pace.restart(run.policy.version)
                 document.policy_version = run.policy.version
             agent = run.policy.agent if document.kind == "train" else RandomActionAgent(run.policy.agent)
             try:
@@ -264,7 +306,7 @@ class RunManager:
                 continue
             failures = 0
             decision = await self._publish_round(run, chunks, refs)
-            produced_on_version += sum(chunk.samples for chunk in chunks)
+            pace.produced += sum(chunk.samples for chunk in chunks)
             if decision != "stay" or self._finished(run):
                 await self._close_task(run, report, decision)
                 return

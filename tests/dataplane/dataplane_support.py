@@ -62,7 +62,7 @@ def orchestrator_env(bootstrap: str, database_path: Path, learner_target: str, a
         "GAELP_ORCHESTRATOR_ACTORS": str(actors),
         "GAELP_ORCHESTRATOR_ENVS_PER_ACTOR": str(ENVS_PER_ACTOR),
         "GAELP_ORCHESTRATOR_CHUNK_STEPS": str(CHUNK_STEPS),
-        "GAELP_ORCHESTRATOR_SAMPLES_PER_POLICY_VERSION": str(2 * ROLLOUT_SAMPLES),
+        "GAELP_ORCHESTRATOR_MAX_ROLLOUTS_AHEAD": "2",
         "GAELP_ORCHESTRATOR_MAX_POLICY_WAIT_S": "1.0",
         "GAELP_ORCHESTRATOR_CURRICULUM": json.dumps({"evaluation_envs": 8, "evaluation_every_steps": 1152}),
     }

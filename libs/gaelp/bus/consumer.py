@@ -94,6 +94,7 @@ class BusConsumer:
             auto_offset_reset=auto_offset_reset,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
         )
         self._processed: dict[TopicPartition, int] = {}

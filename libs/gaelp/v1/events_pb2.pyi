@@ -353,6 +353,7 @@ class PolicyUpdate(_message.Message):
     CHECKPOINT_URI_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     TRAINED_SAMPLES_FIELD_NUMBER: _builtins.int
+    ROLLOUT_SAMPLES_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     version: _builtins.int
     algorithm: _builtins.str
@@ -361,6 +362,8 @@ class PolicyUpdate(_message.Message):
     checkpoint_uri: _builtins.str
     """when the weights are too large for a message"""
     trained_samples: _builtins.int
+    rollout_samples: _builtins.int
+    """On-policy learners: transitions per update, so actors can pace themselves; 0 for off-policy."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -373,10 +376,11 @@ class PolicyUpdate(_message.Message):
         checkpoint_uri: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         trained_samples: _builtins.int = ...,
+        rollout_samples: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint_uri", b"checkpoint_uri", "created_at", b"created_at", "payload", b"payload", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "checkpoint_uri", b"checkpoint_uri", "created_at", b"created_at", "payload", b"payload", "run_id", b"run_id", "trained_samples", b"trained_samples", "version", b"version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "checkpoint_uri", b"checkpoint_uri", "created_at", b"created_at", "payload", b"payload", "rollout_samples", b"rollout_samples", "run_id", b"run_id", "trained_samples", b"trained_samples", "version", b"version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["weights", "checkpoint_uri"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015

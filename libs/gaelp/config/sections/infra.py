@@ -34,6 +34,9 @@ class KafkaSettings(BaseModel):
     request_timeout_ms: int = Field(30_000, ge=100)
     consumer_max_records: int = Field(256, ge=1, description="getmany batch size")
     consumer_poll_timeout_ms: int = Field(200, ge=1)
+    fetch_max_wait_ms: int = Field(
+        50, ge=0, description="longest the broker holds a fetch with no data: bounds end-to-end latency"
+    )
     session_timeout_ms: int = Field(10_000, ge=1000)
     heartbeat_interval_ms: int = Field(1_000, ge=100)
     replication_factor: int = Field(1, ge=1)

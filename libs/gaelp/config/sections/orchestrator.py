@@ -51,12 +51,11 @@ class OrchestratorSettings(BaseModel):
     max_policy_wait_s: float = Field(
         5.0, gt=0, description="longest an actor waits for a policy version within the lag bound"
     )
-    samples_per_policy_version: int = Field(
-        3072,
-        ge=1,
-        description="transitions all actors of a run produce with one policy version before they wait"
-        " for the next: keeps PPO near on-policy; two of the learner's rollout_samples let actors and"
-        " learner overlap with a lag of about one version",
+    max_rollouts_ahead: float = Field(
+        2.0,
+        gt=0,
+        description="actors wait while they have produced this many of the learner's rollouts (its"
+        " PolicyUpdate.rollout_samples) more than it has trained: bounds the backlog and the policy lag",
     )
     curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
     smoke_env_id: str = Field(
