@@ -183,12 +183,10 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            for tp, batch in (await consumer.getmany(timeout_ms=1000)).items():
-                records += batch
-                if batch and batch[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
+        async with asyncio.timeout(120):
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                    records += batch
         return records
     finally:
         await consumer.stop()
