@@ -104,7 +104,7 @@ def end_to_end(budget: Budget, bootstrap: str, workdir: Path, device: str) -> tu
         "GAELP_KAFKA_BOOTSTRAP": bootstrap,
         "GAELP_KAFKA_ENABLE_IDEMPOTENCE": "false",
         "GAELP_KAFKA_ACKS": "1",
-        "GAELP_TRAINING_HYPERPARAMETERS": json.dumps(budget.hyperparameters),
+        "GAELP_TRAINING_HYPERPARAMETERS": json.dumps({"ppo": budget.hyperparameters}),
     }
     run_id = f"bench{int(time.time())}{device}"
     learner = ServiceProcess(
@@ -194,7 +194,7 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
 
 def _settings(budget: Budget) -> GaelpSettings:
     return load_settings(
-        training={"hyperparameters": budget.hyperparameters},
+        training={"hyperparameters": {"ppo": budget.hyperparameters}},
         learner={"rollout_samples": budget.rollout_samples, "device": "cpu", "max_policy_lag": 1000},
         orchestrator={
             "actors": budget.actors,

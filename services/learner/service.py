@@ -94,7 +94,7 @@ class LearnerService:
             algorithm=trainer.agent.algo,
             created_at=_now(),
             trained_samples=trainer.trained_samples,
-            rollout_samples=self.config.rollout_samples if trainer.on_policy else 0,
+            rollout_samples=self.config.rollout_samples,
         )
         if len(weights) <= self.config.policy_inline_max_bytes:
             message.weights = weights

@@ -3,8 +3,9 @@
 PPO gathers batches until `rollout_samples` transitions, then runs one update on them (lanes of
 all batches side by side); batches more than `max_policy_lag` versions behind are dropped and
 counted (not importance-corrected: PPO's clipped ratio already corrects the small lag it keeps).
-SAC and DQN add every batch to the agent's replay buffer and take gradient steps in proportion to
-the transitions received; old data is what off-policy methods are for, so nothing is dropped.
+SAC and DQN add the gathered batches to the agent's replay buffer and take gradient steps in
+proportion to the transitions received; old data is what off-policy methods are for, so nothing is
+dropped.
 A batch id seen before is ignored, so redelivery after a crash trains nothing twice.
 """
 
@@ -77,10 +78,8 @@ class RunTrainer:
         return None
 
     def ready(self) -> bool:
-        if not self.pending:
-            return False
-        if not self.on_policy:
-            return True
+        """An update is due once `rollout_samples` transitions wait: PPO's rollout, and for SAC/DQN
+        the step between policy versions, which also paces the actors (PolicyUpdate.rollout_samples)."""
         return sum(b.samples for b in self.pending) >= self.settings.rollout_samples
 
     def update(self) -> UpdateResult:
@@ -163,7 +162,7 @@ def build_run_trainer(
         training.algorithm,
         observation_space,
         action_space,
-        training.hyperparameters,
+        training.algorithm_config(),
         device=settings.device,
         seed=training.seed,
     )

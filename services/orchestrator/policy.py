@@ -32,9 +32,9 @@ class PolicyHolder:
     def __init__(self, training: TrainingSettings, observation_space: gym.Space[Any],
                  action_space: gym.Space[Any]) -> None:
         self.agent = make_agent(training.algorithm, observation_space, action_space,
-                                training.hyperparameters, device="cpu", seed=training.seed)
+                                training.algorithm_config(), device="cpu", seed=training.seed)
         self.version = -1
-        self.rollout_samples = 0  # the learner's transitions per version (0: off-policy, no pacing)
+        self.rollout_samples = 0  # the learner's transitions per version (0: no pacing)
         self._offer: events_pb2.PolicyUpdate | None = None
         self._offered = asyncio.Condition()
 

@@ -49,7 +49,7 @@ class _Pacing:
     produced: int = 0
 
     def ahead(self, policy: PolicyHolder) -> bool:
-        """rollout_samples comes from the learner with each policy; 0 (off-policy) never waits."""
+        """rollout_samples comes from the learner with each policy; 0 never waits."""
         if policy.rollout_samples <= 0:
             return False
         rollouts_trained = policy.version - self.base_version

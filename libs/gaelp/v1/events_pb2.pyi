@@ -363,7 +363,7 @@ class PolicyUpdate(_message.Message):
     """when the weights are too large for a message"""
     trained_samples: _builtins.int
     rollout_samples: _builtins.int
-    """On-policy learners: transitions per update, so actors can pace themselves; 0 for off-policy."""
+    """Transitions the learner gathers per update (version), so actors can pace themselves; 0: no pacing."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(

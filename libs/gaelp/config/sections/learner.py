@@ -15,7 +15,7 @@ class LearnerSettings(BaseModel):
         3, ge=0, description="on-policy batches more than this many versions old are dropped"
     )
     rollout_samples: int = Field(
-        1536, ge=1, description="PPO: transitions gathered from batches before one update"
+        1536, ge=1, description="transitions gathered from batches before one update (any algorithm)"
     )
     offpolicy_updates_per_sample: float = Field(
         0.25, gt=0, description="SAC/DQN: gradient steps per transition received"

@@ -20,7 +20,11 @@ class TrainingSettings(BaseModel):
         "gaelp.sim:make_ad_env",
         description="module:callable building an env whose spaces are the policy's input and output",
     )
-    hyperparameters: dict[str, Any] = Field(
+    hyperparameters: dict[Literal["ppo", "sac", "dqn"], dict[str, Any]] = Field(
         default_factory=dict,
-        description="overrides of the algorithm's config (gaelp.rl PPOConfig / SACConfig / DQNConfig)",
+        description="per algorithm, overrides of its config (gaelp.rl PPOConfig / SACConfig / DQNConfig)",
     )
+
+    def algorithm_config(self) -> dict[str, Any]:
+        """The overrides of the configured algorithm."""
+        return dict(self.hyperparameters.get(self.algorithm, {}))
