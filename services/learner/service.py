@@ -8,7 +8,6 @@ read position always agree: a crash replays exactly what the lost state had trai
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from opentelemetry import metrics
 
 from gaelp.bus import LEARNER_METRICS, POLICY, BusConsumer, BusProducer, Delivery
 from gaelp.config import GaelpSettings
+from gaelp.entry_points import load_entry_point
 from gaelp.rl.spaces import ActionLayout, flat_observation_dim
 from gaelp.v1 import events_pb2
 from learner.batches import DecodedBatch, InvalidBatch, decode_batch
@@ -40,18 +40,13 @@ def _partition(key: str) -> TopicPartition:
     return TopicPartition(topic, int(partition))
 
 
-def _load_entry_point(entry_point: str) -> Any:
-    module_name, _, attribute = entry_point.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
-
-
 class LearnerService:
     def __init__(self, settings: GaelpSettings, producer: BusProducer) -> None:
         self.settings = settings
         self.config = settings.learner
         self.training = settings.training
         self.producer = producer
-        env = _load_entry_point(self.training.space_entry_point)()
+        env = load_entry_point(self.training.space_entry_point)()
         self.observation_space, self.action_space = env.observation_space, env.action_space
         env.close()
         self.obs_dim = flat_observation_dim(self.observation_space)

@@ -9,16 +9,15 @@ seeded with from configs/environments.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from gymnasium.vector import VectorEnv
 
 from gaelp.config.sections.orchestrator import OrchestratorSettings
+from gaelp.entry_points import load_entry_point
 from gaelp.v1 import registry_pb2, registry_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -42,11 +41,12 @@ class ResolvedEnvironment:
     factory: VectorEnvFactory
 
 
-def load_entry_point(entry_point: str) -> Any:
-    module_name, _, attribute = entry_point.partition(":")
-    if not module_name or not attribute:
-        raise UnknownEnvironment(f"entry point {entry_point!r} is not 'module:callable'")
-    return getattr(importlib.import_module(module_name), attribute)
+def _load(entry_point: str) -> VectorEnvFactory:
+    try:
+        factory: VectorEnvFactory = load_entry_point(entry_point)
+    except (ValueError, ImportError, AttributeError) as error:
+        raise UnknownEnvironment(f"cannot load entry point {entry_point!r}: {error}") from error
+    return factory
 
 
 def resolve_shipped(environment_id: str, version: str) -> ResolvedEnvironment:
@@ -57,7 +57,7 @@ def resolve_shipped(environment_id: str, version: str) -> ResolvedEnvironment:
             f"no environment {environment_id}@{version} without a registry (exact versions only); "
             f"known: {known}"
         )
-    return ResolvedEnvironment(environment_id, version, entry_point, load_entry_point(entry_point))
+    return ResolvedEnvironment(environment_id, version, entry_point, _load(entry_point))
 
 
 async def resolve_environment(
@@ -83,4 +83,4 @@ async def resolve_environment(
             await asyncio.sleep(min(0.5 * attempt, 3.0))
     logger.info("environment resolved by the registry",
                 extra={"environment": spec.id, "version": spec.version, "entry_point": spec.entry_point})
-    return ResolvedEnvironment(spec.id, spec.version, spec.entry_point, load_entry_point(spec.entry_point))
+    return ResolvedEnvironment(spec.id, spec.version, spec.entry_point, _load(spec.entry_point))
