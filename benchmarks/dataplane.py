@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import numpy as np
 import torch
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from gaelp.bus import LEARNER_METRICS
 from gaelp.bus.local_broker import LocalBroker
@@ -174,19 +174,30 @@ def end_to_end(budget: Budget, bootstrap: str, workdir: Path, device: str) -> tu
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # Subscribed without a group, so the consumer waits for the topic's metadata itself.
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
         async with asyncio.timeout(120):
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+            while not consumer.assignment():
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
                     records += batch
+            partitions = sorted(consumer.assignment())
+            ends = await consumer.end_offsets(partitions)
+            idle = 0
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for batch in batches.values():
+                    records += batch
+                if any(batches.values()):
+                    idle = 0
+                    continue
+                idle += 1
+                behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+                if (not behind and idle >= 2) or idle >= 5:
+                    break
         return records
     finally:
         await consumer.stop()

@@ -42,8 +42,9 @@ async def serve(settings: GaelpSettings | None = None) -> int:
                                         "device": settings.learner.device})
 
     async def drain() -> None:
-        await learner.drain()
-        await consume
+        # Stop reading first, so the checkpoint holds everything handled and its offsets.
+        await consumer.finish(consume, settings.grpc.grace_period_s / 3)
+        await learner.checkpoint()
         await consumer.stop()
         await producer.stop()
 

@@ -227,12 +227,3 @@ class LearnerService:
             await self.consumer.commit_offsets(snapshot)
         self.updates_since_checkpoint = 0
         logger.info("checkpoint written", extra={"path": str(path), "offsets": offsets})
-
-    async def drain(self) -> None:
-        """SIGTERM: stop reading after the batch in flight, checkpoint, commit, leave the group."""
-        if self.consumer is None:
-            return
-        self.consumer.stop_soon()
-        await self.checkpoint()
-
-

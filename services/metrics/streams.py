@@ -20,6 +20,7 @@ dashboard read every partition's table locally.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -131,6 +132,10 @@ class MetricsStreams:
 
     async def start(self) -> None:
         await self.app.start()
+        # Answer (and report SERVING) only once the tables are back from their changelogs: before
+        # that, summaries and assessments would count only part of the run.
+        await asyncio.wait_for(self.app.tables.recovery.completed.wait(),
+                               timeout=self.settings.metrics.recovery_timeout_s)
 
     async def stop(self) -> None:
         """Finish the events in flight, flush the changelogs and commit the offsets."""

@@ -48,8 +48,7 @@ async def serve(settings: GaelpSettings | None = None) -> int:
 
     async def drain() -> None:
         await runs.drain()
-        policies.stop_soon()
-        await consume
+        await policies.finish(consume, settings.grpc.grace_period_s / 3)
         await policies.stop()
         await producer.stop()
         if learner_channel is not None:

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import numpy as np
 import torch
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from gaelp.bus import TRANSITIONS
 from gaelp.config import load_settings
@@ -109,22 +109,33 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record on the topic from the beginning to its current end (no consumer group)."""
 
     async def read() -> list[Any]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        # Subscribed without a group: the consumer learns the topic's partitions from metadata it
+        # waits for itself (assign() would need them known up front) and reads each from the start.
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
         await consumer.start()
         try:
-            await consumer.topics()  # loads the cluster metadata partitions_for_topic reads
-            numbers = sorted(consumer.partitions_for_topic(topic) or [])
-            partitions = [TopicPartition(topic, number) for number in numbers]
-            consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
-            await consumer.seek_to_beginning(*partitions)
             records: list[Any] = []
-            # Done when every position reached the end read above (positions also step over
-            # batches that hold no data records); bounded, so a broker hiccup fails, never hangs.
-            async with asyncio.timeout(90):
-                while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                    for batch in (await consumer.getmany(timeout_ms=1000)).values():
+            async with asyncio.timeout(120):
+                while not consumer.assignment():
+                    for batch in (await consumer.getmany(timeout_ms=200)).values():
                         records += batch
+                partitions = sorted(consumer.assignment())
+                ends = await consumer.end_offsets(partitions)
+                # Done when every position reached the end read above and two polls came back
+                # empty: the end alone is not trusted (a broker may report it off by a batch).
+                idle = 0
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000)
+                    for batch in batches.values():
+                        records += batch
+                    if any(batches.values()):
+                        idle = 0
+                        continue
+                    idle += 1
+                    behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+                    if (not behind and idle >= 2) or idle >= 5:
+                        break
             return records
         finally:
             await consumer.stop()

@@ -73,6 +73,7 @@ def test_orchestrator_sigkill_resumes_run_from_the_store(kafka_bootstrap: str, t
         sequences = sorted(int(b.batch_id.rsplit(":", 1)[1]) for b in produced
                            if b.batch_id.startswith(f"{run_id}:{actor}:"))
         # The restarted process went on from the stored sequence: numbers above it, none reused.
+        assert sequences, (actor, sorted(ids), stored["actor_batches"], final)
         assert sequences[-1] >= stored["actor_batches"][actor]
         assert max(sequences) + 1 >= final.batches_published // ACTORS
     assert len(produced) >= final.batches_published

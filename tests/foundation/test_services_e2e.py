@@ -142,27 +142,31 @@ async def _produce_steadily(bootstrap: str, run_id: str, stop: threading.Event, 
 
 async def _committed_messages_of_run(bootstrap: str, group: str, run_id: str) -> int:
     """How many of the run's episodes lie below the group's committed offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(EPISODES.name, p)
-                      for p in sorted(consumer.partitions_for_topic(EPISODES.name) or [])]
-        committed = {tp: await consumer.committed(tp) or 0 for tp in partitions}
-    finally:
-        await consumer.stop()
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # Subscribed without a group: the reader waits for the topic's partitions itself.
+    reader = AIOKafkaConsumer(EPISODES.name, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                              auto_offset_reset="earliest")
     await reader.start()
+    records = []
     try:
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        ends = await reader.end_offsets(partitions)
-        counted = 0
-        while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
-            for tp, records in (await reader.getmany(timeout_ms=500)).items():
-                counted += sum(1 for r in records if r.key == run_id.encode() and r.offset < committed[tp])
-        return counted
+        async with asyncio.timeout(60):
+            while not reader.assignment():
+                for batch in (await reader.getmany(timeout_ms=200)).values():
+                    records += batch
+            partitions = sorted(reader.assignment())
+            ends = await reader.end_offsets(partitions)
+            while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
+                for batch in (await reader.getmany(timeout_ms=500)).values():
+                    records += batch
     finally:
         await reader.stop()
+    member = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await member.start()
+    try:
+        committed = {tp: await member.committed(tp) or 0 for tp in partitions}
+    finally:
+        await member.stop()
+    return sum(1 for r in records
+               if r.key == run_id.encode() and r.offset < committed[TopicPartition(r.topic, r.partition)])
 
 
 def test_sigterm_under_load_goes_not_serving_commits_and_exits_in_grace(

@@ -116,6 +116,19 @@ class BusConsumer:
         """Ask run()/run_batches() to return after the batch in flight (used when draining)."""
         self._stopping.set()
 
+    async def finish(self, run_task: asyncio.Task[Any], timeout_s: float) -> None:
+        """Drain: let run()/run_batches() finish the batch in flight, at most timeout_s.
+
+        A consumer caught in a rebalance waits in getmany for its assignment with no time limit;
+        it holds no records then, so cancelling it loses nothing (uncommitted offsets are re-read).
+        """
+        self.stop_soon()
+        done, _ = await asyncio.wait({run_task}, timeout=timeout_s)
+        if not done:
+            logger.warning("consumer still waiting after %.1fs; cancelling it", timeout_s)
+            run_task.cancel()
+            await asyncio.gather(run_task, return_exceptions=True)
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()

@@ -114,6 +114,9 @@ class MetricsSettings(BaseModel):
     learner_history: int = Field(300, ge=10, description="learner stats kept per run for the dashboard")
     violation_history: int = Field(50, ge=1, description="violations kept per campaign for the dashboard")
     commit_interval_s: float = Field(1.0, gt=0, description="faust offset commit interval")
+    recovery_timeout_s: float = Field(
+        120.0, gt=0, description="longest wait at start for the tables to recover from their changelogs"
+    )
     dashboard_poll_ms: int = Field(1000, ge=100, description="how often the page refreshes its data")
     anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
     phase1: Phase1Criteria = Field(default_factory=Phase1Criteria)
