@@ -25,10 +25,10 @@ from typing import Any
 import grpc
 import numpy as np
 import torch
-from aiokafka import AIOKafkaConsumer
 
 from gaelp.bus import LEARNER_METRICS
 from gaelp.bus.local_broker import LocalBroker
+from gaelp.bus.reader import read_topic
 from gaelp.config import GaelpSettings, load_settings
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.rl.spaces import ActionLayout, flat_observation_dim
@@ -168,39 +168,9 @@ def end_to_end(budget: Budget, bootstrap: str, workdir: Path, device: str) -> tu
     finally:
         orchestrator.stop()
         learner.stop()
-    records = asyncio.run(_read_all(bootstrap, LEARNER_METRICS.name))
+    records = asyncio.run(read_topic(bootstrap, LEARNER_METRICS.name))
     run_stats = [events_pb2.LearnerStats.FromString(r.value) for r in records if r.key == run_id.encode()]
     return learner_stats.trained_samples / elapsed, run_stats
-
-
-async def _read_all(bootstrap: str, topic: str) -> list[Any]:
-    # Subscribed without a group, so the consumer waits for the topic's metadata itself.
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        records: list[Any] = []
-        async with asyncio.timeout(120):
-            while not consumer.assignment():
-                for batch in (await consumer.getmany(timeout_ms=200)).values():
-                    records += batch
-            partitions = sorted(consumer.assignment())
-            ends = await consumer.end_offsets(partitions)
-            idle = 0
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000)
-                for batch in batches.values():
-                    records += batch
-                if any(batches.values()):
-                    idle = 0
-                    continue
-                idle += 1
-                behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
-                if (not behind and idle >= 2) or idle >= 5:
-                    break
-        return records
-    finally:
-        await consumer.stop()
 
 
 def _settings(budget: Budget) -> GaelpSettings:

@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 import numpy as np
 import torch
-from aiokafka import AIOKafkaConsumer
 
 from gaelp.bus import TRANSITIONS
+from gaelp.bus.reader import read_topic as read_whole_topic
 from gaelp.config import load_settings
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.v1 import events_pb2, learner_pb2, learner_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
@@ -107,40 +107,7 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, every_
 
 def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record on the topic from the beginning to its current end (no consumer group)."""
-
-    async def read() -> list[Any]:
-        # Subscribed without a group: the consumer learns the topic's partitions from metadata it
-        # waits for itself (assign() would need them known up front) and reads each from the start.
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
-        await consumer.start()
-        try:
-            records: list[Any] = []
-            async with asyncio.timeout(120):
-                while not consumer.assignment():
-                    for batch in (await consumer.getmany(timeout_ms=200)).values():
-                        records += batch
-                partitions = sorted(consumer.assignment())
-                ends = await consumer.end_offsets(partitions)
-                # Done when every position reached the end read above and two polls came back
-                # empty: the end alone is not trusted (a broker may report it off by a batch).
-                idle = 0
-                while True:
-                    batches = await consumer.getmany(timeout_ms=1000)
-                    for batch in batches.values():
-                        records += batch
-                    if any(batches.values()):
-                        idle = 0
-                        continue
-                    idle += 1
-                    behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
-                    if (not behind and idle >= 2) or idle >= 5:
-                        break
-            return records
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    return asyncio.run(read_whole_topic(bootstrap, topic))
 
 
 def produced_batches(bootstrap: str, run_id: str) -> list[events_pb2.TransitionBatch]:

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gaelp.bus import EPISODES, BusProducer
 from gaelp.bus.local_broker import free_port
+from gaelp.bus.reader import read_topic
 from gaelp.config import load_settings
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.v1 import (
@@ -142,31 +143,15 @@ async def _produce_steadily(bootstrap: str, run_id: str, stop: threading.Event, 
 
 async def _committed_messages_of_run(bootstrap: str, group: str, run_id: str) -> int:
     """How many of the run's episodes lie below the group's committed offsets."""
-    # Subscribed without a group: the reader waits for the topic's partitions itself.
-    reader = AIOKafkaConsumer(EPISODES.name, bootstrap_servers=bootstrap, enable_auto_commit=False,
-                              auto_offset_reset="earliest")
-    await reader.start()
-    records = []
-    try:
-        async with asyncio.timeout(60):
-            while not reader.assignment():
-                for batch in (await reader.getmany(timeout_ms=200)).values():
-                    records += batch
-            partitions = sorted(reader.assignment())
-            ends = await reader.end_offsets(partitions)
-            while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
-                for batch in (await reader.getmany(timeout_ms=500)).values():
-                    records += batch
-    finally:
-        await reader.stop()
+    records = [r for r in await read_topic(bootstrap, EPISODES.name) if r.key == run_id.encode()]
     member = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await member.start()
     try:
+        partitions = {TopicPartition(r.topic, r.partition) for r in records}
         committed = {tp: await member.committed(tp) or 0 for tp in partitions}
     finally:
         await member.stop()
-    return sum(1 for r in records
-               if r.key == run_id.encode() and r.offset < committed[TopicPartition(r.topic, r.partition)])
+    return sum(1 for r in records if r.offset < committed[TopicPartition(r.topic, r.partition)])
 
 
 def test_sigterm_under_load_goes_not_serving_commits_and_exits_in_grace(
