@@ -111,7 +111,6 @@ class MetricsStreams:
         self._tracer = trace.get_tracer("gaelp.metrics")
         partitions = settings.kafka.partitions
         self.app = faust_app(settings)
-        self._parsed_runs: dict[str, tuple[object, RunState]] = {}
         json_schema = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
         self.runs = self.app.Table(
             "runs", partitions=partitions.get(EPISODES.name, 1), schema=json_schema,
@@ -169,16 +168,7 @@ class MetricsStreams:
 
     def run_state(self, run_id: str) -> RunState | None:
         data = self.runs.get(run_id)
-        if data is None:
-            return None
-        # Parsing the whole state for every episode dominated the consumer: keep the model parsed
-        # from (or dumped into) the table value that is there now; any other value is parsed anew.
-        cached = self._parsed_runs.get(run_id)
-        if cached is not None and cached[0] is data:
-            return cached[1]
-        run = RunState.model_validate(data)
-        self._parsed_runs[run_id] = (data, run)
-        return run
+        return RunState.model_validate(data) if data is not None else None
 
     def run_ids(self) -> list[str]:
         return [str(key) for key in self.runs.keys()]
@@ -221,14 +211,8 @@ class MetricsStreams:
         if run.already_applied(record.partition, record.offset):
             logger.info("skipping redelivered episode", extra={"offset": record.offset})
             return
-        try:
-            alerts = apply_episode(run, episode, record.partition, record.offset, self.settings.metrics)
-        except Exception:
-            self._parsed_runs.pop(episode.run_id, None)  # the cached model may be half-updated
-            raise
-        data = run.model_dump(mode="json")
-        self.runs[episode.run_id] = data
-        self._parsed_runs[episode.run_id] = (data, run)
+        alerts = apply_episode(run, episode, record.partition, record.offset, self.settings.metrics)
+        self.runs[episode.run_id] = run.model_dump(mode="json")
         self.instruments.record_episode(episode)
         for alert in alerts:
             self.instruments.record_alert(alert.phase, alert.metric)
