@@ -58,7 +58,6 @@ class LearnerService:
         self.offsets: dict[TopicPartition, int] = {}
         self.consumer: BusConsumer | None = None
         self.updates_since_checkpoint = 0
-        self.dropped: dict[str, int] = {}
         self.policies: dict[str, events_pb2.PolicyUpdate] = {}
         self.stats: dict[str, events_pb2.LearnerStats] = {}
         self.policy_changed = asyncio.Condition()
@@ -148,7 +147,6 @@ class LearnerService:
                 trainer = self.run(batch.run_id)
                 reason = trainer.add(batch)
                 if reason is not None:
-                    self.dropped[reason] = self.dropped.get(reason, 0) + 1
                     self._dropped_counter.add(1, {"reason": reason})
                     logger.info("batch not trained", extra={"batch_id": batch.batch_id, "reason": reason,
                                                             "batch_version": batch.policy_version,

@@ -58,7 +58,4 @@ class OrchestratorSettings(BaseModel):
         " PolicyUpdate.rollout_samples) more than it has trained: bounds the backlog and the policy lag",
     )
     curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
-    smoke_env_id: str = Field(
-        "CartPole-v1", description="gymnasium id a smoke run steps with a random policy"
-    )
     smoke_episodes: int = Field(20, ge=1, description="episodes of a smoke run unless StartRun says")
