@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 
+from gaelp.rl import make_agent
+from gaelp.rl.algorithms.base import scheduled
 from gaelp.rl.algorithms.dqn import q_learning_target, weighted_huber_loss
 from gaelp.rl.algorithms.ppo import clipped_surrogate_loss, clipped_value_loss
 from gaelp.rl.algorithms.sac import sac_actor_loss, soft_q_target, temperature_loss, twin_critic_loss
@@ -78,3 +81,26 @@ def test_dqn_huber_loss_weights_samples() -> None:
     q, target = torch.tensor([0.0, 0.0]), torch.tensor([0.5, 3.0])
     loss = weighted_huber_loss(q, target, torch.tensor([1.0, 0.0]))
     assert loss.item() == pytest.approx(0.5 * 0.5**2 / 2)
+
+
+def test_scheduled_learning_rate_decays_linearly_to_zero() -> None:
+    assert scheduled(1e-3, "constant", 0.9) == 1e-3
+    assert scheduled(1e-3, "linear", 0.25) == pytest.approx(7.5e-4)
+    assert scheduled(1e-3, "linear", 1.5) == 0.0
+
+
+def test_dqn_applies_its_learning_rate_schedule() -> None:
+    agent = make_agent(
+        "dqn",
+        spaces.Box(-1, 1, (2,)),
+        spaces.Discrete(2),
+        {"lr_schedule": "linear", "learning_rate": 1e-3, "schedule_steps": 40, "batch_size": 4},
+        "cpu",
+    )
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(10, 1, 2)).astype(np.float32)
+    zeros = np.zeros((10, 1), dtype=np.float32)
+    agent.add_transitions(obs, rng.integers(0, 2, (10, 1)), zeros, zeros, zeros, obs)
+    stats = agent.train_steps(1)
+    assert stats["learning_rate"] == pytest.approx(7.5e-4)  # 10 of 40 schedule steps seen
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(7.5e-4)

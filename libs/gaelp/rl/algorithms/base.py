@@ -32,6 +32,13 @@ def seeded_init(seed: int) -> Iterator[None]:
         yield
 
 
+def scheduled(initial: float, kind: str, progress: float) -> float:
+    """A hyperparameter under a schedule: "constant", or "linear" decay to 0 as progress goes 0 -> 1."""
+    if kind == "constant":
+        return initial
+    return initial * max(0.0, 1.0 - progress)
+
+
 def make_adam(parameters: list[torch.nn.Parameter], lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the fused kernel (one call per step instead of a Python loop over tensors)."""
     return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)

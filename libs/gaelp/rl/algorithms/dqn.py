@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import torch
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from gaelp.rl.algorithms.base import Agent, make_adam, seeded_init
+from gaelp.rl.algorithms.base import Agent, make_adam, scheduled, seeded_init
 from gaelp.rl.buffers import ArrayLike, PrioritizedReplayBuffer, ReplayBuffer
 from gaelp.rl.env_loop import VectorEnvRunner
 from gaelp.rl.networks import NetworkConfig
@@ -36,6 +36,9 @@ class DQNConfig(BaseModel):
     buffer_size: int = Field(100_000, ge=1, description="replay capacity (transitions)")
     batch_size: int = Field(64, ge=1, description="minibatch size")
     learning_rate: float = Field(1e-4, gt=0, description="Adam step size")
+    lr_schedule: Literal["constant", "linear"] = Field(
+        "constant", description="linear: decay to 0 over schedule_steps (late updates cannot undo a policy)"
+    )
     gamma: float = Field(0.99, gt=0, le=1, description="discount")
     n_step: int = Field(1, ge=1, description="n-step return length")
     double_q: bool = Field(True, description="online net picks the next action, target net scores it")
@@ -51,7 +54,9 @@ class DQNConfig(BaseModel):
     exploration_initial_eps: float = Field(1.0, ge=0, le=1, description="epsilon at step 0")
     exploration_final_eps: float = Field(0.05, ge=0, le=1, description="epsilon after decay")
     exploration_fraction: float = Field(0.1, gt=0, le=1, description="share of schedule_steps to decay")
-    schedule_steps: int = Field(1_000_000, ge=1, description="env steps over which epsilon/beta anneal")
+    schedule_steps: int = Field(
+        1_000_000, ge=1, description="env steps over which epsilon, beta and the learning rate anneal"
+    )
     max_grad_norm: float = Field(10.0, gt=0, description="global gradient norm clip")
     network: NetworkConfig = Field(default_factory=_dqn_network)
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
@@ -151,14 +156,22 @@ class DQNAgent(Agent):
             raise RuntimeError("no transitions yet: call add_transitions first")
         cfg = self.config
         beta = cfg.priority_beta_start + self._progress() * (1.0 - cfg.priority_beta_start)
+        learning_rate = scheduled(cfg.learning_rate, cfg.lr_schedule, self._progress())
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
         history: list[torch.Tensor] = []
         for _ in range(n):
             sample = self.buffer.sample(cfg.batch_size, self.generator, beta)
+            if cfg.double_q:
+                # One online pass over obs and next_obs together: half the per-call overhead of two.
+                q_both = self.policy.q_values(torch.cat([sample.obs, sample.next_obs]))
+                q_all, next_q_online = q_both[: cfg.batch_size], q_both[cfg.batch_size :].detach()
+            else:
+                q_all, next_q_online = self.policy.q_values(sample.obs), None
             with torch.no_grad():
-                next_q_online = self.policy.q_values(sample.next_obs) if cfg.double_q else None
                 next_q_target = self.target.q_values(sample.next_obs)
                 target = q_learning_target(sample.rewards, sample.discounts, next_q_target, next_q_online)
-            q = self.policy.q_values(sample.obs).gather(1, sample.actions.long()).squeeze(1)
+            q = q_all.gather(1, sample.actions.long()).squeeze(1)
             loss = weighted_huber_loss(q, target, sample.weights)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -175,7 +188,11 @@ class DQNAgent(Agent):
                     )
             history.append(torch.stack([loss.detach(), q.detach().mean(), td_error.abs().mean()]))
         means = torch.stack(history).mean(0).cpu().tolist()
-        return {**dict(zip(("loss", "q_mean", "td_abs"), means, strict=True)), "epsilon": self.policy.epsilon}
+        return {
+            **dict(zip(("loss", "q_mean", "td_abs"), means, strict=True)),
+            "epsilon": self.policy.epsilon,
+            "learning_rate": learning_rate,
+        }
 
     def learn(
         self,

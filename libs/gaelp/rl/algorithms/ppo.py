@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from gaelp.rl.algorithms.base import Agent, make_adam, seeded_init
+from gaelp.rl.algorithms.base import Agent, make_adam, scheduled, seeded_init
 from gaelp.rl.buffers import RolloutBatch, RolloutBuffer, as_tensor, compute_gae
 from gaelp.rl.env_loop import VectorEnvRunner
 from gaelp.rl.networks import NetworkConfig
@@ -98,9 +98,7 @@ class PPOAgent(Agent):
         )
 
     def _schedule(self, initial: float, kind: str) -> float:
-        if kind == "constant":
-            return initial
-        return initial * max(0.0, 1.0 - self.env_steps / self.config.schedule_steps)
+        return scheduled(initial, kind, self.env_steps / self.config.schedule_steps)
 
     def train_on_rollout(self, batch: RolloutBatch) -> dict[str, float]:
         cfg = self.config
