@@ -39,5 +39,10 @@ protos: $(INSTALLED)
 broker: $(INSTALLED)
 	$(BIN)/python -m gaelp.bus.local_broker --port 9092
 
+# The RL benchmark (python -m benchmarks.rl); the `bench` extra adds Stable-Baselines3 and MuJoCo.
+bench: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),bench]'
+	$(BIN)/python -m benchmarks.rl $(ARGS)
+
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache
