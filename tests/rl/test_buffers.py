@@ -68,6 +68,23 @@ def test_sum_tree_search_matches_cumulative_sums() -> None:
     np.testing.assert_array_equal(tree.find(mass).numpy(), expected)
 
 
+def test_sum_tree_stays_consistent_under_repeated_batched_updates() -> None:
+    tree = SumTree(100, CPU)
+    generator = torch.Generator().manual_seed(0)
+    leaves = torch.zeros(tree.leaves, dtype=torch.float64)
+    for _ in range(200):
+        indices = torch.randint(0, 100, (64,), generator=generator)  # with repeats
+        priorities = torch.rand(64, generator=generator, dtype=torch.float64)
+        tree.set(indices, priorities)
+        for index, priority in zip(indices.tolist(), priorities.tolist(), strict=True):
+            leaves[index] = priority  # a repeated index keeps its last value
+    np.testing.assert_array_equal(tree.tree[tree.leaves :].numpy(), leaves.numpy())
+    internal = torch.arange(1, tree.leaves)
+    children = tree.tree[2 * internal] + tree.tree[2 * internal + 1]
+    np.testing.assert_allclose(tree.tree[internal].numpy(), children.numpy(), rtol=1e-9)
+    assert tree.total.item() == pytest.approx(leaves.sum().item(), rel=1e-12)
+
+
 def test_prioritized_sampling_follows_priorities_and_weights_correct_it() -> None:
     buffer = PrioritizedReplayBuffer(64, 1, 1, 1, CPU, alpha=1.0)
     _fill(buffer, [0.0] * 4, [False] * 4, [False] * 4)

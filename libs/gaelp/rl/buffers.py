@@ -253,17 +253,24 @@ class SumTree:
         self.leaves = 1 << max(0, (capacity - 1).bit_length())
         self.depth = self.leaves.bit_length() - 1
         self.tree = torch.zeros(2 * self.leaves, dtype=torch.float64, device=device)
+        self._ancestor_shifts = torch.arange(1, self.depth + 1, device=device)
 
     @property
     def total(self) -> torch.Tensor:
         return self.tree[1]
 
     def set(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
-        node = indices + self.leaves
-        self.tree[node] = priorities.to(torch.float64)
-        for _ in range(self.depth):
-            node = node // 2
-            self.tree[node] = self.tree[2 * node] + self.tree[2 * node + 1]
+        """Write leaf priorities (a repeated index keeps its last value) and add each leaf's change to
+        all its ancestors at once: a fixed handful of tensor ops instead of a few per tree level."""
+        leaf = indices + self.leaves
+        changed, slot = torch.unique(leaf, return_inverse=True)
+        positions = torch.arange(leaf.shape[0], device=leaf.device)
+        last = torch.full_like(changed, -1).scatter_reduce_(0, slot, positions, "amax")
+        after = priorities.to(torch.float64)[last]
+        delta = after - self.tree[changed]
+        self.tree[changed] = after
+        ancestors = changed[:, None] >> self._ancestor_shifts
+        self.tree.index_add_(0, ancestors.reshape(-1), delta.repeat_interleave(self.depth))
 
     def get(self, indices: torch.Tensor) -> torch.Tensor:
         return self.tree[indices + self.leaves]
@@ -273,10 +280,11 @@ class SumTree:
         node = torch.ones_like(mass, dtype=torch.long)
         mass = mass.to(torch.float64)
         for _ in range(self.depth):
-            left = self.tree[2 * node]
+            child = node * 2
+            left = self.tree[child]
             go_right = mass > left
-            mass = torch.where(go_right, mass - left, mass)
-            node = 2 * node + go_right.long()
+            mass = mass - left * go_right
+            node = child + go_right
         return node - self.leaves
 
 
