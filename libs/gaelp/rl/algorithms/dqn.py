@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -112,9 +113,10 @@ class DQNAgent(Agent):
     def _progress(self) -> float:
         return min(1.0, self.env_steps / self.config.schedule_steps)
 
-    def _update_epsilon(self) -> None:
+    def _update_epsilon(self, env_steps: int | None = None) -> None:
         cfg = self.config
-        decay = min(1.0, self._progress() / cfg.exploration_fraction)
+        seen = self.env_steps if env_steps is None else env_steps
+        decay = min(1.0, min(1.0, seen / cfg.schedule_steps) / cfg.exploration_fraction)
         self.policy.epsilon = cfg.exploration_initial_eps + decay * (
             cfg.exploration_final_eps - cfg.exploration_initial_eps
         )
@@ -200,26 +202,35 @@ class DQNAgent(Agent):
         total_steps: int,
         callback: Callable[[DQNAgent, dict[str, float]], None] | None = None,
     ) -> VectorEnvRunner:
+        """Act epsilon-greedily, and every `train_freq` vector steps store them and train. Transitions wait
+        on the host until then (the buffer is only read by training), so they reach it as one
+        `[train_freq, N]` block instead of one device write per step; epsilon still follows each step."""
         runner = VectorEnvRunner(env, self.seed)
         target = self.env_steps + total_steps
+        staged: list[tuple[np.ndarray, ...]] = []
         vector_steps = 0
-        while self.env_steps < target:
+        while self.env_steps + len(staged) * env.num_envs < target:
+            self._update_epsilon(self.env_steps + len(staged) * env.num_envs)
             action, _, _ = self.policy.act(runner.obs)
             step = runner.step(self.env_actions(action))
-            self.add_transitions(
-                step.obs[None],
-                action[None],
-                step.rewards[None],
-                (step.terminated | step.truncated)[None],
-                (step.truncated & ~step.terminated)[None],
-                step.next_obs[None],
+            ended = step.terminated | step.truncated
+            staged.append(
+                (step.obs, action, step.rewards, ended, step.truncated & ~step.terminated, step.next_obs)
             )
             vector_steps += 1
-            if self.env_steps >= self.config.learning_starts and vector_steps % self.config.train_freq == 0:
-                stats = self.train_steps(self.config.gradient_steps)
-                if callback is not None:
-                    callback(self, {**stats, **runner.recent_return_stats()})
+            if vector_steps % self.config.train_freq == 0:
+                self._store(staged)
+                if self.env_steps >= self.config.learning_starts:
+                    stats = self.train_steps(self.config.gradient_steps)
+                    if callback is not None:
+                        callback(self, {**stats, **runner.recent_return_stats()})
+        self._store(staged)
         return runner
+
+    def _store(self, staged: list[tuple[np.ndarray, ...]]) -> None:
+        if staged:
+            self.add_transitions(*(np.stack(column) for column in zip(*staged, strict=True)))
+            staged.clear()
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"policy": self.policy, "target": self.target}
