@@ -85,6 +85,16 @@ def test_sum_tree_stays_consistent_under_repeated_batched_updates() -> None:
     assert tree.total.item() == pytest.approx(leaves.sum().item(), rel=1e-12)
 
 
+def test_sum_tree_walk_is_the_same_through_numpy_and_torch() -> None:
+    # CPU trees walk through numpy views; accelerator trees walk in torch: both must pick the same leaves.
+    tree = SumTree(1000, CPU)
+    generator = torch.Generator().manual_seed(3)
+    tree.set(torch.arange(1000), torch.rand(1000, generator=generator, dtype=torch.float64))
+    mass = torch.rand(4096, generator=generator, dtype=torch.float64) * tree.total
+    through_torch = tree._descend(tree.tree, mass, torch.ones_like(mass, dtype=torch.long))
+    assert torch.equal(tree.find(mass), through_torch)
+
+
 def test_prioritized_sampling_follows_priorities_and_weights_correct_it() -> None:
     buffer = PrioritizedReplayBuffer(64, 1, 1, 1, CPU, alpha=1.0)
     _fill(buffer, [0.0] * 4, [False] * 4, [False] * 4)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -277,11 +278,19 @@ class SumTree:
 
     def find(self, mass: torch.Tensor) -> torch.Tensor:
         """Leaf index whose prefix-sum interval contains each mass value."""
-        node = torch.ones_like(mass, dtype=torch.long)
         mass = mass.to(torch.float64)
+        if self.tree.device.type == "cpu":
+            # torch's per-call dispatch (microseconds) dwarfs these tiny per-level gathers on CPU;
+            # the same walk through numpy views of the same memory is several times faster.
+            start = np.ones(mass.shape, dtype=np.int64)
+            return torch.from_numpy(self._descend(self.tree.numpy(), mass.numpy(), start))
+        return self._descend(self.tree, mass, torch.ones_like(mass, dtype=torch.long))
+
+    def _descend(self, tree: Any, mass: Any, node: Any) -> Any:
+        """Root-to-leaf walk, the same code for torch tensors and numpy arrays."""
         for _ in range(self.depth):
             child = node * 2
-            left = self.tree[child]
+            left = tree[child]
             go_right = mass > left
             mass = mass - left * go_right
             node = child + go_right

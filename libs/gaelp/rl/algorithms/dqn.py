@@ -164,16 +164,11 @@ class DQNAgent(Agent):
         history: list[torch.Tensor] = []
         for _ in range(n):
             sample = self.buffer.sample(cfg.batch_size, self.generator, beta)
-            if cfg.double_q:
-                # One online pass over obs and next_obs together: half the per-call overhead of two.
-                q_both = self.policy.q_values(torch.cat([sample.obs, sample.next_obs]))
-                q_all, next_q_online = q_both[: cfg.batch_size], q_both[cfg.batch_size :].detach()
-            else:
-                q_all, next_q_online = self.policy.q_values(sample.obs), None
             with torch.no_grad():
+                next_q_online = self.policy.q_values(sample.next_obs) if cfg.double_q else None
                 next_q_target = self.target.q_values(sample.next_obs)
                 target = q_learning_target(sample.rewards, sample.discounts, next_q_target, next_q_online)
-            q = q_all.gather(1, sample.actions.long()).squeeze(1)
+            q = self.policy.q_values(sample.obs).gather(1, sample.actions.long()).squeeze(1)
             loss = weighted_huber_loss(q, target, sample.weights)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
