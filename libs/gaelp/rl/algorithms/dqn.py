@@ -110,13 +110,13 @@ class DQNAgent(Agent):
     def sync_targets(self) -> None:
         self.target.load_state_dict(self.policy.state_dict())
 
-    def _progress(self) -> float:
-        return min(1.0, self.env_steps / self.config.schedule_steps)
+    def _progress(self, env_steps: int | None = None) -> float:
+        seen = self.env_steps if env_steps is None else env_steps
+        return min(1.0, seen / self.config.schedule_steps)
 
     def _update_epsilon(self, env_steps: int | None = None) -> None:
         cfg = self.config
-        seen = self.env_steps if env_steps is None else env_steps
-        decay = min(1.0, min(1.0, seen / cfg.schedule_steps) / cfg.exploration_fraction)
+        decay = min(1.0, self._progress(env_steps) / cfg.exploration_fraction)
         self.policy.epsilon = cfg.exploration_initial_eps + decay * (
             cfg.exploration_final_eps - cfg.exploration_initial_eps
         )
@@ -204,8 +204,8 @@ class DQNAgent(Agent):
         target = self.env_steps + total_steps
         staged: list[tuple[np.ndarray, ...]] = []
         vector_steps = 0
-        while self.env_steps + len(staged) * env.num_envs < target:
-            self._update_epsilon(self.env_steps + len(staged) * env.num_envs)
+        while (seen := self.env_steps + len(staged) * env.num_envs) < target:
+            self._update_epsilon(seen)
             action, _, _ = self.policy.act(runner.obs)
             step = runner.step(self.env_actions(action))
             ended = step.terminated | step.truncated
