@@ -198,10 +198,13 @@ class RunManager:
             request = learner_pb2.WatchPolicyRequest(run_id=run.document.run_id,
                                                      after_version=run.policy.newest_offered)
             try:
-                async for update in self.learner.WatchPolicy(request):
+                async for update in self.learner.WatchPolicy(request,
+                                                             timeout=self.config.policy_watch_deadline_s):
                     await run.policy.offer(update)
                     delay = 0.5
             except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    continue  # the stream's deadline passed: open the next one at once
                 logger.warning("policy watch ended (%s); reconnecting", error.code().name)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

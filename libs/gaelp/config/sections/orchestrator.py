@@ -51,6 +51,9 @@ class OrchestratorSettings(BaseModel):
     max_policy_wait_s: float = Field(
         5.0, gt=0, description="longest an actor waits for a policy version within the lag bound"
     )
+    policy_watch_deadline_s: float = Field(
+        300.0, gt=0, description="deadline of one Learner.WatchPolicy stream; it is then opened again"
+    )
     max_rollouts_ahead: float = Field(
         2.0,
         gt=0,
