@@ -44,6 +44,7 @@ VIOLATIONS = Topic("gaelp.violations.v1", events_pb2.Violation)
 POLICY = Topic("gaelp.policy.v1", events_pb2.PolicyUpdate, config={"cleanup.policy": "compact"})
 LEARNER_METRICS = Topic("gaelp.learner-metrics.v1", events_pb2.LearnerStats)
 ASSESSMENTS = Topic("gaelp.assessments.v1", events_pb2.GraduationAssessment)
+RUN_EVENTS = Topic("gaelp.run-events.v1", events_pb2.RunEvent)
 
 ALL_TOPICS: tuple[Topic[Message], ...] = (
     EPISODES,
@@ -52,4 +53,5 @@ ALL_TOPICS: tuple[Topic[Message], ...] = (
     POLICY,
     LEARNER_METRICS,
     ASSESSMENTS,
+    RUN_EVENTS,
 )

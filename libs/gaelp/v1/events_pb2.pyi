@@ -545,3 +545,112 @@ class GraduationAssessment(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GraduationAssessment: _TypeAlias = GraduationAssessment  # noqa: Y015
+
+@_typing.final
+class PhaseTransition(_message.Message):
+    """One criterion's figure as it stood when a phase transition was decided."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_PHASE_FIELD_NUMBER: _builtins.int
+    TO_PHASE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CRITERIA_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    from_phase: _common_pb2.Phase.ValueType
+    to_phase: _common_pb2.Phase.ValueType
+    reason: _builtins.str
+    """"graduated", "demoted: collapse", "demoted: critical violation", ..."""
+    policy_version: _builtins.int
+    @_builtins.property
+    def criteria(self) -> _containers.RepeatedCompositeFieldContainer[Global___CriterionResult]: ...
+    def __init__(
+        self,
+        *,
+        from_phase: _common_pb2.Phase.ValueType = ...,
+        to_phase: _common_pb2.Phase.ValueType = ...,
+        reason: _builtins.str = ...,
+        criteria: _abc.Iterable[Global___CriterionResult] | None = ...,
+        policy_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["criteria", b"criteria", "from_phase", b"from_phase", "policy_version", b"policy_version", "reason", b"reason", "to_phase", b"to_phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhaseTransition: _TypeAlias = PhaseTransition  # noqa: Y015
+
+@_typing.final
+class ApprovalRequested(_message.Message):
+    """An approval request that waits for an operator (entry to phase 3, a budget step-up)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVAL_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    approval_id: _builtins.str
+    kind: _builtins.str
+    """"phase_entry", "budget_step", ..."""
+    campaign_id: _builtins.str
+    amount: _builtins.float
+    """the budget asked for, when there is one"""
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        approval_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        campaign_id: _builtins.str = ...,
+        amount: _builtins.float = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "approval_id", b"approval_id", "campaign_id", b"campaign_id", "detail", b"detail", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApprovalRequested: _TypeAlias = ApprovalRequested  # noqa: Y015
+
+@_typing.final
+class RunEvent(_message.Message):
+    """gaelp.run-events.v1, keyed by run id: what happened to a run that an operator wants to know."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    PHASE_TRANSITION_FIELD_NUMBER: _builtins.int
+    APPROVAL_REQUESTED_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """unique; de-duplicates downstream"""
+    run_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def phase_transition(self) -> Global___PhaseTransition: ...
+    @_builtins.property
+    def approval_requested(self) -> Global___ApprovalRequested: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        phase_transition: Global___PhaseTransition | None = ...,
+        approval_requested: Global___ApprovalRequested | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_requested", b"approval_requested", "event", b"event", "occurred_at", b"occurred_at", "phase_transition", b"phase_transition"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_requested", b"approval_requested", "event", b"event", "event_id", b"event_id", "occurred_at", b"occurred_at", "phase_transition", b"phase_transition", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["phase_transition", "approval_requested"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015
