@@ -13,6 +13,7 @@ DEFAULT_TOPIC_PARTITIONS: dict[str, int] = {
     "gaelp.policy.v1": 1,
     "gaelp.learner-metrics.v1": 1,
     "gaelp.assessments.v1": 1,
+    "gaelp.run-events.v1": 1,
     "gaelp.dlq.v1": 1,
 }
 
