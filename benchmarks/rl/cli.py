@@ -23,7 +23,7 @@ import torch
 from benchmarks.rl.presets import Preset, preset_for
 from gaelp.rl import configure_torch_threads, make_agent
 from gaelp.rl.algorithms.base import Agent
-from gaelp.rl.env_loop import make_vector_env
+from gaelp.rl.rollout import make_vector_env
 
 EVAL_EPISODES = 10
 

@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from aiokafka import TopicPartition
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -19,7 +18,7 @@ from opentelemetry import metrics
 
 from gaelp.bus import LEARNER_METRICS, POLICY, BusConsumer, BusProducer, Delivery
 from gaelp.config import GaelpSettings
-from gaelp.entry_points import load_entry_point
+from gaelp.rl.algorithms.base import Agent
 from gaelp.rl.spaces import ActionLayout, flat_observation_dim
 from gaelp.v1 import events_pb2
 from learner.batches import DecodedBatch, InvalidBatch, decode_batch
@@ -46,7 +45,7 @@ class LearnerService:
         self.config = settings.learner
         self.training = settings.training
         self.producer = producer
-        env = load_entry_point(self.training.space_entry_point)()
+        env = self.training.make_space_env()
         self.observation_space, self.action_space = env.observation_space, env.action_space
         env.close()
         self.obs_dim = flat_observation_dim(self.observation_space)
@@ -88,7 +87,7 @@ class LearnerService:
             algorithm=trainer.agent.algo,
             created_at=_now(),
             trained_samples=trainer.trained_samples,
-            rollout_samples=self.config.rollout_samples,
+            rollout_samples=trainer.samples_per_update(),
         )
         if len(weights) <= self.config.policy_inline_max_bytes:
             message.weights = weights
@@ -119,6 +118,7 @@ class LearnerService:
                 batch = self._decode(events_pb2.TransitionBatch.FromString(raw), raw)
                 trainer.pending.append(batch)
                 trainer.seen.add(batch.batch_id)
+                trainer.lanes = batch.lanes
             self.policies[saved.run_id] = self._policy_message(trainer)
         self.offsets = {_partition(key): offset for key, offset in checkpoint.offsets.items()}
         logger.info(
@@ -215,7 +215,7 @@ class LearnerService:
                 }
                 pending = [b.raw for b in trainer.pending]
 
-                def save(path: Path, agent: Any = trainer.agent, pending: list[bytes] = pending) -> None:
+                def save(path: Path, agent: Agent = trainer.agent, pending: list[bytes] = pending) -> None:
                     agent.save_checkpoint(path, extra={"pending": pending})
 
                 runs.append((entry, save))

@@ -1,11 +1,13 @@
 """Training one run's agent from decoded batches: policy-lag bound, redelivery-safe, versioned.
 
-PPO gathers batches until `rollout_samples` transitions, then runs one update on them (lanes of
-all batches side by side); batches more than `max_policy_lag` versions behind are dropped and
-counted (not importance-corrected: PPO's clipped ratio already corrects the small lag it keeps).
-SAC and DQN add the gathered batches to the agent's replay buffer and take gradient steps in
-proportion to the transitions received; old data is what off-policy methods are for, so nothing is
-dropped.
+The update path is the agent's own (`Agent.add_rollout` then `Agent.update`, the same calls as
+`Agent.learn`): an update is due once the pending batches hold what one update of the agent consumes
+(`rollout_steps()` vector steps of the batches' lanes: PPO's n_steps, SAC/DQN's train_freq) and at
+least the learner's `rollout_samples`, which sets how often a new policy version is published. So
+n_steps, learning_starts, train_freq and gradient_steps mean on the learner what they mean in
+`learn`. Agents marked `on_policy` have batches more than `max_policy_lag` versions behind dropped
+and counted (not importance-corrected: PPO's clipped ratio already corrects the small lag it keeps);
+off-policy agents keep old data, which is what replay is for.
 A batch id seen before is ignored, so redelivery after a crash trains nothing twice.
 """
 
@@ -17,11 +19,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from gaelp.config.sections.learner import LearnerSettings
 from gaelp.config.sections.training import TrainingSettings
-from gaelp.rl.buffers import RolloutBatch
+from gaelp.rl.algorithms.base import Agent
 from gaelp.rl.factory import make_agent
+from gaelp.rl.rollout import Rollout
 from learner.batches import DecodedBatch
 
 
@@ -41,7 +45,7 @@ class UpdateResult:
 @dataclass
 class RunTrainer:
     run_id: str
-    agent: Any
+    agent: Agent
     settings: LearnerSettings
     version: int = 0
     pending: list[DecodedBatch] = field(default_factory=list)
@@ -50,10 +54,8 @@ class RunTrainer:
     trained_samples: int = 0
     seen: set[str] = field(default_factory=set)
     last_update: UpdateResult | None = None
-
-    @property
-    def on_policy(self) -> bool:
-        return self.agent.algo == "ppo"
+    lanes: int = 0
+    """lanes of the batches seen (0 before the first)"""
 
     def accepts(self, batch: DecodedBatch) -> str | None:
         """None when the batch is to be trained on, else the reason it is not."""
@@ -61,7 +63,9 @@ class RunTrainer:
             return "duplicate"
         if batch.policy_version > self.version:
             return "from_the_future"
-        if self.on_policy and self.version - batch.policy_version > self.settings.max_policy_lag:
+        if batch.next_obs.ndim != 3:
+            return "no_per_step_next_observations"  # truncations are bootstrapped from them
+        if self.agent.on_policy and self.version - batch.policy_version > self.settings.max_policy_lag:
             return "stale"
         return None
 
@@ -75,22 +79,24 @@ class RunTrainer:
             return reason
         self.seen.add(batch.batch_id)
         self.pending.append(batch)
+        self.lanes = batch.lanes
         return None
 
+    def samples_per_update(self) -> int:
+        """Transitions between policy versions (also what paces the actors: PolicyUpdate.rollout_samples)."""
+        return max(self.agent.rollout_steps() * self.lanes, self.settings.rollout_samples)
+
     def ready(self) -> bool:
-        """An update is due once `rollout_samples` transitions wait: PPO's rollout, and for SAC/DQN
-        the step between policy versions, which also paces the actors (PolicyUpdate.rollout_samples)."""
-        return sum(b.samples for b in self.pending) >= self.settings.rollout_samples
+        return sum(b.samples for b in self.pending) >= self.samples_per_update()
 
     def update(self) -> UpdateResult:
         """Train on everything pending and bump the version (runs in a worker thread)."""
         batches, self.pending = self.pending, []
         before = _flat_parameters(self.agent.policy)
         started = time.perf_counter()
-        if self.on_policy:
-            losses = self._ppo_update(batches)
-        else:
-            losses = self._off_policy_update(batches)
+        for batch in batches:
+            self.agent.add_rollout(self._rollout(batch))
+        losses = self.agent.update()
         seconds = time.perf_counter() - started
         samples = sum(b.samples for b in batches)
         lags = [self.version - b.policy_version for b in batches]
@@ -109,45 +115,24 @@ class RunTrainer:
         self.last_update = result
         return result
 
-    def _ppo_update(self, batches: list[DecodedBatch]) -> dict[str, float]:
-        # Lanes of batches with the same horizon sit side by side: one [T, sum N] rollout.
-        horizon = batches[0].steps
-        if any(b.steps != horizon for b in batches):
-            raise ValueError("PPO batches of one update must share their horizon T")
-
-        def stack(name: str, axis: int = 1) -> np.ndarray:
-            return np.concatenate([getattr(b, name) for b in batches], axis=axis)
-
-        next_values = None
-        if all(b.next_values is not None for b in batches):
-            next_values = np.concatenate([b.next_values for b in batches])  # type: ignore[misc]
-        rollout = RolloutBatch(
-            obs=stack("obs"),
-            actions=stack("actions"),
-            rewards=stack("rewards"),
-            dones=stack("dones"),
-            truncations=stack("truncations"),
-            log_probs=stack("log_probs"),
-            values=stack("values"),
-            next_obs=stack("next_obs", axis=0),
-            next_values=next_values,
+    def _rollout(self, batch: DecodedBatch) -> Rollout:
+        next_values = batch.next_values
+        if next_values is None:
+            next_values = self.agent.state_values(batch.next_obs[-1])
+        return Rollout(
+            obs=batch.obs,
+            actions=batch.actions,
+            rewards=batch.rewards,
+            dones=batch.dones,
+            truncations=batch.truncations,
+            log_probs=batch.log_probs,
+            values=batch.values,
+            next_obs=batch.next_obs,
+            bootstrap_values=next_values,
         )
-        return self.agent.train_on_rollout(rollout)
-
-    def _off_policy_update(self, batches: list[DecodedBatch]) -> dict[str, float]:
-        samples = 0
-        for batch in batches:
-            if batch.next_obs.ndim != 3:
-                raise ValueError("off-policy batches need next_observations of shape [T, N, D]")
-            self.agent.add_transitions(
-                batch.obs, batch.actions, batch.rewards, batch.dones, batch.truncations, batch.next_obs
-            )
-            samples += batch.samples
-        steps = max(1, round(samples * self.settings.offpolicy_updates_per_sample))
-        return self.agent.train_steps(steps)
 
 
-def _flat_parameters(module: Any) -> np.ndarray:
+def _flat_parameters(module: torch.nn.Module) -> np.ndarray:
     return np.concatenate([p.detach().cpu().numpy().ravel() for p in module.parameters()])
 
 
@@ -159,7 +144,7 @@ def build_run_trainer(
     action_space: gym.Space[Any],
 ) -> RunTrainer:
     agent = make_agent(
-        training.algorithm,
+        training.agent_name(),
         observation_space,
         action_space,
         training.algorithm_config(),

@@ -3,15 +3,19 @@
 With `registry_target` set, the environment-registry service answers (a version constraint such as
 "^1" picks the newest compatible, non-deprecated version). Without one, a table of the environments
 shipped in gaelp.sim answers for exact versions — the same ids and versions the registry is
-seeded with from configs/environments.
+seeded with from configs/environments. A spec's config supplies the entry point's keyword arguments;
+the orchestrator sets num_envs, level and seed itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from gymnasium.vector import VectorEnv
@@ -41,12 +45,16 @@ class ResolvedEnvironment:
     factory: VectorEnvFactory
 
 
-def _load(entry_point: str) -> VectorEnvFactory:
+RUN_ARGUMENTS = frozenset({"num_envs", "level", "seed"})
+
+
+def _load(entry_point: str, config: dict[str, Any] | None = None) -> VectorEnvFactory:
     try:
         factory: VectorEnvFactory = load_entry_point(entry_point)
     except (ValueError, ImportError, AttributeError) as error:
         raise UnknownEnvironment(f"cannot load entry point {entry_point!r}: {error}") from error
-    return factory
+    kwargs = {key: value for key, value in (config or {}).items() if key not in RUN_ARGUMENTS}
+    return functools.partial(factory, **kwargs) if kwargs else factory
 
 
 def resolve_shipped(environment_id: str, version: str) -> ResolvedEnvironment:
@@ -83,4 +91,5 @@ async def resolve_environment(
             await asyncio.sleep(min(0.5 * attempt, 3.0))
     logger.info("environment resolved by the registry",
                 extra={"environment": spec.id, "version": spec.version, "entry_point": spec.entry_point})
-    return ResolvedEnvironment(spec.id, spec.version, spec.entry_point, _load(spec.entry_point))
+    config = json.loads(spec.config_json) if spec.config_json else {}
+    return ResolvedEnvironment(spec.id, spec.version, spec.entry_point, _load(spec.entry_point, config))

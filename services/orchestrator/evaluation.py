@@ -1,12 +1,20 @@
-"""Scoring policies on a curriculum task as a fraction of the oracle's ROAS (same seeds for all)."""
+"""Scoring policies on a task, with the same seeds for every policy scored.
+
+Two kinds of task: the ad market, scored as a fraction of the oracle's ROAS; and reference tasks
+(environments whose metadata carries a `reference_return`, e.g. gymnasium CartPole), scored by
+the deterministic policy's mean episode return as a fraction of the way from random play to the
+reference return. Which one a run uses follows from the environment, not from its name.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+from gymnasium.vector import VectorEnv
 
+from gaelp.rl.algorithms.base import Agent
 from gaelp.sim.market.policies import evaluate_policy
 
 EVALUATION_SEED = 10_007  # fixed, and apart from training seeds, so every evaluation sees the same days
@@ -14,8 +22,24 @@ EVALUATION_SEED = 10_007  # fixed, and apart from training seeds, so every evalu
 
 @dataclass(frozen=True)
 class AgentScore:
-    fraction: float    # mean ROAS as a fraction of the oracle's
-    reward: float      # mean episode return: the weighted reward the agent is trained on
+    fraction: float    # the task's score: ROAS as a fraction of the oracle's, or of the reference return
+    reward: float      # mean episode return: the reward the agent is trained on
+
+
+class Evaluation(Protocol):
+    def reference_scores(self, level: int, envs: int) -> dict[str, float]:
+        """The references a level is scored against (the keys of LevelReportDocument)."""
+        ...
+
+    def evaluate(self, agent: Agent, level: int, envs: int, oracle_roas: float) -> AgentScore: ...
+
+
+class MarketEvaluation:
+    def reference_scores(self, level: int, envs: int) -> dict[str, float]:
+        return reference_scores(level, envs)
+
+    def evaluate(self, agent: Agent, level: int, envs: int, oracle_roas: float) -> AgentScore:
+        return evaluate_agent(agent, level, envs, oracle_roas)
 
 
 def reference_scores(level: int, envs: int) -> dict[str, float]:
@@ -32,12 +56,12 @@ def reference_scores(level: int, envs: int) -> dict[str, float]:
     }
 
 
-def evaluate_agent(agent: Any, level: int, envs: int, oracle_roas: float) -> AgentScore:
-    """The agent's deterministic policy on the task, on the references' seeds."""
+def evaluate_agent(agent: Agent, level: int, envs: int, oracle_roas: float) -> AgentScore:
+    """The agent's deterministic policy on the market task, on the references' seeds."""
 
     def factory(env: Any) -> Any:
         def act(obs: np.ndarray, info: dict[str, Any]) -> Any:
-            actions, _, _ = agent.policy.act(obs, deterministic=True)
+            actions, _, _ = agent.act(obs, deterministic=True)
             return agent.env_actions(actions)
 
         return act
@@ -46,16 +70,74 @@ def evaluate_agent(agent: Any, level: int, envs: int, oracle_roas: float) -> Age
     return AgentScore(result.mean_roas / oracle_roas, result.mean_reward)
 
 
+def mean_episode_return(env: VectorEnv, act: Any, env_actions: Any, seed: int) -> float:
+    """Mean return of the first episode of every lane, acting with `act(obs) -> actions`."""
+    obs, _ = env.reset(seed=seed)
+    lanes = env.num_envs
+    returns, first = np.zeros(lanes), np.full(lanes, np.nan)
+    while np.isnan(first).any():
+        obs, rewards, terminated, truncated, _ = env.step(env_actions(act(np.asarray(obs, np.float32))))
+        returns += rewards
+        for lane in np.flatnonzero((terminated | truncated) & np.isnan(first)):
+            first[lane] = returns[lane]
+        returns[terminated | truncated] = 0.0
+    return float(first.mean())
+
+
+class ReturnEvaluation:
+    """Reference tasks: fraction = (agent - random) / (reference - random) of mean episode returns."""
+
+    def __init__(self, factory: Any, reference_return: float) -> None:
+        self.factory = factory
+        self.reference_return = reference_return
+        self._random: dict[int, float] = {}
+
+    def _random_return(self, level: int, envs: int) -> float:
+        if level not in self._random:
+            env = self.factory(envs, level, EVALUATION_SEED)
+            env.action_space.seed(EVALUATION_SEED)
+            self._random[level] = mean_episode_return(
+                env, lambda obs: env.action_space.sample(), lambda actions: actions, EVALUATION_SEED
+            )
+            env.close()
+        return self._random[level]
+
+    def reference_scores(self, level: int, envs: int) -> dict[str, float]:
+        random_return = self._random_return(level, envs)
+        return {"oracle_roas": 0.0, "random": 0.0, "heuristic": 0.0, "random_reward": random_return,
+                "heuristic_reward": random_return, "oracle_reward": self.reference_return}
+
+    def evaluate(self, agent: Agent, level: int, envs: int, oracle_roas: float) -> AgentScore:
+        del oracle_roas  # a reference task is scored against its reference return
+        env = self.factory(envs, level, EVALUATION_SEED)
+        mean = mean_episode_return(env, lambda obs: agent.act(obs, deterministic=True)[0],
+                                   agent.env_actions, EVALUATION_SEED)
+        env.close()
+        span = self.reference_return - self._random_return(level, envs)
+        return AgentScore((mean - self._random[level]) / span if span else 0.0, mean)
+
+
+def evaluation_for(probe: VectorEnv, factory: Any) -> Evaluation:
+    """The evaluation an environment calls for, read from a probe env of it."""
+    reference = probe.metadata.get("reference_return")
+    if reference is None:
+        return MarketEvaluation()
+    return ReturnEvaluation(factory, float(reference))
+
+
 class RandomActionAgent:
     """Uniform random actions in an agent's action format: the policy of smoke runs."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Agent) -> None:
         self._agent = agent
-        self.policy = self
+        self.layout = agent.layout
 
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         batch = len(obs)
         return self._agent.random_actions(batch), np.zeros(batch, np.float32), np.zeros(batch, np.float32)
+
+    def state_values(self, obs: np.ndarray) -> np.ndarray:
+        return np.zeros(len(obs), np.float32)
 
     def env_actions(self, actions: np.ndarray) -> Any:
         return self._agent.env_actions(actions)

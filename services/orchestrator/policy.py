@@ -1,5 +1,7 @@
 """The newest policy of a run, as actors use it for batched inference on the CPU.
 
+The policy state carries what the agent needs to act as the learner's would: weights, observation
+statistics and the env-step count its exploration schedule reads (DQN's epsilon, SAC's warm-up).
 Updates arrive at any time (policy topic, Learner.GetPolicy) and are only offered; the run loads
 the newest offer between rounds of collection, so no actor thread ever infers with half-loaded
 weights, and each chunk is tagged with the one version that produced it.
@@ -15,6 +17,7 @@ from urllib.parse import urlparse
 import gymnasium as gym
 
 from gaelp.config.sections.training import TrainingSettings
+from gaelp.rl.algorithms.base import Agent
 from gaelp.rl.factory import make_agent
 from gaelp.v1 import events_pb2
 
@@ -31,8 +34,8 @@ def policy_weights(update: events_pb2.PolicyUpdate) -> bytes:
 class PolicyHolder:
     def __init__(self, training: TrainingSettings, observation_space: gym.Space[Any],
                  action_space: gym.Space[Any]) -> None:
-        self.agent = make_agent(training.algorithm, observation_space, action_space,
-                                training.algorithm_config(), device="cpu", seed=training.seed)
+        self.agent: Agent = make_agent(training.agent_name(), observation_space, action_space,
+                                       training.algorithm_config(), device="cpu", seed=training.seed)
         self.version = -1
         self.rollout_samples = 0  # the learner's transitions per version (0: no pacing)
         self._offer: events_pb2.PolicyUpdate | None = None

@@ -27,7 +27,7 @@ from gaelp.v1 import events_pb2, learner_pb2, learner_pb2_grpc, orchestrator_pb2
 from orchestrator.actor import Actor, Chunk
 from orchestrator.curriculum import CurriculumScheduler, Decision
 from orchestrator.environments import ResolvedEnvironment
-from orchestrator.evaluation import RandomActionAgent, evaluate_agent, reference_scores
+from orchestrator.evaluation import RandomActionAgent, evaluation_for
 from orchestrator.messages import episode_summary, transition_batch
 from orchestrator.policy import PolicyHolder
 from orchestrator.run_document import LevelReportDocument, RunDocument
@@ -85,6 +85,7 @@ class RunManager:
         self.env_factory = environment.factory
         probe = self.env_factory(1, self.config.curriculum.levels[0], 0)
         self.observation_space, self.action_space = probe.single_observation_space, probe.single_action_space
+        self.evaluation = evaluation_for(probe, self.env_factory)
         probe.close()
         self.level_names = [level.name for level in CURRICULUM_LEVELS]
         self.host = socket.gethostname()
@@ -248,7 +249,8 @@ class RunManager:
     async def _references(self, run: Run, level: int) -> dict[str, float]:
         cached = run.document.references.get(level)
         if cached is None:
-            cached = await asyncio.to_thread(reference_scores, level, self.config.curriculum.evaluation_envs)
+            cached = await asyncio.to_thread(self.evaluation.reference_scores, level,
+                                             self.config.curriculum.evaluation_envs)
             run.document.references[level] = cached
         return cached
 
@@ -275,7 +277,7 @@ class RunManager:
         refs = await self._references(run, task.level)
         report = self._level_report(run)
         if report is None and document.kind == "train":
-            start = await asyncio.to_thread(evaluate_agent, run.policy.agent, task.level,
+            start = await asyncio.to_thread(self.evaluation.evaluate, run.policy.agent, task.level,
                                             self.config.curriculum.evaluation_envs, refs["oracle_roas"])
             report = LevelReportDocument(task=task.name, level=task.level, agent_start=start.fraction,
                                          agent_reward_start=start.reward, **refs)
@@ -370,7 +372,7 @@ class RunManager:
         # One wait for the round: the run document is saved only after the broker has it all.
         await asyncio.gather(*deliveries)
         if document.kind == "train" and self._evaluation_due(run):
-            score = await asyncio.to_thread(evaluate_agent, run.policy.agent, scheduler.task.level,
+            score = await asyncio.to_thread(self.evaluation.evaluate, run.policy.agent, scheduler.task.level,
                                             self.config.curriculum.evaluation_envs, refs["oracle_roas"])
             decision = scheduler.record_evaluation(score.fraction)
         return decision
@@ -385,8 +387,8 @@ class RunManager:
         document, scheduler = run.document, run.scheduler
         if report is not None:
             end = await asyncio.to_thread(
-                evaluate_agent, run.policy.agent, report.level, self.config.curriculum.evaluation_envs,
-                report.oracle_roas,
+                self.evaluation.evaluate, run.policy.agent, report.level,
+                self.config.curriculum.evaluation_envs, report.oracle_roas,
             )
             report.agent_end, report.agent_reward_end = end.fraction, end.reward
             if decision == "stay":  # the run's own step budget ended it on this task

@@ -5,7 +5,7 @@ import numpy as np
 from toy_envs import ContextBanditEnv, HybridAdEnv, ReachTargetEnv, mean_return, vector_env
 
 from gaelp.rl import make_agent
-from gaelp.rl.env_loop import make_vector_env
+from gaelp.rl.rollout import make_vector_env
 
 
 class RandomAgent:

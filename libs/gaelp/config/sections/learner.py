@@ -15,10 +15,10 @@ class LearnerSettings(BaseModel):
         3, ge=0, description="on-policy batches more than this many versions old are dropped"
     )
     rollout_samples: int = Field(
-        1536, ge=1, description="transitions gathered from batches before one update (any algorithm)"
-    )
-    offpolicy_updates_per_sample: float = Field(
-        0.25, gt=0, description="SAC/DQN: gradient steps per transition received"
+        1536,
+        ge=1,
+        description="fewest transitions per update and policy version; an update also waits for what"
+        " the agent consumes in one (PPO: n_steps x lanes, SAC/DQN: train_freq x lanes)",
     )
     checkpoint_every_updates: int = Field(5, ge=1, description="checkpoint after this many updates")
     checkpoints_kept: int = Field(3, ge=1)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gaelp.entry_points import load_entry_point
 
 
 class TrainingSettings(BaseModel):
@@ -20,11 +22,66 @@ class TrainingSettings(BaseModel):
         "gaelp.sim:make_ad_env",
         description="module:callable building an env whose spaces are the policy's input and output",
     )
+    space_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of space_entry_point, e.g. {id: CartPole-v1} for gymnasium:make",
+    )
+    agent_entry_point: str = Field(
+        "",
+        description="module:Class of your own gaelp.rl.Agent subclass (docs/agents.md); when set it is"
+        " trained instead of `algorithm`, with agent_config as its config",
+    )
+    agent_config: dict[str, Any] = Field(
+        default_factory=dict, description="the config dict passed to agent_entry_point's class"
+    )
     hyperparameters: dict[Literal["ppo", "sac", "dqn"], dict[str, Any]] = Field(
         default_factory=dict,
         description="per algorithm, overrides of its config (gaelp.rl PPOConfig / SACConfig / DQNConfig)",
     )
 
     def algorithm_config(self) -> dict[str, Any]:
-        """The overrides of the configured algorithm."""
+        """The overrides of the configured algorithm (or the user agent's config)."""
+        if self.agent_entry_point:
+            return dict(self.agent_config)
         return dict(self.hyperparameters.get(self.algorithm, {}))
+
+    def agent_name(self) -> str:
+        """What `gaelp.rl.make_agent` builds: the built-in algorithm or the user agent's entry point."""
+        return self.agent_entry_point or self.algorithm
+
+    def make_space_env(self) -> Any:
+        return load_entry_point(self.space_entry_point)(**self.space_kwargs)
+
+    @model_validator(mode="after")
+    def _algorithm_fits(self) -> TrainingSettings:
+        """Settings that could not act are rejected here, naming them. Checked only for what is set
+        (building a space env imports the simulator, which most services never need)."""
+        if self.agent_entry_point:
+            from gaelp.rl.factory import agent_class  # imports torch: only for a user agent
+
+            agent_class(self.agent_entry_point)
+            return self
+        overrides = self.hyperparameters.get(self.algorithm)
+        if overrides:
+            from gaelp.rl.factory import BUILT_IN
+
+            try:
+                BUILT_IN[self.algorithm][1].model_validate(overrides)
+            except ValueError as error:
+                raise ValueError(f"training.hyperparameters.{self.algorithm}: {error}") from error
+        if self.algorithm == "dqn":
+            import gymnasium as gym
+
+            env = self.make_space_env()
+            space = env.action_space
+            env.close()
+            if not isinstance(space, gym.spaces.Discrete):
+                # The ad market's action is hybrid (discrete choices next to continuous bid and budget
+                # levels): a grid over the continuous part would multiply the Q outputs for every
+                # level; PPO and SAC act in the hybrid space directly.
+                raise ValueError(
+                    "training.algorithm: dqn needs a Discrete action space, and training.space_entry_point "
+                    f"{self.space_entry_point!r} has {space}; use ppo or sac for the ad market's hybrid"
+                    " action"
+                )
+        return self

@@ -1,17 +1,34 @@
-"""What every agent shares: spaces, device, seeded generator, action conversion, checkpoints.
+"""The agent contract the learner, the actors and `learn` use, and what every agent shares.
 
-Checkpoint API (the learner relies on it):
+Acting (actors, evaluation):
+    agent.explore(obs) -> (actions, log_probs, values)   # the training-time behaviour: sampling,
+                                                         # epsilon-greedy, random warm-up
+    agent.act(obs, deterministic=True) -> (actions, log_probs, values)
+    agent.state_values(obs) -> values                    # bootstrap values for on-policy learners
+    agent.env_actions(actions) -> what the env's `step` takes
+    agent.policy_state() -> bytes, agent.load_policy_state(bytes)
+        # weights, observation statistics and the env-step count that exploration schedules read:
+        # everything an actor needs to behave as the learner's agent would
+Training (one update path, used by `learn` and by the learner service):
+    agent.rollout_steps() -> int     # vector steps one update consumes (PPO n_steps, else train_freq)
+    agent.add_rollout(rollout)       # PPO keeps it for the next update; SAC/DQN store it in replay
+    agent.update() -> dict[str, float]
+Checkpoints:
     agent.save_checkpoint(path, extra: dict | None = None) -> None   # atomic: tmp file + rename
     agent.load_checkpoint(path) -> dict                               # returns `extra`
-Policy weights for actors: `agent.policy_state() -> bytes`, `agent.load_policy_state(bytes)`.
+
+A user's own agent subclasses `Agent`, takes `(observation_space, action_space, config: dict,
+device, seed)` and is named by `training.agent_entry_point` (see docs/agents.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -21,6 +38,7 @@ from torch import nn
 from gaelp.rl.checkpoint import atomic_save, capture_global_rng, load_payload, restore_global_rng
 from gaelp.rl.device import resolve_device
 from gaelp.rl.policies import Policy
+from gaelp.rl.rollout import Rollout, RolloutCollector
 from gaelp.rl.spaces import ActionLayout, HybridActionCodec, flat_observation_dim
 
 
@@ -44,8 +62,11 @@ def make_adam(parameters: list[torch.nn.Parameter], lr: float, eps: float = 1e-8
     return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)
 
 
-class Agent:
-    algo: str = ""
+class Agent(ABC):
+    algo: ClassVar[str] = ""
+    """names the algorithm in checkpoints, policy messages and metrics"""
+    on_policy: ClassVar[bool] = False
+    """True: trains only on data of (nearly) its current policy, so the learner drops stale batches"""
     policy: Policy
 
     def __init__(
@@ -67,6 +88,59 @@ class Agent:
         self.np_random = np.random.default_rng(seed)
         self.env_steps = 0
         self.updates = 0
+        self.acted_steps = 0
+        """steps acted since the last `add_rollout` or policy load: exploration schedules read
+        `env_steps + acted_steps`, so actors follow them between policy versions"""
+
+    # ---- the training contract ----------------------------------------------------------------
+    @abstractmethod
+    def rollout_steps(self) -> int:
+        """Vector steps of data one update consumes."""
+
+    @abstractmethod
+    def add_rollout(self, rollout: Rollout) -> None:
+        """Take collected data; counts its samples into `env_steps`."""
+
+    @abstractmethod
+    def update(self) -> dict[str, float]:
+        """Train on what `add_rollout` gave since the last update; the stats of what it did."""
+
+    def learn(
+        self,
+        env: gym.vector.VectorEnv,
+        total_steps: int,
+        callback: Callable[[Agent, dict[str, float]], None] | None = None,
+    ) -> RolloutCollector:
+        """Collect `rollout_steps()` per lane, hand it over, update: the same path the learner takes."""
+        collector = RolloutCollector(env, self.seed)
+        target = self.env_steps + total_steps
+        while self.env_steps < target:
+            self.add_rollout(collector.collect(self, self.rollout_steps()))
+            stats = self.update()
+            if stats and callback is not None:
+                callback(self, {**stats, **collector.recent_return_stats()})
+        return collector
+
+    def _count_added(self, samples: int) -> None:
+        self.env_steps += samples
+        self.acted_steps = max(0, self.acted_steps - samples)
+
+    # ---- acting --------------------------------------------------------------------------------
+    @property
+    def schedule_steps_seen(self) -> int:
+        return self.env_steps + self.acted_steps
+
+    def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The behaviour policy of training (here: sampling from the policy)."""
+        self.acted_steps += len(obs)
+        return self.policy.act(obs, deterministic=False)
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.policy.act(obs, deterministic=deterministic)
+
+    def state_values(self, obs: np.ndarray) -> np.ndarray:
+        """Value estimates `[B]` of observations (the critic's, or the greedy Q value)."""
+        return self.policy.act(obs, deterministic=True)[2]
 
     # ---- actions -------------------------------------------------------------------------------
     def env_actions(self, actions: np.ndarray) -> Any:
@@ -96,21 +170,28 @@ class Agent:
         return flat[:, 0].astype(np.int64) if self.layout.kind == "discrete" else flat
 
     def sync_targets(self) -> None:
-        """Copy online weights into target networks after the policy was trained outside RL (e.g. BC)."""
+        """Copy online weights into target networks after the policy was trained outside RL (e.g. BC);
+        agents without target networks have nothing to copy."""
+        return None
 
     # ---- weights for actors -----------------------------------------------------------------------
     def policy_state(self) -> bytes:
-        return self.policy.policy_state()
+        buffer = io.BytesIO()
+        torch.save({"policy": self.policy.policy_state(), "env_steps": self.env_steps}, buffer)
+        return buffer.getvalue()
 
     def load_policy_state(self, blob: bytes) -> None:
-        self.policy.load_policy_state(blob)
+        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        self.policy.load_policy_state(state["policy"])
+        self.env_steps, self.acted_steps = int(state["env_steps"]), 0
 
     # ---- checkpoints --------------------------------------------------------------------------
     def _modules(self) -> dict[str, nn.Module]:
         return {"policy": self.policy}
 
+    @abstractmethod
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+        """Every optimizer, by name, for checkpoints."""
 
     def _extra_training_state(self) -> dict[str, Any]:
         """Algorithm-specific state beyond modules and optimizers (buffers, schedules, scalers)."""
@@ -148,3 +229,60 @@ class Agent:
         restore_global_rng(payload["global_rng"])
         self._load_extra_training_state(payload["training"])
         return dict(payload["extra"])
+
+
+class ReplayAgent(Agent):
+    """Off-policy agents (SAC, DQN): rollouts go to a replay buffer; after `learning_starts` env steps,
+    `gradient_steps` gradient steps per `train_freq` vector steps received. On the learner, rollouts
+    arrive in chunks of many vector steps, so the steps owed are carried over and taken together."""
+
+    learning_starts: int
+    train_freq: int
+    gradient_steps: int
+
+    def __init__(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        device: str | torch.device,
+        seed: int,
+    ) -> None:
+        super().__init__(observation_space, action_space, device, seed)
+        self.owed_vector_steps = 0
+
+    @abstractmethod
+    def add_transitions(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        dones: np.ndarray,
+        truncations: np.ndarray,
+        next_obs: np.ndarray,
+    ) -> None:
+        """Store `[T, N, ...]` transitions in the replay buffer."""
+
+    @abstractmethod
+    def train_steps(self, n: int) -> dict[str, float]:
+        """`n` gradient steps on replayed minibatches."""
+
+    def rollout_steps(self) -> int:
+        return self.train_freq
+
+    def add_rollout(self, rollout: Rollout) -> None:
+        self.add_transitions(
+            rollout.obs,
+            rollout.actions,
+            rollout.rewards,
+            rollout.dones,
+            rollout.truncations,
+            rollout.next_obs,
+        )
+        if self.env_steps >= self.learning_starts:
+            self.owed_vector_steps += rollout.steps
+
+    def update(self) -> dict[str, float]:
+        rounds, self.owed_vector_steps = divmod(self.owed_vector_steps, self.train_freq)
+        if rounds == 0:
+            return {}
+        return self.train_steps(rounds * self.gradient_steps)

@@ -1,15 +1,15 @@
 """Deep Q-Networks with the Rainbow pieces asked for: double DQN targets, dueling heads, proportional
 prioritized replay (device sum tree) and n-step returns; Discrete actions only.
 
-Learner contract: `add_transitions(obs, actions, rewards, dones, truncations, next_obs)` with `[T, N, ...]`
-arrays (actions `[T, N]` indices), then `train_steps(n) -> dict[str, float]` (loss, q_mean, td_abs,
-epsilon), one host read per call. Epsilon decays linearly with the env steps seen.
+Training: the `ReplayAgent` schedule (`gradient_steps` per `train_freq` vector steps after
+`learning_starts`); actions are `[T, N]` indices; `train_steps(n) -> dict[str, float]` reports loss,
+q_mean, td_abs, epsilon, one host read per call. Epsilon decays linearly with the env steps seen,
+and actors compute it from the env-step count that travels with the policy.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from gaelp.rl.algorithms.base import Agent, make_adam, scheduled, seeded_init
+from gaelp.rl.algorithms.base import ReplayAgent, make_adam, scheduled, seeded_init
 from gaelp.rl.buffers import ArrayLike, PrioritizedReplayBuffer, ReplayBuffer
-from gaelp.rl.env_loop import VectorEnvRunner
 from gaelp.rl.networks import NetworkConfig
 from gaelp.rl.normalization import NormalizationConfig
 from gaelp.rl.policies import QPolicy
@@ -83,7 +82,7 @@ def weighted_huber_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Te
     return (weights * F.smooth_l1_loss(q, target, reduction="none")).mean()
 
 
-class DQNAgent(Agent):
+class DQNAgent(ReplayAgent):
     algo = "dqn"
 
     def __init__(
@@ -96,6 +95,9 @@ class DQNAgent(Agent):
     ) -> None:
         super().__init__(observation_space, action_space, device, seed)
         self.config = cfg = config or DQNConfig()
+        self.learning_starts, self.train_freq, self.gradient_steps = (
+            cfg.learning_starts, cfg.train_freq, cfg.gradient_steps
+        )
         with seeded_init(seed):
             self.policy = QPolicy(self.obs_dim, self.layout, cfg.network, cfg.normalization, cfg.dueling).to(
                 self.device
@@ -114,12 +116,18 @@ class DQNAgent(Agent):
         seen = self.env_steps if env_steps is None else env_steps
         return min(1.0, seen / self.config.schedule_steps)
 
-    def _update_epsilon(self, env_steps: int | None = None) -> None:
+    def epsilon_at(self, env_steps: int) -> float:
+        """The exploration schedule: linear from the initial to the final epsilon over
+        `exploration_fraction` of `schedule_steps`, then constant."""
         cfg = self.config
         decay = min(1.0, self._progress(env_steps) / cfg.exploration_fraction)
-        self.policy.epsilon = cfg.exploration_initial_eps + decay * (
-            cfg.exploration_final_eps - cfg.exploration_initial_eps
-        )
+        return cfg.exploration_initial_eps + decay * (cfg.exploration_final_eps - cfg.exploration_initial_eps)
+
+    def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Epsilon-greedy with epsilon at the env steps seen, including those acted since the last
+        policy load (so actors follow the schedule between versions)."""
+        self.policy.epsilon = self.epsilon_at(self.schedule_steps_seen)
+        return super().explore(obs)
 
     def _make_buffer(self, lanes: int) -> ReplayBuffer:
         cfg = self.config
@@ -150,8 +158,8 @@ class DQNAgent(Agent):
         if self.buffer is None:
             self.buffer = self._make_buffer(lanes)
         self.buffer.add(obs, actions, rewards, dones, truncations, next_obs)
-        self.env_steps += steps * lanes
-        self._update_epsilon()
+        self._count_added(steps * lanes)
+        self.policy.epsilon = self.epsilon_at(self.schedule_steps_seen)
 
     def train_steps(self, n: int) -> dict[str, float]:
         if self.buffer is None or len(self.buffer) == 0:
@@ -191,42 +199,6 @@ class DQNAgent(Agent):
             "learning_rate": learning_rate,
         }
 
-    def learn(
-        self,
-        env: gym.vector.VectorEnv,
-        total_steps: int,
-        callback: Callable[[DQNAgent, dict[str, float]], None] | None = None,
-    ) -> VectorEnvRunner:
-        """Act epsilon-greedily, and every `train_freq` vector steps store them and train. Transitions wait
-        on the host until then (the buffer is only read by training), so they reach it as one
-        `[train_freq, N]` block instead of one device write per step; epsilon still follows each step."""
-        runner = VectorEnvRunner(env, self.seed)
-        target = self.env_steps + total_steps
-        staged: list[tuple[np.ndarray, ...]] = []
-        vector_steps = 0
-        while (seen := self.env_steps + len(staged) * env.num_envs) < target:
-            self._update_epsilon(seen)
-            action, _, _ = self.policy.act(runner.obs)
-            step = runner.step(self.env_actions(action))
-            ended = step.terminated | step.truncated
-            staged.append(
-                (step.obs, action, step.rewards, ended, step.truncated & ~step.terminated, step.next_obs)
-            )
-            vector_steps += 1
-            if vector_steps % self.config.train_freq == 0:
-                self._store(staged)
-                if self.env_steps >= self.config.learning_starts:
-                    stats = self.train_steps(self.config.gradient_steps)
-                    if callback is not None:
-                        callback(self, {**stats, **runner.recent_return_stats()})
-        self._store(staged)
-        return runner
-
-    def _store(self, staged: list[tuple[np.ndarray, ...]]) -> None:
-        if staged:
-            self.add_transitions(*(np.stack(column) for column in zip(*staged, strict=True)))
-            staged.clear()
-
     def _modules(self) -> dict[str, nn.Module]:
         return {"policy": self.policy, "target": self.target}
 
@@ -238,10 +210,12 @@ class DQNAgent(Agent):
             "epsilon": self.policy.epsilon,
             "buffer": None if self.buffer is None else self.buffer.state_dict(),
             "lanes": None if self.buffer is None else self.buffer.lanes,
+            "owed_vector_steps": self.owed_vector_steps,
         }
 
     def _load_extra_training_state(self, state: dict[str, Any]) -> None:
         self.policy.epsilon = float(state["epsilon"])
+        self.owed_vector_steps = int(state["owed_vector_steps"])
         if state["buffer"] is not None:
             self.buffer = self._make_buffer(state["lanes"])
             self.buffer.load_state_dict(state["buffer"])

@@ -1,6 +1,8 @@
 """Proximal Policy Optimization (Schulman et al. 2017) for Discrete, Box and hybrid action spaces.
 
-Learner contract: `PPOAgent.train_on_rollout(RolloutBatch) -> dict[str, float]` with policy_loss,
+Training: `add_rollout` then `update` (the contract of `Agent`, used by `learn` and the learner); an
+update runs once n_steps x lanes transitions wait, truncated steps bootstrapped from the value of
+their true final observation. `train_on_rollout(RolloutBatch) -> dict[str, float]` reports policy_loss,
 value_loss, entropy, approx_kl, grad_norm, clip_frac (means over the minibatches run), plus
 epochs_run, learning_rate, clip_range. The update keeps every tensor on the device; the only host
 reads are one per epoch when `target_kl` is set (KL early stop) and one for the returned stats.
@@ -10,7 +12,6 @@ the policy being updated normalize identically.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -21,10 +22,10 @@ from torch import nn
 
 from gaelp.rl.algorithms.base import Agent, make_adam, scheduled, seeded_init
 from gaelp.rl.buffers import RolloutBatch, RolloutBuffer, as_tensor, compute_gae
-from gaelp.rl.env_loop import VectorEnvRunner
 from gaelp.rl.networks import NetworkConfig
 from gaelp.rl.normalization import NormalizationConfig, ReturnScaler
 from gaelp.rl.policies import ActorCriticPolicy
+from gaelp.rl.rollout import Rollout
 
 
 class PPOConfig(BaseModel):
@@ -70,6 +71,7 @@ def clipped_value_loss(
 
 class PPOAgent(Agent):
     algo = "ppo"
+    on_policy = True
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class PPOAgent(Agent):
         self.return_scaler = (
             ReturnScaler(self.config.gamma, norm.reward_clip) if norm.normalize_rewards else None
         )
+        self._pending: list[Rollout] = []
 
     def _schedule(self, initial: float, kind: str) -> float:
         return scheduled(initial, kind, self.env_steps / self.config.schedule_steps)
@@ -141,7 +144,7 @@ class PPOAgent(Agent):
             group["lr"] = learning_rate
         stats, epochs_run = self._update(buffer, clip_range)
         self.policy.normalizer.update(obs.reshape(steps * lanes, -1))
-        self.env_steps += steps * lanes
+        self._count_added(steps * lanes)
         self.updates += 1
         return {
             **stats,
@@ -195,52 +198,55 @@ class PPOAgent(Agent):
         means = torch.stack(history).mean(0).cpu().tolist()
         return dict(zip(names, means, strict=True)), epochs_run
 
-    def learn(
-        self,
-        env: gym.vector.VectorEnv,
-        total_steps: int,
-        callback: Callable[[PPOAgent, dict[str, float]], None] | None = None,
-    ) -> VectorEnvRunner:
-        """Collect rollouts of `n_steps` per lane from a SAME_STEP vector env and train on them."""
-        runner = VectorEnvRunner(env, self.seed)
-        lanes, horizon = env.num_envs, self.config.n_steps
-        target = self.env_steps + total_steps
-        while self.env_steps < target:
-            obs = np.zeros((horizon, lanes, self.obs_dim), dtype=np.float32)
-            actions = np.zeros((horizon, lanes, self.layout.flat_dim), dtype=np.float32)
-            rewards, dones, truncations, log_probs, values, truncation_values = (
-                np.zeros((horizon, lanes), dtype=np.float32) for _ in range(6)
+    # ---- the training contract ----------------------------------------------------------------
+    def rollout_steps(self) -> int:
+        return self.config.n_steps
+
+    def add_rollout(self, rollout: Rollout) -> None:
+        if self._pending and rollout.steps != self._pending[0].steps:
+            raise ValueError(
+                "PPO rollouts of one update must share their horizon: "
+                f"{rollout.steps} != {self._pending[0].steps}"
             )
-            truncated_at: list[tuple[int, int, np.ndarray]] = []
-            for t in range(horizon):
-                action, log_prob, value = self.policy.act(runner.obs)
-                step = runner.step(self.env_actions(action))
-                obs[t], rewards[t], log_probs[t], values[t] = step.obs, step.rewards, log_prob, value
-                actions[t] = action.reshape(lanes, -1)
-                dones[t] = step.terminated | step.truncated
-                truncations[t] = step.truncated & ~step.terminated
-                truncated_at += [(t, lane, step.next_obs[lane]) for lane in np.flatnonzero(truncations[t])]
-            if truncated_at:
-                with torch.no_grad():
-                    final_obs = torch.as_tensor(np.stack([o for _, _, o in truncated_at]), device=self.device)
-                    final_values = self.policy.value(final_obs).cpu().numpy()
-                for (t, lane, _), final_value in zip(truncated_at, final_values, strict=True):
-                    truncation_values[t, lane] = final_value
-            batch = RolloutBatch(
-                obs,
-                actions,
-                rewards,
-                dones,
-                truncations,
-                log_probs,
-                values,
-                runner.obs,
-                truncation_values=truncation_values,
-            )
-            stats = self.train_on_rollout(batch)
-            if callback is not None:
-                callback(self, {**stats, **runner.recent_return_stats()})
-        return runner
+        self._pending.append(rollout)
+
+    def update(self) -> dict[str, float]:
+        """One PPO update on the pending rollouts, lanes side by side, once they hold n_steps x lanes
+        transitions (lanes: those of one rollout); {} before that."""
+        if not self._pending:
+            return {}
+        if sum(r.samples for r in self._pending) < self.config.n_steps * self._pending[0].lanes:
+            return {}
+        rollouts, self._pending = self._pending, []
+        return self.train_on_rollout(self._rollout_batch(rollouts))
+
+    def _rollout_batch(self, rollouts: list[Rollout]) -> RolloutBatch:
+        def lanes(name: str) -> np.ndarray:
+            return np.concatenate([getattr(r, name) for r in rollouts], axis=1)
+
+        steps = rollouts[0].steps
+        truncations = lanes("truncations")
+        next_obs = lanes("next_obs")
+        truncation_values = np.zeros_like(truncations)
+        cut = np.nonzero(truncations)
+        if cut[0].size:
+            # the value of the true final observation: a time limit is not the end of the task
+            with torch.no_grad():
+                final_obs = torch.as_tensor(next_obs[cut], device=self.device)
+                truncation_values[cut] = self.policy.value(final_obs).cpu().numpy()
+        actions = lanes("actions")
+        return RolloutBatch(
+            lanes("obs"),
+            actions.reshape(steps, actions.shape[1], -1),
+            lanes("rewards"),
+            lanes("dones"),
+            truncations,
+            lanes("log_probs"),
+            lanes("values"),
+            next_obs[-1],
+            next_values=np.concatenate([r.bootstrap_values for r in rollouts]),
+            truncation_values=truncation_values,
+        )
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}

@@ -7,25 +7,24 @@ gradients to the logits; the entropy of the discrete part enters exactly (sum_a 
 as a sampled log-prob. Continuous and discrete parts each have their own temperature, tuned towards
 `-n_continuous` and `discrete_entropy_fraction * sum(log n_k)` respectively.
 
-Learner contract: `add_transitions(obs, actions, rewards, dones, truncations, next_obs)` with `[T, N, ...]`
-arrays (see `buffers.py`), then `train_steps(n) -> dict[str, float]` (critic_loss, actor_loss,
-alpha_loss, alpha, q_mean), one host read per call.
+Training: the `ReplayAgent` schedule (uniform random actions until `learning_starts`, then
+`gradient_steps` per `train_freq` vector steps); `train_steps(n) -> dict[str, float]` reports
+critic_loss, actor_loss, alpha_loss, alpha, q_mean, one host read per call.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from gaelp.rl.algorithms.base import Agent, make_adam, seeded_init
+from gaelp.rl.algorithms.base import ReplayAgent, make_adam, seeded_init
 from gaelp.rl.buffers import ArrayLike, ReplayBuffer
-from gaelp.rl.env_loop import VectorEnvRunner
 from gaelp.rl.networks import NetworkConfig
 from gaelp.rl.normalization import NormalizationConfig
 from gaelp.rl.policies import SACPolicy
@@ -84,7 +83,7 @@ def temperature_loss(
     return -(log_alpha * (log_probs + target_entropy)).mean()
 
 
-class SACAgent(Agent):
+class SACAgent(ReplayAgent):
     algo = "sac"
 
     def __init__(
@@ -99,6 +98,9 @@ class SACAgent(Agent):
         if self.layout.kind == "discrete":
             raise TypeError("SAC here needs Box or hybrid actions; use DQN or PPO for Discrete")
         self.config = cfg = config or SACConfig()
+        self.learning_starts, self.train_freq, self.gradient_steps = (
+            cfg.learning_starts, cfg.train_freq, cfg.gradient_steps
+        )
         with seeded_init(seed):
             self.policy = SACPolicy(self.obs_dim, self.layout, cfg.network, cfg.normalization).to(self.device)
         self.policy.generator = self.generator
@@ -142,7 +144,7 @@ class SACAgent(Agent):
                 self.config.gamma,
             )
         self.buffer.add(obs, actions, rewards, dones, truncations, next_obs)
-        self.env_steps += steps * lanes
+        self._count_added(steps * lanes)
 
     def _target_q(self, obs: torch.Tensor, critic_action: torch.Tensor) -> torch.Tensor:
         features = self.target_extractor(self.policy.normalizer(obs))
@@ -201,36 +203,13 @@ class SACAgent(Agent):
         means = torch.stack(history).mean(0).cpu().tolist()
         return dict(zip(("critic_loss", "actor_loss", "alpha_loss", "alpha", "q_mean"), means, strict=True))
 
-    def learn(
-        self,
-        env: gym.vector.VectorEnv,
-        total_steps: int,
-        callback: Callable[[SACAgent, dict[str, float]], None] | None = None,
-    ) -> VectorEnvRunner:
-        """Uniform random actions for `learning_starts` steps, then act/store/train every `train_freq`."""
-        runner = VectorEnvRunner(env, self.seed)
-        target = self.env_steps + total_steps
-        vector_steps = 0
-        while self.env_steps < target:
-            if self.env_steps < self.config.learning_starts:
-                action = self.random_actions(env.num_envs)
-            else:
-                action, _, _ = self.policy.act(runner.obs)
-            step = runner.step(self.env_actions(action))
-            self.add_transitions(
-                step.obs[None],
-                action.reshape(1, env.num_envs, -1),
-                step.rewards[None],
-                (step.terminated | step.truncated)[None],
-                (step.truncated & ~step.terminated)[None],
-                step.next_obs[None],
-            )
-            vector_steps += 1
-            if self.env_steps >= self.config.learning_starts and vector_steps % self.config.train_freq == 0:
-                stats = self.train_steps(self.config.gradient_steps)
-                if callback is not None:
-                    callback(self, {**stats, **runner.recent_return_stats()})
-        return runner
+    def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Uniform random actions for the first `learning_starts` env steps, then the policy's samples."""
+        if self.schedule_steps_seen >= self.config.learning_starts:
+            return super().explore(obs)
+        self.acted_steps += len(obs)
+        batch = len(obs)
+        return self.random_actions(batch), np.zeros(batch, np.float32), np.zeros(batch, np.float32)
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {
@@ -247,11 +226,13 @@ class SACAgent(Agent):
             "log_alpha": self.log_alpha.detach().clone(),
             "buffer": None if self.buffer is None else self.buffer.state_dict(),
             "lanes": None if self.buffer is None else self.buffer.lanes,
+            "owed_vector_steps": self.owed_vector_steps,
         }
 
     def _load_extra_training_state(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
+        self.owed_vector_steps = int(state["owed_vector_steps"])
         if state["buffer"] is not None:
             self.buffer = ReplayBuffer(
                 self.config.buffer_size,
