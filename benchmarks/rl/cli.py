@@ -4,7 +4,10 @@ Keys: algo, env, steps, seeds, mean_return (mean over seeds of each seed's evalu
 std_return (std over all evaluation episodes), wall_s (training wall time, all seeds), sps (env steps
 per second of training), per_seed, config, torch_threads; with --vs-sb3 the same keys under "sb3" for
 Stable-Baselines3 trained with the same budget and hyperparameters in the same process, and
-"speed_ratio" = sps / sb3.sps.
+"speed_ratio" = sps / sb3.sps. With --data-plane the same algorithm, environment, budget and seeds
+also train through the data plane (broker, environment registry, learner and orchestrator
+processes, see benchmarks/rl/data_plane.py), with the same keys under "data_plane" and
+"data_plane_speed_ratio" = data_plane.sps / sps.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from benchmarks.rl.data_plane import deterministic_act, train_through_data_plane
 from benchmarks.rl.presets import Preset, preset_for
+from gaelp.bus.local_broker import LocalBroker
 from gaelp.rl import configure_torch_threads, make_agent
 from gaelp.rl.algorithms.base import Agent
 from gaelp.rl.rollout import make_vector_env
@@ -62,15 +68,11 @@ def run_gaelp(algo: str, env_id: str, steps: int, seed: int, preset: Preset, dev
                 flush=True,
             )
 
-    agent.learn(env, steps, callback=progress)  # type: ignore[attr-defined]
+    agent.learn(env, steps, callback=progress)
     wall = time.perf_counter() - start
     env.close()
 
-    def act(obs: np.ndarray) -> Any:
-        action, _, _ = agent.policy.act(np.asarray(obs, dtype=np.float32)[None], deterministic=True)
-        return agent.env_actions(action)[0]
-
-    returns = evaluate(act, env_id, seed)
+    returns = evaluate(deterministic_act(agent), env_id, seed)
     return {
         "seed": seed,
         "returns": returns,
@@ -79,6 +81,16 @@ def run_gaelp(algo: str, env_id: str, steps: int, seed: int, preset: Preset, dev
         "sps": agent.env_steps / wall,
         "env_steps": agent.env_steps,
     }
+
+
+def run_data_plane(algo: str, env_id: str, steps: int, seed: int, preset: Preset, bootstrap: str,
+                   work_dir: Path, chunk_steps: int | None) -> dict[str, Any]:
+    agent, figures = train_through_data_plane(
+        algo, env_id, steps, seed, preset.num_envs, preset.gaelp, bootstrap, work_dir / f"seed{seed}",
+        chunk_steps,
+    )
+    returns = evaluate(deterministic_act(agent), env_id, seed)
+    return {"seed": seed, "returns": returns, "mean_return": float(np.mean(returns)), **figures}
 
 
 def _sb3_kwargs(raw: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vs-sb3", action="store_true", help="also train Stable-Baselines3 (bench extra)")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
+        "--data-plane", action="store_true", help="also train through broker, registry, learner, orchestrator"
+    )
+    parser.add_argument(
+        "--data-plane-only", action="store_true", help="with --data-plane: skip the in-process runs"
+    )
+    parser.add_argument(
+        "--chunk-steps", type=int, default=None, help="data plane: steps per chunk (default: one update's)"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -186,15 +207,31 @@ def main(argv: list[str] | None = None) -> int:
         preset = dataclasses.replace(preset, gaelp={**preset.gaelp, **overrides})
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     runs: list[dict[str, Any]] = []
-    for seed in seeds:
+    report: dict[str, Any] = {}
+    if args.data_plane_only and args.out.exists():
+        report = json.loads(args.out.read_text())  # the in-process figures of an earlier run
+    for seed in [] if args.data_plane_only else seeds:
         runs.append(run_gaelp(args.algo, args.env, args.steps, seed, preset, args.device))
         print(
             f"gaelp seed {seed}: return {runs[-1]['mean_return']:.1f} sps {runs[-1]['sps']:.0f}", flush=True
         )
         report = summarize(args.algo, args.env, args.steps, runs)
         report.update({"config": preset.gaelp, "num_envs": preset.num_envs, "torch_threads": threads})
-        report["complete"] = len(runs) == args.seeds and not args.vs_sb3
+        report["complete"] = len(runs) == args.seeds and not (args.vs_sb3 or args.data_plane)
         _write(args.out, report)  # after every seed, so long runs leave partial figures behind
+    if args.data_plane:
+        plane_runs: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="gaelp-rl-data-plane-") as tmp, LocalBroker() as broker:
+            for seed in seeds:
+                plane_runs.append(run_data_plane(args.algo, args.env, args.steps, seed, preset,
+                                                 broker.bootstrap, Path(tmp), args.chunk_steps))
+                print(f"data plane seed {seed}: return {plane_runs[-1]['mean_return']:.1f} "
+                      f"sps {plane_runs[-1]['sps']:.0f}", flush=True)
+                report["data_plane"] = summarize(args.algo, args.env, args.steps, plane_runs)
+                if "sps" in report:
+                    report["data_plane_speed_ratio"] = report["data_plane"]["sps"] / report["sps"]
+                report["complete"] = len(plane_runs) == args.seeds and not args.vs_sb3
+                _write(args.out, report)
     if args.vs_sb3:
         sb3_runs = []
         for seed in seeds:
@@ -209,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         _write(args.out, report)
     headline = {
         k: report[k] for k in ("algo", "env", "steps", "seeds", "mean_return", "std_return", "wall_s", "sps")
+        if k in report
     }
+    if args.data_plane:
+        headline["data_plane"] = {k: report["data_plane"][k] for k in ("mean_return", "std_return", "sps")}
     print(
         json.dumps(
             headline

@@ -26,7 +26,7 @@ ENVS_PER_ACTOR = 4
 CHUNK_STEPS = 24
 BATCH_SAMPLES = ENVS_PER_ACTOR * CHUNK_STEPS
 ROLLOUT_SAMPLES = 2 * BATCH_SAMPLES
-HYPERPARAMETERS = {"ppo": {"batch_size": 96, "n_epochs": 2}}
+HYPERPARAMETERS = {"ppo": {"n_steps": CHUNK_STEPS, "batch_size": 96, "n_epochs": 2}}
 
 
 def kafka_env(bootstrap: str) -> dict[str, str]:
