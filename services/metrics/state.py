@@ -1,4 +1,4 @@
-"""Per-run aggregates kept in the faust tables: rolling windows, streaks, EWMA detectors, curves.
+"""Per-run aggregates kept in the faust tables: rolling windows, streaks, shift detectors, curves.
 
 Everything here is plain data (pydantic models stored as JSON in the table changelogs) plus the
 pure functions that fold one event into it, so the stream agents stay thin and this is unit-testable.
@@ -35,28 +35,51 @@ class WindowPoint(BaseModel):
     transfer: bool
 
 
-class Ewma(BaseModel):
-    """Exponentially weighted mean and variance of one metric."""
+class ShiftDetector(BaseModel):
+    """Downward shift of one metric of one task: windowed means against a robust reference.
 
-    mean: float = 0.0
-    variance: float = 0.0
-    count: int = 0
+    Episodes are grouped into consecutive blocks of anomaly.block_episodes; each block mean is
+    scored against the median of the recent reference block means, scaled by their MAD (x 1.4826,
+    the normal-consistent factor; floored at min_relative_std x |median|):
+        z = (block mean - median) / scale.
+    A block with z <= -z_threshold is a breach; anomaly.persistence consecutive breaches raise one
+    alert, and the next alert needs a block back within the threshold first. Breaching blocks stay
+    out of the reference, so a collapse does not become its own yardstick; the others enter it and
+    the oldest leave (reference_blocks kept), so the reference follows learning. Block means and the
+    median/MAD make one heavy-tailed episode or one noisy block harmless, which single-episode
+    z-scores against an EWMA were not.
+    """
 
-    def z_score(self, value: float, settings: AnomalySettings) -> float | None:
-        """The value's z-score against the state before it; None during warmup."""
-        if self.count < settings.warmup_episodes:
+    block_sum: float = 0.0
+    block_count: int = 0
+    reference: list[float] = Field(default_factory=list, description="recent block means")
+    breaches: int = 0
+    alerted: bool = False
+
+    def add(self, value: float, settings: AnomalySettings) -> tuple[float, float, float] | None:
+        """Fold one value; at an alert return (block mean, reference median, z)."""
+        self.block_sum += value
+        self.block_count += 1
+        if self.block_count < settings.block_episodes:
             return None
-        std = max(math.sqrt(self.variance), settings.min_relative_std * abs(self.mean), 1e-12)
-        return (value - self.mean) / std
-
-    def update(self, value: float, alpha: float) -> None:
-        if self.count == 0:
-            self.mean = value
-        else:
-            delta = value - self.mean
-            self.mean += alpha * delta
-            self.variance = (1 - alpha) * (self.variance + alpha * delta * delta)
-        self.count += 1
+        block_mean = self.block_sum / self.block_count
+        self.block_sum, self.block_count = 0.0, 0
+        if len(self.reference) < settings.min_reference_blocks:
+            self.reference.append(block_mean)
+            return None
+        center = median(self.reference)
+        spread = 1.4826 * median([abs(x - center) for x in self.reference])
+        z = (block_mean - center) / max(spread, settings.min_relative_std * abs(center), 1e-12)
+        if z > -settings.z_threshold:
+            self.breaches, self.alerted = 0, False
+            self.reference.append(block_mean)
+            del self.reference[:-settings.reference_blocks]
+            return None
+        self.breaches += 1
+        if self.breaches < settings.persistence or self.alerted:
+            return None
+        self.alerted = True
+        return block_mean, center, z
 
 
 class Alert(BaseModel):
@@ -100,7 +123,7 @@ class PhaseState(BaseModel):
     positive_roi_streak: int = 0
     curriculum_level: int = 0
     curriculum_levels: int = 0
-    ewma: dict[str, Ewma] = Field(default_factory=dict)
+    detectors: dict[str, dict[str, ShiftDetector]] = Field(default_factory=dict, description="task -> metric")
     curves: dict[str, list[CurvePoint]] = Field(default_factory=dict, description="per task")
     references: dict[str, dict[str, float]] = Field(default_factory=dict, description="per task")
     last_policy_version: int = 0
@@ -130,6 +153,12 @@ class RunState(BaseModel):
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def window_reward(state: PhaseState) -> float:
@@ -211,30 +240,30 @@ def _add_curve_point(curve: list[CurvePoint], point: CurvePoint, max_points: int
 
 
 def _detect_anomalies(
-    run_id: str, state: PhaseState, point: WindowPoint, settings: AnomalySettings
+    run_id: str, state: PhaseState, task: str, point: WindowPoint, settings: AnomalySettings
 ) -> list[Alert]:
     alerts: list[Alert] = []
+    detectors = state.detectors.setdefault(task, {})
     for metric in settings.metrics:
-        value = float(getattr(point, metric))
-        detector = state.ewma.setdefault(metric, Ewma())
-        z = detector.z_score(value, settings)
-        if z is not None and abs(z) >= settings.z_threshold:
-            direction = "collapse" if z < 0 else "spike"
-            phase_name = common_pb2.Phase.Name(state.phase)
-            alerts.append(Alert(
-                run_id=run_id,
-                phase=state.phase,
-                metric=metric,
-                value=value,
-                expected=detector.mean,
-                z_score=z,
-                episode_index=state.episodes,
-                message=(f"{phase_name} episode {state.episodes}: {metric} {direction} "
-                         f"{value:.4g} vs EWMA {detector.mean:.4g} (z={z:.1f})"),
-            ))
-            if z < 0 and metric in COLLAPSE_METRICS:
-                state.collapse_at_episode = state.episodes
-        detector.update(value, settings.alpha)
+        found = detectors.setdefault(metric, ShiftDetector()).add(float(getattr(point, metric)), settings)
+        if found is None:
+            continue
+        block_mean, expected, z = found
+        phase_name = common_pb2.Phase.Name(state.phase)
+        alerts.append(Alert(
+            run_id=run_id,
+            phase=state.phase,
+            metric=metric,
+            value=block_mean,
+            expected=expected,
+            z_score=z,
+            episode_index=state.episodes,
+            message=(f"{phase_name} episode {state.episodes}: {metric} collapse on task {task!r}: "
+                     f"mean {block_mean:.4g} over the last {settings.block_episodes} episodes vs "
+                     f"median {expected:.4g} (robust z={z:.1f}, {settings.persistence} windows in a row)"),
+        ))
+        if metric in COLLAPSE_METRICS:
+            state.collapse_at_episode = state.episodes
     return alerts
 
 
@@ -287,7 +316,7 @@ def apply_episode(
                    roas=point.roas, spend=point.spend, budget=point.budget),
         settings.curve_points,
     )
-    alerts = _detect_anomalies(run.run_id, state, point, settings.anomaly)
+    alerts = _detect_anomalies(run.run_id, state, episode.task, point, settings.anomaly)
     run.alerts.extend(alerts)
     del run.alerts[:-settings.anomaly.history]
     return alerts

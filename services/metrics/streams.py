@@ -5,8 +5,16 @@ processing_guarantee at_least_once, tables changelogged on the same broker, data
 settings.storage.data_dir. Values are read raw and decoded here so that bad bytes and failing
 handlers go to the DLQ (faust would ack and drop a message whose agent raises).
 
+Every message is decoded and validated in full (gaelp.bus.validation, plus the key rules below)
+before it touches any state: one that fails goes to the DLQ alone, and the rest of its batch is
+processed. Agents take events in batches (stream.take_events, metrics.batch_max_events within
+metrics.batch_within_s). The parsed state of each run lives in memory while the process runs; an
+event folds into it in O(1) (running sums, bounded windows), and the table value of every run the
+batch changed is written to the table and its changelog once, at the end of the batch.
+
 Counting semantics: faust commits offsets every commit_interval_s and on stop (SIGTERM drains and
-commits). Each table value remembers the next source offset it applied, so a message redelivered
+commits); a batch's events are acked only after its table writes were handed to the changelog
+producer. Each table value remembers the next source offset it applied, so a message redelivered
 after a crash (offset not yet committed, changelog already written) is skipped: an episode is counted
 once unless the process dies between processing it and its changelog write reaching the broker, in
 which case it is processed again on restart — still once in the recovered state.
@@ -14,31 +22,36 @@ which case it is processed again on restart — still once in the recovered stat
 Co-partitioning: the runs table is keyed by run id (= the episodes' message key, checked), the
 learner table by run id (the learner-metrics key), the violations table by "campaign id|run id"
 (the violations key comes first), so every table key lives on the partition of its source messages
-and recovers from the matching changelog partition. The service runs as one replica: gRPC and the
-dashboard read every partition's table locally.
+and recovers from the matching changelog partition (writes name that partition explicitly). The
+service runs as one replica: gRPC and the dashboard read every partition's state locally.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import faust
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
+from pydantic import BaseModel
 
 from gaelp.bus import EPISODES, LEARNER_METRICS, VIOLATIONS, BusProducer
 from gaelp.bus.dlq import DeadLetterQueue
-from gaelp.bus.topics import ASSESSMENTS
+from gaelp.bus.topics import ASSESSMENTS, Topic
 from gaelp.bus.tracing import process_span
+from gaelp.bus.validation import InvalidMessage, validate
 from gaelp.config import GaelpSettings
 from gaelp.v1 import events_pb2
 from metrics.assessment import RunViolations, assess
 from metrics.instruments import MetricsInstruments
 from metrics.state import (
+    Alert,
     CampaignViolations,
     LearnerState,
     RunState,
@@ -50,7 +63,9 @@ from metrics.views import window_figures
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[ConsumerRecord], Awaitable[None]]
+S = TypeVar("S", bound=BaseModel)
+AlertHook = Callable[[Alert], Awaitable[None] | None]
+"""Called once per alert, inside the episode's process span; must not block (enqueue and return)."""
 
 
 def _record(message: Any) -> ConsumerRecord:
@@ -64,6 +79,13 @@ def _record(message: Any) -> ConsumerRecord:
         serialized_key_size=len(key) if key else -1, serialized_value_size=len(value) if value else -1,
         headers=list(message.headers or ()),
     )
+
+
+def _decoded(topic: Topic[Any], record: ConsumerRecord) -> Any:
+    """Decode and validate one record; raise (UndecodableMessage, InvalidMessage) before any state."""
+    message = topic.decode(record.value)
+    validate(topic.name, message)
+    return message
 
 
 def faust_app(settings: GaelpSettings) -> faust.App:
@@ -93,8 +115,59 @@ def faust_app(settings: GaelpSettings) -> faust.App:
     )
 
 
+@dataclass
+class LiveTable(Generic[S]):
+    """A faust table's values as parsed models, written back once per batch.
+
+    get() parses a table value once per process; put() marks the key changed; flush() writes every
+    changed value to the table and to its changelog partition (the source partition of the key).
+    """
+
+    table: Any
+    model: type[S]
+    live: dict[str, S] = field(default_factory=dict)
+    changed: dict[str, tuple[int, S]] = field(default_factory=dict)
+
+    def get(self, key: str) -> S | None:
+        found = self.live.get(key)
+        if found is None:
+            data = self.table.get(key)
+            if data is None:
+                return None
+            found = self.live[key] = self.model.model_validate(data)
+        return found
+
+    def put(self, key: str, value: S, partition: int) -> None:
+        self.live[key] = value
+        self.changed[key] = (partition, value)
+
+    def keys(self) -> list[str]:
+        """The table's keys and those changed in the batch in flight."""
+        return list({str(key): None for key in [*self.table.keys(), *self.live]})
+
+    def forget(self, key: str) -> None:
+        """Drop the parsed value (the next get() reads the table as of the last flush)."""
+        self.live.pop(key, None)
+        self.changed.pop(key, None)
+
+    def flush(self) -> None:
+        for key, (partition, value) in self.changed.items():
+            data = value.model_dump(mode="json")
+            self.table.data[key] = data
+            self.table.send_changelog(partition, key, data)
+        self.changed.clear()
+
+    def clear(self) -> None:
+        self.live.clear()
+        self.changed.clear()
+
+
 class MetricsStreams:
-    """The faust app, its tables and agents, and the reads gRPC and the dashboard make."""
+    """The faust app, its tables and agents, and the reads gRPC and the dashboard make.
+
+    on_alert: the hooks every anomaly alert is handed to (see AlertHook), after it is counted and
+    logged; attach a publisher with streams.on_alert.append(hook).
+    """
 
     def __init__(
         self,
@@ -107,6 +180,10 @@ class MetricsStreams:
         self.producer = producer
         self.instruments = instruments
         self.on_fatal = on_fatal
+        self.on_alert: list[AlertHook] = []
+        # Per episode batch: each run's episodes folded so far, and the windows whose gauges changed.
+        self._folded: dict[str, list[tuple[ConsumerRecord, events_pb2.EpisodeSummary]]] = {}
+        self._window_dirty: set[tuple[str, int]] = set()
         self.dlq = DeadLetterQueue(producer, settings.kafka.dlq_topic, settings.metrics.group_id)
         self._tracer = trace.get_tracer("gaelp.metrics")
         partitions = settings.kafka.partitions
@@ -121,13 +198,18 @@ class MetricsStreams:
         self.violations = self.app.Table(
             "violations", partitions=partitions.get(VIOLATIONS.name, 1), schema=json_schema,
         )
+        self._runs = LiveTable(self.runs, RunState)
+        self._learners = LiveTable(self.learners, LearnerState)
+        self._violations = LiveTable(self.violations, CampaignViolations)
+        self._live_tables = (self._runs, self._learners, self._violations)
         for topic, handler in (
-            (EPISODES, self._apply_episode),
-            (LEARNER_METRICS, self._apply_learner_stats),
-            (VIOLATIONS, self._apply_violation),
+            (EPISODES, self._episodes),
+            (LEARNER_METRICS, self._learner_stats),
+            (VIOLATIONS, self._violation_batch),
         ):
             source = self.app.topic(topic.name, key_serializer="raw", value_serializer="raw")
             self.app.agent(source, name=f"metrics.{topic.name}")(self._agent(handler))
+        self.app.on_partitions_revoked.connect(self._on_revoked)
 
     async def start(self) -> None:
         await self.app.start()
@@ -140,49 +222,74 @@ class MetricsStreams:
         """Finish the events in flight, flush the changelogs and commit the offsets."""
         await self.app.stop()
 
-    def _agent(self, handler: Handler) -> Callable[[faust.StreamT], Awaitable[None]]:
+    async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
+        # Partitions may come back recovered from their changelogs: parse them anew then.
+        for live in self._live_tables:
+            live.clear()
+
+    def _agent(
+        self, handler: Callable[[list[ConsumerRecord]], Awaitable[None]]
+    ) -> Callable[[faust.StreamT], Awaitable[None]]:
+        metrics = self.settings.metrics
+
         async def consume(stream: faust.StreamT) -> None:
-            events: AsyncIterator[faust.EventT] = stream.events()
-            async for event in events:
-                await self._process(event.message, handler)
+            async for events in stream.take_events(metrics.batch_max_events, within=metrics.batch_within_s):
+                await handler([_record(event.message) for event in events])
+                for live in self._live_tables:
+                    live.flush()
 
         return consume
 
-    async def _process(self, message: Any, handler: Handler) -> None:
-        record = _record(message)
-        with process_span(self._tracer, record.topic, record.partition, record.offset,
-                          record.headers) as span:
-            try:
-                await handler(record)
-            except Exception as error:
-                span.record_exception(error)
+    async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
+        try:
+            await self.dlq.send(record, error)
+        except Exception as dlq_error:
+            # Without the DLQ a message would be acked and lost: stop instead.
+            self.on_fatal(dlq_error)
+            raise
+        self.instruments.dead_lettered.add(1, {"topic": record.topic})
+
+    async def _each(
+        self, records: Sequence[ConsumerRecord], topic: Topic[Any],
+        fold: Callable[[ConsumerRecord, Any], Awaitable[None]],
+    ) -> None:
+        """Validate each record, then fold it, inside its process span; failures go to the DLQ alone."""
+        for record in records:
+            with process_span(self._tracer, record.topic, record.partition, record.offset,
+                              record.headers) as span:
                 try:
-                    await self.dlq.send(record, error)
-                except Exception as dlq_error:
-                    # Without the DLQ a message would be acked and lost: stop instead.
-                    self.on_fatal(dlq_error)
-                    raise
-                self.instruments.dead_lettered.add(1, {"topic": record.topic})
+                    message = _decoded(topic, record)
+                except Exception as error:
+                    span.record_exception(error)
+                    await self._dead_letter(record, error)
+                    continue
+                try:
+                    await fold(record, message)
+                except Exception as error:
+                    # Validation makes this a bug, not bad input; an episode fold restores the run first.
+                    logger.exception("processing a valid %s message failed", topic.name)
+                    span.record_exception(error)
+                    await self._dead_letter(record, error)
 
     # --- reads -------------------------------------------------------------------------------
 
     def run_state(self, run_id: str) -> RunState | None:
-        data = self.runs.get(run_id)
-        return RunState.model_validate(data) if data is not None else None
+        return self._runs.get(run_id)
 
     def run_ids(self) -> list[str]:
-        return [str(key) for key in self.runs.keys()]
+        return self._runs.keys()
 
     def learner_state(self, run_id: str) -> LearnerState | None:
-        data = self.learners.get(run_id)
-        return LearnerState.model_validate(data) if data is not None else None
+        return self._learners.get(run_id)
 
     def campaign_violations(self, run_id: str) -> list[CampaignViolations]:
-        return [
-            CampaignViolations.model_validate(value)
-            for key, value in list(self.violations.items())
-            if str(key).rsplit("|", 1)[-1] == run_id
-        ]
+        found = []
+        for key in self._violations.keys():
+            if key.rsplit("|", 1)[-1] == run_id:
+                state = self._violations.get(key)
+                if state is not None:
+                    found.append(state)
+        return found
 
     def run_violations(self, run_id: str) -> dict[int, RunViolations]:
         totals: dict[int, RunViolations] = {}
@@ -199,60 +306,98 @@ class MetricsStreams:
         return assess(run, phase, self.run_violations(run.run_id).get(phase, RunViolations()),
                       self.settings.metrics)
 
-    # --- handlers (inside the event's process span) -------------------------------------------
+    # --- episodes ----------------------------------------------------------------------------
 
-    async def _apply_episode(self, record: ConsumerRecord) -> None:
-        episode = EPISODES.decode(record.value)
-        if not episode.run_id:
-            raise ValueError("EpisodeSummary without run_id")
+    async def _episodes(self, records: list[ConsumerRecord]) -> None:
+        self._folded, self._window_dirty = {}, set()
+        await self._each(records, EPISODES, self._fold_episode)
+        for run_id, phase in self._window_dirty:
+            run = self._runs.get(run_id)
+            if run is not None and phase in run.phases:
+                self.instruments.record_window(run_id, phase, {
+                    **window_figures(run.phases[phase]),
+                    "ready": float(self.assessment(run, phase).ready_to_graduate),
+                })
+
+    async def _fold_episode(self, record: ConsumerRecord, episode: events_pb2.EpisodeSummary) -> None:
         if record.key is not None and record.key.decode(errors="replace") != episode.run_id:
-            raise ValueError(f"episodes must be keyed by run id: key {record.key!r}, run {episode.run_id!r}")
-        run = self.run_state(episode.run_id) or RunState(run_id=episode.run_id)
+            raise InvalidMessage(f"episodes must be keyed by run id: key {record.key[:80]!r}, "
+                                 f"run {episode.run_id[:80]!r}")
+        run = self._runs.get(episode.run_id) or RunState(run_id=episode.run_id)
         if run.already_applied(record.partition, record.offset):
             logger.info("skipping redelivered episode", extra={"offset": record.offset})
             return
-        alerts = apply_episode(run, episode, record.partition, record.offset, self.settings.metrics)
-        self.runs[episode.run_id] = run.model_dump(mode="json")
+        folded = self._folded.setdefault(episode.run_id, [])
+        try:
+            alerts = apply_episode(run, episode, record.partition, record.offset, self.settings.metrics)
+        except Exception:
+            self._restore_run(episode.run_id, folded)
+            raise
+        folded.append((record, episode))
+        self._runs.put(episode.run_id, run, record.partition)
+        self._window_dirty.add((episode.run_id, episode.phase))
         self.instruments.record_episode(episode)
         for alert in alerts:
-            self.instruments.record_alert(alert.phase, alert.metric)
-            logger.warning("anomaly: %s", alert.message, extra={"run_id": alert.run_id})
-        await self._publish_assessment(run, episode.phase)
+            await self._emit_alert(alert)
+        # Each assessment supersedes the last: no need to wait for the broker on every episode.
+        assessment = self.assessment(run, episode.phase)
+        await self.producer.publish_in_background(ASSESSMENTS, run.run_id, assessment)
 
-    async def _apply_learner_stats(self, record: ConsumerRecord) -> None:
-        stats = LEARNER_METRICS.decode(record.value)
-        if not stats.run_id:
-            raise ValueError("LearnerStats without run_id")
-        data = self.learners.get(stats.run_id)
-        state = LearnerState.model_validate(data) if data is not None else LearnerState(run_id=stats.run_id)
+    def _restore_run(self, run_id: str, folded: list[tuple[ConsumerRecord, events_pb2.EpisodeSummary]]
+                     ) -> None:
+        """The run as of the last flush plus this batch's episodes folded before the failing one."""
+        self._runs.forget(run_id)
+        if not folded:
+            return
+        run = self._runs.get(run_id) or RunState(run_id=run_id)
+        for record, episode in folded:
+            apply_episode(run, episode, record.partition, record.offset, self.settings.metrics)
+        self._runs.put(run_id, run, folded[-1][0].partition)
+
+    async def _emit_alert(self, alert: Alert) -> None:
+        """The one place an anomaly alert leaves the service: counter, log, then every hook."""
+        self.instruments.record_alert(alert.phase, alert.metric)
+        logger.warning("anomaly: %s", alert.message, extra={"run_id": alert.run_id})
+        for hook in list(self.on_alert):
+            try:
+                result = hook(alert)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("an alert hook failed", extra={"run_id": alert.run_id})
+
+    # --- learner stats and violations --------------------------------------------------------
+
+    async def _learner_stats(self, records: list[ConsumerRecord]) -> None:
+        await self._each(records, LEARNER_METRICS, self._fold_learner_stats)
+
+    async def _fold_learner_stats(self, record: ConsumerRecord, stats: events_pb2.LearnerStats) -> None:
+        state = self._learners.get(stats.run_id) or LearnerState(run_id=stats.run_id)
         if record.offset < state.next_offsets.get(record.partition, 0):
             return
         apply_learner_stats(state, stats, record.partition, record.offset,
                             self.settings.metrics.learner_history)
-        self.learners[stats.run_id] = state.model_dump(mode="json")
+        self._learners.put(stats.run_id, state, record.partition)
         self.instruments.record_learner(stats)
 
-    async def _apply_violation(self, record: ConsumerRecord) -> None:
-        violation = VIOLATIONS.decode(record.value)
+    async def _violation_batch(self, records: list[ConsumerRecord]) -> None:
+        await self._each(records, VIOLATIONS, self._fold_violation)
+
+    async def _fold_violation(self, record: ConsumerRecord, violation: events_pb2.Violation) -> None:
         campaign = record.key.decode(errors="replace") if record.key else violation.campaign_id
+        if violation.campaign_id and campaign != violation.campaign_id:
+            raise InvalidMessage(f"violations must be keyed by campaign id: key {campaign[:80]!r}, "
+                                 f"campaign {violation.campaign_id[:80]!r}")
         key = f"{campaign}|{violation.run_id}"
-        data = self.violations.get(key)
-        state = (CampaignViolations.model_validate(data) if data is not None
-                 else CampaignViolations(campaign_id=campaign, run_id=violation.run_id))
+        state = (self._violations.get(key)
+                 or CampaignViolations(campaign_id=campaign, run_id=violation.run_id))
         if record.offset < state.next_offsets.get(record.partition, 0):
             return
         apply_violation(state, violation, record.partition, record.offset,
                         self.settings.metrics.violation_history)
-        self.violations[key] = state.model_dump(mode="json")
+        self._violations.put(key, state, record.partition)
         self.instruments.record_violation(violation)
-        run = self.run_state(violation.run_id)
+        run = self._runs.get(violation.run_id)
         if run is not None and violation.phase in run.phases:
-            await self._publish_assessment(run, violation.phase)
-
-    async def _publish_assessment(self, run: RunState, phase: int) -> None:
-        assessment = self.assessment(run, phase)
-        self.instruments.record_window(run.run_id, phase, {
-            **window_figures(run.phases[phase]), "ready": float(assessment.ready_to_graduate),
-        })
-        # Each assessment supersedes the last: no need to wait for the broker on every episode.
-        await self.producer.publish_in_background(ASSESSMENTS, run.run_id, assessment)
+            await self.producer.publish_in_background(ASSESSMENTS, run.run_id,
+                                                      self.assessment(run, violation.phase))

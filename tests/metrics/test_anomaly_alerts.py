@@ -1,4 +1,4 @@
-"""A sudden ROAS collapse raises an alert (EWMA z-score rule) and the assessment asks for demotion."""
+"""A ROAS collapse that persists raises one alert (windowed robust shift rule) and the assessment demotes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from gaelp.config import load_settings
 from gaelp.v1 import common_pb2, events_pb2, metrics_pb2
 
 STEADY_EPISODES = 30
+ANOMALY = load_settings().metrics.anomaly
+COLLAPSED_EPISODES = ANOMALY.block_episodes * ANOMALY.persistence  # the episodes it takes to alert
 
 
 def episode(run_id: str, index: int, roas: float) -> events_pb2.EpisodeSummary:
@@ -27,18 +29,20 @@ async def test_roas_collapse_raises_an_alert_and_demotes(
 ) -> None:
     run_id = f"anomaly-{unique_name}"
     settings = load_settings(kafka={"bootstrap": kafka_bootstrap, "enable_idempotence": False, "acks": "1"})
+    total = STEADY_EPISODES + COLLAPSED_EPISODES
     async with BusProducer(settings.kafka) as producer:
         for index in range(1, STEADY_EPISODES + 1):
             await producer.send(EPISODES, run_id, episode(run_id, index, 2.9 if index % 2 else 3.1))
-        await producer.send(EPISODES, run_id, episode(run_id, STEADY_EPISODES + 1, 0.3))
+        for index in range(STEADY_EPISODES + 1, total + 1):
+            await producer.send(EPISODES, run_id, episode(run_id, index, 0.3))
 
-    assessments = await read_assessments(run_id, STEADY_EPISODES + 1)
-    assert [a.demote for a in assessments] == [False] * STEADY_EPISODES + [True]
-    assert "performance collapse at episode 31" in assessments[-1].reason
+    assessments = await read_assessments(run_id, total)
+    assert [a.demote for a in assessments] == [False] * (total - 1) + [True]
+    assert f"performance collapse at episode {total}" in assessments[-1].reason
 
     summary = metrics_service.stub().GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=run_id), timeout=5)
     (alert,) = summary.alert_details
-    assert alert.metric == "roas" and alert.episode_index == STEADY_EPISODES + 1
+    assert alert.metric == "roas" and alert.episode_index == total
     assert alert.value == pytest.approx(0.3)
     assert alert.expected == pytest.approx(3.0, abs=0.1)
     assert alert.z_score <= -metrics_service.settings.metrics.anomaly.z_threshold

@@ -1,4 +1,4 @@
-"""The aggregation and criteria rules on their own (no broker): phases 2-4, redelivery, curves, EWMA."""
+"""The aggregation and criteria rules on their own (no broker): phases 2-4, redelivery, curves, shifts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from gaelp.config.sections.metrics import MetricsSettings
 from gaelp.v1 import common_pb2, events_pb2
 from metrics.assessment import RunViolations, assess
-from metrics.state import RunState, apply_episode, episodes_to_threshold
+from metrics.state import Alert, RunState, apply_episode, episodes_to_threshold
 
 
 def feed(run: RunState, settings: MetricsSettings, episodes: list[events_pb2.EpisodeSummary]) -> None:
@@ -94,19 +94,56 @@ def test_curves_keep_their_whole_history_within_the_point_budget() -> None:
     assert total == pytest.approx(sum(i / 100 for i in range(1, 101)))
 
 
-def test_no_alert_during_warmup_and_projection_to_threshold() -> None:
+def test_no_alert_before_the_reference_fills_and_projection_to_threshold() -> None:
     settings = MetricsSettings()
+    anomaly = settings.anomaly
     run = RunState(run_id="r")
     sim = common_pb2.PHASE_SIMULATION
-    warmup = settings.anomaly.warmup_episodes
-    feed(run, settings, [events_pb2.EpisodeSummary(run_id="r", phase=sim, roas=3.0, normalized_reward=0.5)
-                         for _ in range(warmup - 1)])
-    collapse = events_pb2.EpisodeSummary(run_id="r", phase=sim, roas=0.1, normalized_reward=0.5)
-    alerts = apply_episode(run, collapse, 0, warmup - 1, settings)
-    assert alerts == []  # the detector had seen warmup - 1 values only
+    reference = anomaly.block_episodes * anomaly.min_reference_blocks
+    steady = [events_pb2.EpisodeSummary(run_id="r", phase=sim, task="t", roas=3.0, normalized_reward=0.5)
+              for _ in range(reference - anomaly.block_episodes)]
+    collapsed = [events_pb2.EpisodeSummary(run_id="r", phase=sim, task="t", roas=0.1, normalized_reward=0.5)
+                 for _ in range(anomaly.block_episodes * anomaly.persistence)]
+    alerts = [alert for offset, episode in enumerate(steady + collapsed)
+              for alert in apply_episode(run, episode, 0, offset, settings)]
+    assert alerts == []  # the first collapsed block entered the reference: too few blocks to score
 
     rising = RunState(run_id="s")
     feed(rising, settings, [events_pb2.EpisodeSummary(run_id="s", phase=sim, normalized_reward=0.01 * i)
                             for i in range(1, 21)])
     # window mean 0.105, slope 0.01/episode: (0.7 - 0.105) / 0.01 = 59.5 -> 60 episodes
     assert episodes_to_threshold(rising.phases[sim], 0.7) == 60
+
+
+def _series(run: RunState, settings: MetricsSettings, values: list[float], task: str = "t") -> list[Alert]:
+    start = run.next_offsets.get(0, 0)
+    return [alert for offset, value in enumerate(values, start=start)
+            for alert in apply_episode(run, events_pb2.EpisodeSummary(
+                run_id=run.run_id, phase=common_pb2.PHASE_SIMULATION, task=task, roas=value,
+                normalized_reward=0.5, ctr=0.03), 0, offset, settings)]
+
+
+def test_one_bad_block_or_one_outlier_episode_raises_no_alert() -> None:
+    settings = MetricsSettings()
+    block = settings.anomaly.block_episodes
+    run = RunState(run_id="r")
+    steady = [2.9, 3.1] * (block * 3)
+    assert _series(run, settings, steady + [0.0] + [3.0] * (block - 1)) == []  # one episode at zero
+    assert _series(run, settings, [0.3] * block + steady) == []  # one collapsed block, then back
+
+
+def test_a_persistent_collapse_alerts_once_per_excursion_and_per_task() -> None:
+    settings = MetricsSettings()
+    anomaly = settings.anomaly
+    block = anomaly.block_episodes
+    run = RunState(run_id="r")
+    steady = [2.9, 3.1] * (block * 2)
+    collapse = [0.3] * (block * (anomaly.persistence + 3))
+    (alert,) = _series(run, settings, steady + collapse)
+    assert alert.metric == "roas" and alert.z_score <= -anomaly.z_threshold
+    assert alert.episode_index == len(steady) + block * anomaly.persistence
+    assert alert.value == pytest.approx(0.3) and alert.expected == pytest.approx(3.0)
+    # Another task starts with its own reference: its lower level is not a collapse.
+    assert _series(run, settings, [0.5] * (block * 6), task="other") == []
+    # Back to normal, then down again: a second excursion, a second alert.
+    assert len(_series(run, settings, steady[:block] + collapse)) == 1

@@ -2,7 +2,8 @@
 
 Offsets are committed only after the messages before them were processed (or dead-lettered), so a
 crash redelivers at most the batch in flight and never skips one. A message that cannot be decoded
-or whose handler raises goes to the DLQ with its origin, and the consumer goes on. With
+or validated (gaelp.bus.validation, before any handler sees it), or whose handler raises, goes to the
+DLQ once with its origin, and the consumer goes on with the rest of the poll. With
 commit_after_batch=False the owner commits itself (commit_offsets): the learner commits only the
 offsets its checkpoint holds.
 """
@@ -24,6 +25,7 @@ from gaelp.bus.dlq import DeadLetterQueue
 from gaelp.bus.producer import BusProducer
 from gaelp.bus.topics import Topic
 from gaelp.bus.tracing import process_span
+from gaelp.bus.validation import validate
 from gaelp.config.sections.infra import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class BusConsumer:
         )
         self._processed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._settled: set[tuple[str, int, int]] = set()  # messages of the poll in flight that are done
         self._stopping = asyncio.Event()
         self.dead_lettered = 0
 
@@ -134,7 +137,7 @@ class BusConsumer:
         return self._stopping.is_set()
 
     async def poll(self, timeout_ms: int | None = None) -> list[Delivery[Any]]:
-        """One getmany round, decoded; undecodable records are dead-lettered and marked done."""
+        """One getmany round, decoded and validated; the records that fail are dead-lettered alone."""
         batches = await self._consumer.getmany(
             timeout_ms=timeout_ms if timeout_ms is not None else self.settings.consumer_poll_timeout_ms,
             max_records=self.settings.consumer_max_records,
@@ -144,6 +147,7 @@ class BusConsumer:
             for record in records:
                 try:
                     value = self.topics[record.topic].decode(record.value)
+                    validate(record.topic, value)
                 except Exception as error:
                     with process_span(self._tracer, record.topic, record.partition, record.offset,
                                       record.headers or ()) as span:
@@ -153,7 +157,12 @@ class BusConsumer:
                 deliveries.append(Delivery(record, value))
         return deliveries
 
+    @staticmethod
+    def _key(record: ConsumerRecord) -> tuple[str, int, int]:
+        return record.topic, record.partition, record.offset
+
     def mark_processed(self, record: ConsumerRecord) -> None:
+        self._settled.add(self._key(record))
         partition = TopicPartition(record.topic, record.partition)
         self._processed[partition] = max(self._processed.get(partition, 0), record.offset + 1)
 
@@ -212,15 +221,22 @@ class BusConsumer:
                 await self.commit()
 
     async def run_batches(self, handler: Callable[[list[Delivery[Any]]], Awaitable[None]]) -> None:
-        """Handle each poll as one batch (the handler may dead-letter single messages itself)."""
+        """Handle each poll as one batch; the handler dead-letters single messages itself.
+
+        The handler calls mark_processed (or dead_letter) per message as it settles it. Should it
+        raise anyway, only the messages it had not settled go to the DLQ, each once.
+        """
         while not self.stopping:
             deliveries = await self.poll()
             if deliveries:
+                self._settled.clear()
                 try:
                     await handler(deliveries)
                 except Exception as error:
-                    logger.exception("batch handler failed; dead-lettering its %d messages", len(deliveries))
-                    for delivery in deliveries:
+                    unsettled = [d for d in deliveries if self._key(d.record) not in self._settled]
+                    logger.exception("batch handler failed; dead-lettering its %d unsettled messages",
+                                     len(unsettled))
+                    for delivery in unsettled:
                         await self.dead_letter(delivery.record, error)
                 for delivery in deliveries:
                     self.mark_processed(delivery.record)

@@ -2,9 +2,13 @@
 
 Decoding is zero-copy (numpy.frombuffer over the message's bytes, read-only); a payload whose size
 does not match its dtype and shape is rejected, so a corrupt batch fails loudly before training.
+Sizes are computed in Python integers: a shape whose element count overflows int64 is rejected, it
+cannot wrap around to a size that happens to match.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -13,6 +17,7 @@ from gaelp.v1 import common_pb2
 ALLOWED_DTYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
                             "bool"})
 MAX_DIMS = 8
+MAX_DIM_SIZE = 2**31 - 1  # numpy needs each extent to fit its index type
 
 
 class TensorError(ValueError):
@@ -29,14 +34,20 @@ def to_tensor(array: np.ndarray) -> common_pb2.Tensor:
     )
 
 
-def from_tensor(tensor: common_pb2.Tensor, name: str = "tensor") -> np.ndarray:
+def check_tensor(tensor: common_pb2.Tensor, name: str = "tensor") -> tuple[int, ...]:
+    """The tensor's shape once dtype, shape and byte size agree; TensorError otherwise."""
     if tensor.dtype not in ALLOWED_DTYPES:
-        raise TensorError(f"{name}: unknown dtype {tensor.dtype!r}")
+        raise TensorError(f"{name}: unknown dtype {tensor.dtype[:40]!r}")
     shape = tuple(int(d) for d in tensor.shape)
-    if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
-        raise TensorError(f"{name}: bad shape {shape}")
-    dtype = np.dtype(tensor.dtype).newbyteorder("<")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(shape) > MAX_DIMS or any(d < 0 or d > MAX_DIM_SIZE for d in shape):
+        raise TensorError(f"{name}: bad shape {shape[:MAX_DIMS + 1]}")
+    expected = math.prod(shape) * np.dtype(tensor.dtype).itemsize
     if expected != len(tensor.data):
         raise TensorError(f"{name}: {len(tensor.data)} bytes do not fit dtype {tensor.dtype} shape {shape}")
+    return shape
+
+
+def from_tensor(tensor: common_pb2.Tensor, name: str = "tensor") -> np.ndarray:
+    shape = check_tensor(tensor, name)
+    dtype = np.dtype(tensor.dtype).newbyteorder("<")
     return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)

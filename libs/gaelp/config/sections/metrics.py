@@ -82,10 +82,13 @@ class Phase4Criteria(BaseModel):
 
 
 class AnomalySettings(BaseModel):
-    """EWMA z-score rule: after warmup_episodes, |x - mean| / std >= z_threshold raises an alert.
+    """Downward-shift rule per phase, task and metric (all watched metrics are higher-is-better).
 
-    mean and variance are exponentially weighted (alpha); std is floored at
-    min_relative_std * |mean| so that a flat series does not alert on noise.
+    Consecutive blocks of block_episodes non-failed episodes are averaged; a block mean with
+    (mean - median) / scale <= -z_threshold is a breach, where median and scale (1.4826 x MAD,
+    floored at min_relative_std x |median|) come from the task's last reference_blocks block means.
+    persistence breaching blocks in a row raise one alert; scoring starts once
+    min_reference_blocks blocks are in the reference.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -93,10 +96,12 @@ class AnomalySettings(BaseModel):
     metrics: list[Literal["roas", "normalized_reward", "ctr"]] = Field(
         default_factory=lambda: ["roas", "normalized_reward", "ctr"]
     )
-    alpha: float = Field(0.1, gt=0, le=1, description="EWMA weight of the newest value")
-    z_threshold: float = Field(4.0, gt=0)
-    warmup_episodes: int = Field(20, ge=2, description="episodes before the detector may alert")
-    min_relative_std: float = Field(0.05, ge=0)
+    block_episodes: int = Field(10, ge=1, description="episodes averaged into one scored window")
+    reference_blocks: int = Field(30, ge=3, description="recent block means the median/MAD come from")
+    min_reference_blocks: int = Field(3, ge=3, description="blocks seen before a block may be scored")
+    z_threshold: float = Field(4.0, gt=0, description="robust z of a block mean that counts as a breach")
+    persistence: int = Field(2, ge=1, description="breaching blocks in a row that raise an alert")
+    min_relative_std: float = Field(0.05, ge=0, description="scale floor as a share of |median|")
     demote_on_collapse: bool = Field(True, description="a downward ROAS/reward alert sets demote")
     history: int = Field(50, ge=1, description="alerts kept per run")
 
@@ -110,11 +115,15 @@ class MetricsSettings(BaseModel):
     group_id: str = Field("gaelp-metrics", description="faust app id = consumer group and table prefix")
     window_episodes: int = Field(50, ge=1, description="rolling window of the assessment figures")
     baseline_episodes: int = Field(10, ge=1, description="first episodes of a phase = improvement baseline")
-    # Each episode re-reads and re-writes the run's whole state, curves included: 100 points per task
-    # cost 1.9 ms an episode, 300 points 5.6 ms (the demo's metrics then lag training by minutes).
     curve_points: int = Field(100, ge=10, description="points kept per learning curve (older ones merged)")
     learner_history: int = Field(300, ge=10, description="learner stats kept per run for the dashboard")
     violation_history: int = Field(50, ge=1, description="violations kept per campaign for the dashboard")
+    batch_max_events: int = Field(
+        2000, ge=1, description="events an agent folds before it writes the changed table values"
+    )
+    batch_within_s: float = Field(
+        0.05, gt=0, description="longest wait for a batch to fill (bounds the latency of a quiet stream)"
+    )
     commit_interval_s: float = Field(1.0, gt=0, description="faust offset commit interval")
     recovery_timeout_s: float = Field(
         120.0, gt=0, description="longest wait at start for the tables to recover from their changelogs"
