@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
+from typing import Any
 
+import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -14,8 +17,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gaelp.bus import EPISODES, BusConsumer, BusProducer, Delivery, Topic, ensure_topics
+from gaelp.bus.tensors import to_tensor
+from gaelp.bus.topics import ALL_TOPICS, ASSESSMENTS, LEARNER_METRICS, POLICY, TRANSITIONS, VIOLATIONS
 from gaelp.config import GaelpSettings
-from gaelp.v1 import events_pb2
+from gaelp.v1 import common_pb2, events_pb2
 
 _EXPORTER = InMemorySpanExporter()
 
@@ -164,3 +169,160 @@ async def test_offsets_committed_so_a_restarted_group_skips_processed_messages(
 async def test_producer_refuses_the_wrong_message_type(producer: BusProducer, topic: Topic) -> None:
     with pytest.raises(TypeError, match="carries EpisodeSummary"):
         await producer.send(topic, "k", events_pb2.Violation())
+
+
+async def _dlq_of_group(settings: GaelpSettings, group: str, key: bytes, expected: int) -> list[Any]:
+    """The DLQ records one group sent for one key: all of them, read until two idle polls after
+    `expected` were found (a duplicate would show up as one more)."""
+    consumer = AIOKafkaConsumer(settings.kafka.dlq_topic, bootstrap_servers=settings.kafka.bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: list[Any] = []
+    idle = 0
+    try:
+        async with asyncio.timeout(60):
+            while len(found) < expected or idle < 2:
+                batches = await consumer.getmany(timeout_ms=500)
+                records = [r for rs in batches.values() for r in rs]
+                idle = 0 if records else idle + 1
+                found += [r for r in records if r.key == key
+                          and ("dlq.consumer.group", group.encode()) in list(r.headers)]
+    finally:
+        await consumer.stop()
+    return found
+
+
+def _tensor(array: np.ndarray) -> common_pb2.Tensor:
+    return to_tensor(array)
+
+
+def _transitions(key: str, name: str) -> events_pb2.TransitionBatch:
+    steps, lanes, width = 4, 2, 3
+    return events_pb2.TransitionBatch(
+        run_id=key, actor_id=f"{key}-actor", batch_id=f"{key}:{name}", policy_version=1, task="t",
+        observations=_tensor(np.zeros((steps, lanes, width), np.float32)),
+        actions=_tensor(np.zeros((steps, lanes, 2), np.float32)),
+        rewards=_tensor(np.ones((steps, lanes), np.float32)),
+        dones=_tensor(np.zeros((steps, lanes), np.float32)),
+        truncations=_tensor(np.zeros((steps, lanes), np.float32)),
+        log_probs=_tensor(np.zeros((steps, lanes), np.float32)),
+        values=_tensor(np.zeros((steps, lanes), np.float32)),
+        next_observations=_tensor(np.zeros((lanes, width), np.float32)),
+    )
+
+
+def _overflowing(key: str) -> events_pb2.TransitionBatch:
+    """rewards of (2**31 - 1)**3 elements: a count int64 cannot hold, with 32 bytes of data."""
+    batch = _transitions(key, "overflow")
+    batch.rewards.CopyFrom(common_pb2.Tensor(dtype="float32", shape=[2**31 - 1, 2**31 - 1, 2**31 - 1],
+                                             data=b"\0" * 32))
+    return batch
+
+
+def _with_nan(key: str) -> events_pb2.TransitionBatch:
+    batch = _transitions(key, "nan")
+    rewards = np.ones((4, 2), np.float32)
+    rewards[1, 1] = np.nan
+    batch.rewards.CopyFrom(_tensor(rewards))
+    return batch
+
+
+SIM = common_pb2.PHASE_SIMULATION
+# Per topic: a factory of good messages (key -> message) and the bad ones (name -> message).
+MIXED_POLLS: dict[str, tuple[Any, Any]] = {
+    EPISODES.name: (
+        lambda key, i: events_pb2.EpisodeSummary(run_id=key, episode_id=f"{key}-{i}", phase=SIM, roas=2.0),
+        lambda key: {
+            "unknown phase": events_pb2.EpisodeSummary(run_id=key, phase=17),  # type: ignore[arg-type]
+            "NaN roas": events_pb2.EpisodeSummary(run_id=key, phase=SIM, roas=math.nan),
+            "negative clicks": events_pb2.EpisodeSummary(run_id=key, phase=SIM, clicks=-3),
+            "no run id": events_pb2.EpisodeSummary(phase=SIM),
+        },
+    ),
+    TRANSITIONS.name: (
+        lambda key, i: _transitions(key, str(i)),
+        lambda key: {"overflowing shape": _overflowing(key), "NaN reward": _with_nan(key),
+                     "no batch id": events_pb2.TransitionBatch(run_id=key, actor_id="a")},
+    ),
+    VIOLATIONS.name: (
+        lambda key, i: events_pb2.Violation(violation_id=f"v{i}", campaign_id="c", run_id=key, rule="daily",
+                                            severity=events_pb2.SEVERITY_WARNING, amount=5.0, phase=SIM),
+        lambda key: {
+            "infinite amount": events_pb2.Violation(violation_id="x", run_id=key, rule="r", amount=math.inf),
+            "negative amount": events_pb2.Violation(violation_id="x", run_id=key, rule="r", amount=-1.0),
+            "unknown severity": events_pb2.Violation(violation_id="x", run_id=key, rule="r",
+                                                     severity=9),  # type: ignore[arg-type]
+            "no violation id": events_pb2.Violation(run_id=key, rule="r"),
+        },
+    ),
+    POLICY.name: (
+        lambda key, i: events_pb2.PolicyUpdate(run_id=key, version=i, algorithm="ppo", weights=b"w"),
+        lambda key: {"negative version": events_pb2.PolicyUpdate(run_id=key, version=-1, algorithm="ppo",
+                                                                 weights=b"w"),
+                     "no weights": events_pb2.PolicyUpdate(run_id=key, version=2, algorithm="ppo")},
+    ),
+    LEARNER_METRICS.name: (
+        lambda key, i: events_pb2.LearnerStats(run_id=key, policy_version=i, entropy=0.5, losses={"pg": 0.1}),
+        lambda key: {"NaN loss": events_pb2.LearnerStats(run_id=key, losses={"pg": math.nan}),
+                     "negative samples": events_pb2.LearnerStats(run_id=key, trained_samples=-1)},
+    ),
+    ASSESSMENTS.name: (
+        lambda key, i: events_pb2.GraduationAssessment(run_id=key, phase=SIM, criteria=[
+            events_pb2.CriterionResult(name="c", value=0.5, threshold=0.7, comparison=">=")]),
+        lambda key: {
+            "unspecified phase": events_pb2.GraduationAssessment(run_id=key),
+            "NaN criterion": events_pb2.GraduationAssessment(run_id=key, phase=SIM, criteria=[
+                events_pb2.CriterionResult(name="c", value=math.nan, threshold=0.7, comparison=">=")]),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("topic_name", sorted(MIXED_POLLS))
+async def test_a_poll_mixing_bad_and_good_messages_dead_letters_each_bad_one_once(
+    topic_name: str, bus_settings: GaelpSettings, producer: BusProducer, unique_name: str
+) -> None:
+    topic = {t.name: t for t in ALL_TOPICS}[topic_name]
+    good, bad = MIXED_POLLS[topic_name]
+    key = f"mixed-{unique_name}"
+    bad_messages = bad(key)
+    values: list[tuple[str, bytes]] = [("good 0", good(key, 1).SerializeToString()),
+                                       ("undecodable", b"\xff\xfe not protobuf")]
+    for index, (name, message) in enumerate(bad_messages.items()):
+        values += [(name, message.SerializeToString()), (f"good {index + 1}", good(key, index + 2)
+                                                         .SerializeToString())]
+    sent = {}
+    for name, value in values:
+        sent[name] = await producer.send_raw(topic.name, key.encode(), value, [])
+    assert len({meta.partition for meta in sent.values()}) == 1
+    good_offsets = sorted(meta.offset for name, meta in sent.items() if name.startswith("good"))
+    bad_offsets = sorted(meta.offset for name, meta in sent.items() if not name.startswith("good"))
+
+    group = f"g-{unique_name}"
+    handled: list[int] = []
+    all_good = asyncio.Event()
+
+    async def handler(delivery: Delivery[Any]) -> None:
+        if delivery.key == key:
+            handled.append(delivery.record.offset)
+            if len(handled) >= len(good_offsets):
+                all_good.set()
+
+    consumer = BusConsumer(bus_settings.kafka, [topic], group, producer)
+    await consumer.start()
+    task = asyncio.create_task(consumer.run(handler))
+    try:
+        await asyncio.wait_for(all_good.wait(), 60)
+    finally:
+        await consumer.finish(task, 10)
+        await consumer.stop()
+    assert sorted(handled) == good_offsets
+
+    dead = await _dlq_of_group(bus_settings, group, key.encode(), len(bad_offsets))
+    offsets = sorted(int(dict(r.headers)["dlq.source.offset"]) for r in dead)
+    assert offsets == bad_offsets, "each bad message once, no good one"
+    for record in dead:
+        headers = {k: v.decode() for k, v in record.headers}
+        assert headers["dlq.source.topic"] == topic.name
+        assert headers["dlq.source.partition"] == str(sent["good 0"].partition)
+        assert headers["dlq.error.class"] in {"UndecodableMessage", "InvalidMessage"}

@@ -14,9 +14,10 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 from google.protobuf.message import Message
 
-from gaelp.bus.tensors import TensorError, check_tensor
+from gaelp.bus.tensors import TensorError, from_tensor
 from gaelp.bus.topics import (
     ASSESSMENTS,
     EPISODES,
@@ -95,9 +96,11 @@ def validate_transitions(batch: events_pb2.TransitionBatch) -> None:
     for name in (*_TRANSITION_COLUMNS, "next_values"):
         if batch.HasField(name):
             try:
-                check_tensor(getattr(batch, name), name)
+                array = from_tensor(getattr(batch, name), name)
             except TensorError as error:
                 raise InvalidMessage(str(error)) from error
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise InvalidMessage(f"{name} contains NaN or infinite values")
 
 
 def validate_violation(violation: events_pb2.Violation) -> None:
