@@ -26,8 +26,8 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gaelp.safety.loadgen import LoadRecord, run_clients
+from gaelp.service.auth import token_hash
 from gaelp.v1 import common_pb2, safety_pb2, safety_pb2_grpc
-from safety_policy.auth import token_hash
 
 OPERATOR_TOKEN = "benchmark-operator"
 CAMPAIGNS = [f"bench-{index}" for index in range(16)]

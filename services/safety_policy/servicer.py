@@ -41,9 +41,9 @@ from gaelp.service import (
     NotFound,
     rpc,
 )
+from gaelp.service.auth import OperatorAuth
 from gaelp.service.validation import require_enum, require_identifier, require_number, require_text
 from gaelp.v1 import common_pb2, safety_pb2, safety_pb2_grpc
-from safety_policy.auth import OperatorAuth
 from safety_policy.creative import SCORE_NAMES, assess_creative
 
 REAL_MONEY_PHASES = {common_pb2.PHASE_REAL_TESTING, common_pb2.PHASE_SCALED}

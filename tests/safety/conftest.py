@@ -25,8 +25,8 @@ from gaelp.db import Database
 from gaelp.db.ledger import SpendLedger, to_micros
 from gaelp.db.ledger_approvals import ApprovalStore
 from gaelp.db.ledger_schema import COMPONENT, MIGRATIONS
+from gaelp.service.auth import token_hash
 from gaelp.v1 import common_pb2, safety_pb2, safety_pb2_grpc
-from safety_policy.auth import token_hash
 from safety_policy.servicer import SafetyPolicyServicer
 
 OPERATOR = "alice"

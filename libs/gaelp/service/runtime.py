@@ -1,7 +1,9 @@
 """The lifecycle every service process shares.
 
-Start: telemetry, a grpc.aio server with grpc.health.v1 and the servicers, background tasks
-(consumers, loops). SIGTERM/SIGINT: health NOT_SERVING so load balancers stop sending, run the drain
+Start: telemetry, a grpc.aio server with grpc.health.v1, server reflection (unless
+settings.grpc.reflection is off) and the servicers, background tasks (consumers, loops). Every
+method is behind the request guard: undecodable bodies answer INVALID_ARGUMENT, unexpected errors
+INTERNAL with an error id. SIGTERM/SIGINT: health NOT_SERVING so load balancers stop sending, run the drain
 hooks (consumers finish their batch and commit, learners checkpoint), cancel what is left, stop the
 server letting calls in flight finish, and exit — all within grace_period_s.
 """
@@ -17,9 +19,11 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from gaelp.config import GaelpSettings
 from gaelp.service.deadlines import DefaultDeadlineInterceptor
+from gaelp.service.request_guard import RequestGuardInterceptor
 from gaelp.telemetry import Telemetry, configure_telemetry
 
 logger = logging.getLogger(__name__)
@@ -36,7 +40,7 @@ class ServiceRuntime:
         self.telemetry: Telemetry = configure_telemetry(name, settings.telemetry)
         grpc_settings = settings.grpc
         self.server = grpc.aio.server(
-            interceptors=self.telemetry.server_interceptors(),
+            interceptors=[RequestGuardInterceptor(), *self.telemetry.server_interceptors()],
             options=[
                 ("grpc.max_receive_message_length", grpc_settings.max_message_bytes),
                 ("grpc.max_send_message_length", grpc_settings.max_message_bytes),
@@ -100,6 +104,11 @@ class ServiceRuntime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        if self.settings.grpc.reflection:
+            # Registered last so that it lists every servicer added before the start.
+            reflection.enable_server_reflection(
+                [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+            )
         await self.server.start()
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
         logger.info("%s serving", self.name, extra={"grpc_port": self.port})

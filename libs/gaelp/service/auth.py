@@ -1,5 +1,8 @@
 """Operator credentials: a bearer token in the call metadata, checked against SHA-256 hashes.
 
+Shared by the services whose write methods only operators may call (safety-policy, the
+environment registry); each keeps its own operator table in its settings.
+
 Only hashes live in settings; a presented token is hashed and compared with every stored hash in
 constant time, so neither the comparison nor which operator matched leaks through timing.
 """
@@ -11,13 +14,13 @@ import hmac
 
 import grpc
 
-from gaelp.service import PermissionDenied, Unauthenticated
+from gaelp.service.errors import PermissionDenied, Unauthenticated
 
 _MAX_TOKEN_CHARS = 512
 
 
 def token_hash(token: str) -> str:
-    """The hex digest to store in settings.safety_policy.operators for this token."""
+    """The hex digest to store in a service's operators setting for this token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
