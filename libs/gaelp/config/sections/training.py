@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gaelp.entry_points import load_entry_point
 
@@ -67,8 +67,12 @@ class TrainingSettings(BaseModel):
 
             try:
                 BUILT_IN[self.algorithm][1].model_validate(overrides)
-            except ValueError as error:
-                raise ValueError(f"training.hyperparameters.{self.algorithm}: {error}") from error
+            except ValidationError as error:
+                problems = "; ".join(
+                    f"training.hyperparameters.{self.algorithm}.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                    for e in error.errors()
+                )
+                raise ValueError(problems) from None
         if self.algorithm == "dqn":
             import gymnasium as gym
 
