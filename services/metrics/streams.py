@@ -82,9 +82,20 @@ def _record(message: Any) -> ConsumerRecord:
 
 
 def _decoded(topic: Topic[Any], record: ConsumerRecord) -> Any:
-    """Decode and validate one record; raise (UndecodableMessage, InvalidMessage) before any state."""
+    """Decode and validate one record, its key included; raise before any state changes.
+
+    Keys decide the table partition a value lives on: episodes and learner stats must be keyed by
+    their run id, violations by their campaign id (or any key for a run-wide one).
+    """
     message = topic.decode(record.value)
     validate(topic.name, message)
+    key = record.key.decode(errors="replace") if record.key is not None else None
+    if topic.name == VIOLATIONS.name:
+        expected = message.campaign_id or key
+    else:
+        expected = message.run_id
+    if key is not None and key != expected:
+        raise InvalidMessage(f"{topic.name} must be keyed by {expected[:80]!r}, not {key[:80]!r}")
     return message
 
 
@@ -320,9 +331,6 @@ class MetricsStreams:
                 })
 
     async def _fold_episode(self, record: ConsumerRecord, episode: events_pb2.EpisodeSummary) -> None:
-        if record.key is not None and record.key.decode(errors="replace") != episode.run_id:
-            raise InvalidMessage(f"episodes must be keyed by run id: key {record.key[:80]!r}, "
-                                 f"run {episode.run_id[:80]!r}")
         run = self._runs.get(episode.run_id) or RunState(run_id=episode.run_id)
         if run.already_applied(record.partition, record.offset):
             logger.info("skipping redelivered episode", extra={"offset": record.offset})
@@ -385,9 +393,6 @@ class MetricsStreams:
 
     async def _fold_violation(self, record: ConsumerRecord, violation: events_pb2.Violation) -> None:
         campaign = record.key.decode(errors="replace") if record.key else violation.campaign_id
-        if violation.campaign_id and campaign != violation.campaign_id:
-            raise InvalidMessage(f"violations must be keyed by campaign id: key {campaign[:80]!r}, "
-                                 f"campaign {violation.campaign_id[:80]!r}")
         key = f"{campaign}|{violation.run_id}"
         state = (self._violations.get(key)
                  or CampaignViolations(campaign_id=campaign, run_id=violation.run_id))
