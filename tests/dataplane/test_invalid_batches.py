@@ -1,9 +1,10 @@
-"""Malformed TransitionBatch messages go to the DLQ with their origin; the learner goes on (issue 5)."""
+"""Malformed TransitionBatch messages go to the DLQ once each, with their origin; the good one is trained."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from dataplane_support import (
@@ -22,7 +23,7 @@ from gaelp.bus import TRANSITIONS, BusProducer
 from gaelp.bus.tensors import to_tensor
 from gaelp.config import GaelpSettings
 from gaelp.embedded.processes import ServiceProcess
-from gaelp.v1 import events_pb2
+from gaelp.v1 import common_pb2, events_pb2
 from orchestrator.messages import transition_batch
 
 
@@ -36,7 +37,10 @@ def _batches(run_id: str) -> dict[str, events_pb2.TransitionBatch]:
     rewards = chunk.rewards.copy()
     rewards[3, 1] = np.nan
     with_nan.rewards.CopyFrom(to_tensor(rewards))
-    return {"wrong-shape": wrong_shape, "nan": with_nan, "good": good}
+    overflowing = transition_batch(chunk, run_id, actor, f"{run_id}:0:overflow", 0, "level-0")
+    # (2**31 - 1)**3 elements: a count int64 cannot hold, next to 32 bytes of data.
+    overflowing.rewards.CopyFrom(common_pb2.Tensor(dtype="float32", shape=[2**31 - 1] * 3, data=b"\0" * 32))
+    return {"wrong-shape": wrong_shape, "nan": with_nan, "overflow": overflowing, "good": good}
 
 
 async def _produce(settings: GaelpSettings, key: str, batches: list[events_pb2.TransitionBatch]) -> list[int]:
@@ -73,22 +77,27 @@ def test_invalid_batches_are_dead_lettered_and_the_learner_goes_on(
     finally:
         learner.kill()
 
-    dead = {}
+    dead: dict[int, tuple[Any, dict[str, str]]] = {}
     for record in read_topic(kafka_bootstrap, bus_settings.kafka.dlq_topic):
         headers = {k: v.decode() for k, v in record.headers or ()}
         if headers.get("dlq.consumer.group") == group:
-            dead[int(headers["dlq.source.offset"])] = (record, headers)
-    bad_offsets = offsets[:2]
-    assert sorted(dead) == bad_offsets, "exactly the two bad batches are dead-lettered"
-    for name, offset in zip(("wrong-shape", "nan"), bad_offsets, strict=True):
+            offset = int(headers["dlq.source.offset"])
+            assert offset not in dead, f"offset {offset} dead-lettered twice"
+            dead[offset] = (record, headers)
+    bad_offsets = offsets[:3]
+    assert sorted(dead) == bad_offsets, "exactly the three bad batches are dead-lettered, once each"
+    # The bus rejects what no consumer may use; the learner what does not fit its spaces.
+    classes = {"wrong-shape": "InvalidBatch", "nan": "InvalidMessage", "overflow": "InvalidMessage"}
+    for name, offset in zip(("wrong-shape", "nan", "overflow"), bad_offsets, strict=True):
         record, headers = dead[offset]
         assert headers["dlq.source.topic"] == TRANSITIONS.name
-        assert headers["dlq.error.class"] == "InvalidBatch"
+        assert headers["dlq.error.class"] == classes[name]
         assert int(headers["dlq.source.partition"]) >= 0
         assert record.value == batches[name].SerializeToString()
         assert record.key == f"{run_id}-actor-0".encode()
     assert "observations" in dead[bad_offsets[0]][1]["dlq.error.message"]
     assert "NaN" in dead[bad_offsets[1]][1]["dlq.error.message"]
+    assert "rewards" in dead[bad_offsets[2]][1]["dlq.error.message"]
 
     found = latest_manifest(checkpoints)
     assert found is not None
