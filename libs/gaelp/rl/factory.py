@@ -17,16 +17,17 @@ import gymnasium as gym
 import torch
 from pydantic import BaseModel
 
+from gaelp.config.sections.algorithms import ALGORITHM_CONFIGS
 from gaelp.entry_points import load_entry_point
 from gaelp.rl.algorithms.base import Agent
-from gaelp.rl.algorithms.dqn import DQNAgent, DQNConfig
-from gaelp.rl.algorithms.ppo import PPOAgent, PPOConfig
-from gaelp.rl.algorithms.sac import SACAgent, SACConfig
+from gaelp.rl.algorithms.dqn import DQNAgent
+from gaelp.rl.algorithms.ppo import PPOAgent
+from gaelp.rl.algorithms.sac import SACAgent
 
 BUILT_IN: dict[str, tuple[type[PPOAgent] | type[SACAgent] | type[DQNAgent], type[BaseModel]]] = {
-    "ppo": (PPOAgent, PPOConfig),
-    "sac": (SACAgent, SACConfig),
-    "dqn": (DQNAgent, DQNConfig),
+    "ppo": (PPOAgent, ALGORITHM_CONFIGS["ppo"]),
+    "sac": (SACAgent, ALGORITHM_CONFIGS["sac"]),
+    "dqn": (DQNAgent, ALGORITHM_CONFIGS["dqn"]),
 }
 
 

@@ -8,28 +8,13 @@ History observations are flat vectors laid out as `[history_len * step_dim value
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-Activation = Literal["tanh", "relu"]
+from gaelp.config.sections.algorithms import Activation, NetworkConfig
 
-
-class NetworkConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    hidden_sizes: tuple[int, ...] = Field((64, 64), description="hidden layer widths of each MLP")
-    activation: Activation = Field("tanh", description="hidden activation")
-    orthogonal_init: bool = Field(True, description="orthogonal weights (gain sqrt 2), zero biases")
-    feature_extractor: Literal["flat", "attention"] = Field("flat", description="obs encoder")
-    history_len: int = Field(0, ge=0, description="attention: number of history steps L")
-    history_step_dim: int = Field(0, ge=0, description="attention: features per history step")
-    attention_dim: int = Field(64, ge=8, description="attention: model width")
-    attention_heads: int = Field(4, ge=1, description="attention: heads")
-    attention_layers: int = Field(1, ge=1, description="attention: transformer encoder layers")
-
+__all__ = ["Activation", "NetworkConfig"]  # the settings, re-exported next to the networks they size
 
 def _activation(name: Activation) -> type[nn.Module]:
     return nn.Tanh if name == "tanh" else nn.ReLU

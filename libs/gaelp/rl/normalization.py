@@ -14,19 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from gaelp.config.sections.algorithms import NormalizationConfig
 
-class NormalizationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    normalize_observations: bool = Field(False, description="running mean/std normalization of obs")
-    clip: float = Field(10.0, gt=0, description="normalized observations are clipped to +-clip")
-    outlier_sigma: float = Field(8.0, gt=0, description="winsorize updates beyond this many std")
-    warmup: int = Field(100, ge=0, description="samples seen before winsorizing starts")
-    normalize_rewards: bool = Field(False, description="scale rewards by the std of discounted returns")
-    reward_clip: float = Field(10.0, gt=0, description="scaled rewards are clipped to +-reward_clip")
+__all__ = ["NormalizationConfig", "ObservationNormalizer", "ReturnScaler", "RunningMeanStd"]
 
 
 class RunningMeanStd(nn.Module):

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gaelp.config.sections.algorithms import ALGORITHM_CONFIGS
 from gaelp.entry_points import load_entry_point
 
 
@@ -63,10 +64,8 @@ class TrainingSettings(BaseModel):
             return self
         overrides = self.hyperparameters.get(self.algorithm)
         if overrides:
-            from gaelp.rl.factory import BUILT_IN
-
             try:
-                BUILT_IN[self.algorithm][1].model_validate(overrides)
+                ALGORITHM_CONFIGS[self.algorithm].model_validate(overrides)
             except ValidationError as error:
                 problems = "; ".join(
                     f"training.hyperparameters.{self.algorithm}.{'.'.join(map(str, e['loc']))}: {e['msg']}"

@@ -10,56 +10,18 @@ and actors compute it from the env-step count that travels with the policy.
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from gaelp.config.sections.algorithms import DQNConfig
 from gaelp.rl.algorithms.base import ReplayAgent, make_adam, scheduled, seeded_init
 from gaelp.rl.buffers import ArrayLike, PrioritizedReplayBuffer, ReplayBuffer
-from gaelp.rl.networks import NetworkConfig
-from gaelp.rl.normalization import NormalizationConfig
 from gaelp.rl.policies import QPolicy
-
-
-def _dqn_network() -> NetworkConfig:
-    return NetworkConfig(hidden_sizes=(256, 256), activation="relu")
-
-
-class DQNConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    buffer_size: int = Field(100_000, ge=1, description="replay capacity (transitions)")
-    batch_size: int = Field(64, ge=1, description="minibatch size")
-    learning_rate: float = Field(1e-4, gt=0, description="Adam step size")
-    lr_schedule: Literal["constant", "linear"] = Field(
-        "constant", description="linear: decay to 0 over schedule_steps (late updates cannot undo a policy)"
-    )
-    gamma: float = Field(0.99, gt=0, le=1, description="discount")
-    n_step: int = Field(1, ge=1, description="n-step return length")
-    double_q: bool = Field(True, description="online net picks the next action, target net scores it")
-    dueling: bool = Field(True, description="value + centred advantage heads")
-    prioritized: bool = Field(True, description="proportional prioritized replay")
-    priority_alpha: float = Field(0.6, ge=0, description="priority exponent")
-    priority_beta_start: float = Field(0.4, ge=0, le=1, description="IS exponent, annealed to 1")
-    target_update_interval: int = Field(1000, ge=1, description="gradient steps between target syncs")
-    tau: float = Field(1.0, gt=0, le=1, description="target update: 1 = hard copy, <1 Polyak")
-    learning_starts: int = Field(1000, ge=0, description="env steps before training starts")
-    train_freq: int = Field(4, ge=1, description="env loop: train every this many vector steps")
-    gradient_steps: int = Field(1, ge=1, description="env loop: gradient steps per training round")
-    exploration_initial_eps: float = Field(1.0, ge=0, le=1, description="epsilon at step 0")
-    exploration_final_eps: float = Field(0.05, ge=0, le=1, description="epsilon after decay")
-    exploration_fraction: float = Field(0.1, gt=0, le=1, description="share of schedule_steps to decay")
-    schedule_steps: int = Field(
-        1_000_000, ge=1, description="env steps over which epsilon, beta and the learning rate anneal"
-    )
-    max_grad_norm: float = Field(10.0, gt=0, description="global gradient norm clip")
-    network: NetworkConfig = Field(default_factory=_dqn_network)
-    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
 
 
 def q_learning_target(

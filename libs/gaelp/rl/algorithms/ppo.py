@@ -12,45 +12,19 @@ the policy being updated normalize identically.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from gaelp.config.sections.algorithms import PPOConfig
 from gaelp.rl.algorithms.base import Agent, make_adam, scheduled, seeded_init
 from gaelp.rl.buffers import RolloutBatch, RolloutBuffer, as_tensor, compute_gae
-from gaelp.rl.networks import NetworkConfig
-from gaelp.rl.normalization import NormalizationConfig, ReturnScaler
+from gaelp.rl.normalization import ReturnScaler
 from gaelp.rl.policies import ActorCriticPolicy
 from gaelp.rl.rollout import Rollout
-
-
-class PPOConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    n_steps: int = Field(2048, ge=1, description="env steps per lane per rollout (env loop)")
-    batch_size: int = Field(64, ge=1, description="minibatch size")
-    n_epochs: int = Field(10, ge=1, description="passes over each rollout")
-    gamma: float = Field(0.99, gt=0, le=1, description="discount")
-    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
-    learning_rate: float = Field(3e-4, gt=0, description="Adam step size")
-    lr_schedule: Literal["constant", "linear"] = Field("constant", description="linear: decay to 0")
-    clip_range: float = Field(0.2, gt=0, description="surrogate ratio clip")
-    clip_schedule: Literal["constant", "linear"] = Field("constant", description="linear: decay to 0")
-    schedule_steps: int = Field(1_000_000, ge=1, description="env steps over which schedules decay")
-    clip_range_vf: float | None = Field(None, description="value clipping around old values; None = off")
-    ent_coef: float = Field(0.0, ge=0, description="entropy bonus weight")
-    vf_coef: float = Field(0.5, ge=0, description="value loss weight")
-    max_grad_norm: float = Field(0.5, gt=0, description="global gradient norm clip")
-    normalize_advantage: bool = Field(True, description="per-minibatch advantage normalization")
-    target_kl: float | None = Field(None, description="stop the epochs once mean approx KL exceeds this")
-    log_std_init: float = Field(0.0, description="initial log std of the Gaussian")
-    adam_eps: float = Field(1e-5, gt=0, description="Adam epsilon")
-    network: NetworkConfig = Field(default_factory=NetworkConfig)
-    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
 
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float) -> torch.Tensor:

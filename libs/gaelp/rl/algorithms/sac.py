@@ -21,38 +21,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from gaelp.config.sections.algorithms import SACConfig
 from gaelp.rl.algorithms.base import ReplayAgent, make_adam, seeded_init
 from gaelp.rl.buffers import ArrayLike, ReplayBuffer
-from gaelp.rl.networks import NetworkConfig
-from gaelp.rl.normalization import NormalizationConfig
 from gaelp.rl.policies import SACPolicy
 from gaelp.rl.spaces import ActionLayout
-
-
-def _sac_network() -> NetworkConfig:
-    return NetworkConfig(hidden_sizes=(256, 256), activation="relu", orthogonal_init=False)
-
-
-class SACConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    buffer_size: int = Field(1_000_000, ge=1, description="replay capacity (transitions)")
-    batch_size: int = Field(256, ge=1, description="minibatch size")
-    learning_rate: float = Field(3e-4, gt=0, description="Adam step size for actor, critics and alpha")
-    gamma: float = Field(0.99, gt=0, le=1, description="discount")
-    tau: float = Field(0.005, gt=0, le=1, description="Polyak factor of the target critics")
-    learning_starts: int = Field(100, ge=0, description="env steps of uniform random actions first")
-    train_freq: int = Field(1, ge=1, description="env loop: train every this many vector steps")
-    gradient_steps: int = Field(1, ge=1, description="env loop: gradient steps per training round")
-    initial_alpha: float = Field(1.0, gt=0, description="initial entropy temperature")
-    auto_alpha: bool = Field(True, description="tune the temperature towards the target entropy")
-    discrete_entropy_fraction: float = Field(
-        0.5, gt=0, le=1, description="hybrid: target share of max entropy"
-    )
-    network: NetworkConfig = Field(default_factory=_sac_network)
-    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
 
 
 def soft_q_target(
