@@ -22,6 +22,7 @@ from gaelp.config import GaelpSettings, load_settings
 from gaelp.db import Database
 from gaelp.db.registry import RegistryStore
 from gaelp.service import ServiceError, ServiceRuntime
+from gaelp.service.auth import OperatorAuth
 from gaelp.v1 import registry_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ async def serve(settings: GaelpSettings | None = None) -> int:
         max_string_length=settings.grpc.max_string_length,
         max_config_bytes=registry_settings.max_config_bytes,
         max_tags=registry_settings.max_tags,
+        entry_point_modules=tuple(registry_settings.entry_point_modules),
     )
     db = await Database.connect(settings.database.url)
     try:
@@ -66,7 +68,7 @@ async def serve(settings: GaelpSettings | None = None) -> int:
                 logger.error("cannot register the environment spec files: %s", error)
                 runtime.telemetry.shutdown()
                 return 1
-        servicer = EnvironmentRegistryServicer(catalogue, limits)
+        servicer = EnvironmentRegistryServicer(catalogue, limits, OperatorAuth(registry_settings.operators))
         runtime.add_servicer(
             lambda server: registry_pb2_grpc.add_EnvironmentRegistryServicer_to_server(servicer, server),
             SERVICE_NAME,

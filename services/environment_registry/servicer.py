@@ -2,7 +2,8 @@
 
 Deadlines: the server rejects no call for lacking one (grpc.health-style probes and ad-hoc tools
 call it too); callers are expected to set one, and clients built with
-ServiceRuntime.client_channel get settings.grpc.deadline_s by default.
+ServiceRuntime.client_channel get settings.grpc.deadline_s by default. Register and Deprecate
+change what the orchestrators will import and run, so they need an operator token.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ import grpc
 from environment_registry.catalogue import EnvironmentCatalogue
 from environment_registry.specs import SERVED_PHASES, SpecLimits, require_tag, to_message, validate_spec
 from gaelp.service import InvalidArgument, rpc
+from gaelp.service.auth import OperatorAuth
 from gaelp.service.validation import require_enum, require_identifier, require_text
 from gaelp.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
 
 class EnvironmentRegistryServicer(registry_pb2_grpc.EnvironmentRegistryServicer):
-    def __init__(self, catalogue: EnvironmentCatalogue, limits: SpecLimits) -> None:
+    def __init__(self, catalogue: EnvironmentCatalogue, limits: SpecLimits, auth: OperatorAuth) -> None:
         self.catalogue = catalogue
         self.limits = limits
+        self.auth = auth
 
     @rpc
     async def Register(
         self, request: registry_pb2.RegisterEnvironmentRequest, context: grpc.aio.ServicerContext
     ) -> registry_pb2.RegisterEnvironmentResponse:
+        self.auth.operator(context)
         if not request.HasField("spec"):
             raise InvalidArgument("spec is required")
         stored, created = await self.catalogue.register(validate_spec(request.spec, self.limits))
@@ -59,6 +63,7 @@ class EnvironmentRegistryServicer(registry_pb2_grpc.EnvironmentRegistryServicer)
     async def Deprecate(
         self, request: registry_pb2.DeprecateEnvironmentRequest, context: grpc.aio.ServicerContext
     ) -> registry_pb2.DeprecateEnvironmentResponse:
+        self.auth.operator(context)
         env_id = require_identifier("id", request.id)
         version = require_text("version", request.version, max_length=64)
         reason = require_text("reason", request.reason, max_length=self.limits.max_string_length)

@@ -15,7 +15,13 @@ from urllib.parse import urlsplit
 from environment_registry.versions import parse_version
 from gaelp.db.registry import EnvironmentContent, Health, RemoteProtocol, StoredEnvironment
 from gaelp.service import InvalidArgument
-from gaelp.service.validation import require_enum, require_identifier, require_text
+from gaelp.service.validation import (
+    excerpt,
+    parse_json_object,
+    require_enum,
+    require_identifier,
+    require_text,
+)
 from gaelp.v1 import common_pb2, registry_pb2
 
 # "package.module:factory" or "package.module:Class.method"
@@ -47,6 +53,7 @@ class SpecLimits:
     max_string_length: int
     max_config_bytes: int
     max_tags: int
+    entry_point_modules: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,10 @@ def validate_spec(spec: registry_pb2.EnvironmentSpec, limits: SpecLimits) -> Val
         remote_url = entry_point
     elif not _ENTRY_POINT.match(entry_point):
         raise InvalidArgument(
-            f"spec.entry_point {entry_point!r} must be 'package.module:callable' or an http(s) URL"
+            f"spec.entry_point {excerpt(entry_point)} must be 'package.module:callable' or an http(s) URL"
         )
+    else:
+        _require_allowed_module(entry_point, limits.entry_point_modules)
     protocol = _remote_protocol(spec.remote_protocol, remote_url)
     return ValidSpec(
         env_id=env_id,
@@ -98,6 +107,15 @@ def validate_spec(spec: registry_pb2.EnvironmentSpec, limits: SpecLimits) -> Val
     )
 
 
+def _require_allowed_module(entry_point: str, allowed: tuple[str, ...]) -> None:
+    module = entry_point.partition(":")[0]
+    if not any(module == prefix or module.startswith(f"{prefix}.") for prefix in allowed):
+        raise InvalidArgument(
+            f"spec.entry_point {excerpt(entry_point)} is not in an allowed module "
+            f"(allowed: {', '.join(allowed) or 'none'})"
+        )
+
+
 def _is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
@@ -111,7 +129,7 @@ def _remote_protocol(wire_value: int, remote_url: str) -> RemoteProtocol:
         return protocol
     parts = urlsplit(remote_url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InvalidArgument(f"spec.remote_url {remote_url!r} must be an http(s) URL with a host")
+        raise InvalidArgument(f"spec.remote_url {excerpt(remote_url)} must be an http(s) URL with a host")
     if protocol is RemoteProtocol.NONE:
         raise InvalidArgument(
             "spec.remote_protocol is required for a remote environment (REMOTE_PROTOCOL_MCP or "
@@ -120,22 +138,9 @@ def _remote_protocol(wire_value: int, remote_url: str) -> RemoteProtocol:
     return protocol
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def canonical_config(config_json: str, max_bytes: int) -> str:
     """The config as compact JSON with sorted keys, so equal configs compare equal as text."""
-    if len(config_json.encode()) > max_bytes:
-        raise InvalidArgument(f"spec.config_json is larger than {max_bytes} bytes")
-    if not config_json.strip():
-        return "{}"
-    try:
-        config = json.loads(config_json, parse_constant=_reject_constant)
-    except ValueError as error:
-        raise InvalidArgument(f"spec.config_json is not valid JSON: {error}") from error
-    if not isinstance(config, dict):
-        raise InvalidArgument(f"spec.config_json must be a JSON object, got {type(config).__name__}")
+    config = parse_json_object("spec.config_json", config_json, max_bytes=max_bytes)
     return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -159,7 +164,7 @@ def _tags(tags: Any, max_tags: int) -> tuple[str, ...]:
 def require_tag(name: str, tag: str) -> str:
     if len(tag) > _MAX_TAG_LENGTH or not _TAG.match(tag):
         raise InvalidArgument(
-            f"{name}: {tag!r} must be 1-{_MAX_TAG_LENGTH} lowercase letters, digits and ._- "
+            f"{name}: {excerpt(tag)} must be 1-{_MAX_TAG_LENGTH} lowercase letters, digits and ._- "
             "starting with a letter or digit"
         )
     return tag

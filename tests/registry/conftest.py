@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,8 +17,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+# registry_support lives next to the tests; importlib import mode does not put this folder on sys.path
+sys.path.insert(0, str(Path(__file__).parent))
+from registry_support import OPERATOR_TOKEN
+
 from gaelp.db import Database
 from gaelp.db.registry import RegistryStore
+from gaelp.service.auth import token_hash
 from gaelp.v1 import registry_pb2_grpc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -114,6 +120,7 @@ def start_registry(tmp_path: Path) -> Iterator[StartRegistry]:
             "GAELP_ENVIRONMENT_REGISTRY_SPECS_DIR": str(specs_dir),
             "GAELP_ENVIRONMENT_REGISTRY_HEALTH_INTERVAL_S": "0.25",
             "GAELP_ENVIRONMENT_REGISTRY_HEALTH_TIMEOUT_S": "2",
+            "GAELP_ENVIRONMENT_REGISTRY_OPERATORS": json.dumps({"tests": token_hash(OPERATOR_TOKEN)}),
             **{f"GAELP_{name.upper()}": value for name, value in settings.items()},
         }
         with log_path.open("wb") as log:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from registry_support import OPERATOR_METADATA
+
 from gaelp.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
 T = 5.0  # seconds: the deadline of every call
@@ -60,7 +62,9 @@ async def test_health_of_a_remote_environment_going_down_and_up(
         remote_protocol=registry_pb2.REMOTE_PROTOCOL_HTTP,
     )
     for spec in (mcp_spec, http_spec):
-        registered = await stub.Register(registry_pb2.RegisterEnvironmentRequest(spec=spec), timeout=T)
+        registered = await stub.Register(
+            registry_pb2.RegisterEnvironmentRequest(spec=spec), timeout=T, metadata=OPERATOR_METADATA
+        )
         assert registered.created
 
     up = await wait_for_health(stub, "platform-sandbox", HEALTHY)

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from registry_support import OPERATOR_METADATA
 
 from gaelp.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
@@ -43,7 +44,9 @@ def spec(env_id: str = "ad-market", version: str = "1.0.0", **fields: object) ->
 async def register(
     stub: RegistryStub, message: registry_pb2.EnvironmentSpec
 ) -> registry_pb2.RegisterEnvironmentResponse:
-    return await stub.Register(registry_pb2.RegisterEnvironmentRequest(spec=message), timeout=T)
+    return await stub.Register(
+        registry_pb2.RegisterEnvironmentRequest(spec=message), timeout=T, metadata=OPERATOR_METADATA
+    )
 
 
 async def get(stub: RegistryStub, env_id: str, version: str = "") -> registry_pb2.EnvironmentSpec:
@@ -107,6 +110,7 @@ async def test_latest_compatible_resolution(
     deprecated = await stub.Deprecate(
         registry_pb2.DeprecateEnvironmentRequest(id="ad-market", version="1.3.1", reason="reward bug"),
         timeout=T,
+        metadata=OPERATOR_METADATA,
     )
     assert deprecated.spec.deprecated and deprecated.spec.deprecation_reason == "reward bug"
     assert await resolved("^1.2") == "1.2.9"  # the deprecated one is skipped by constraints
@@ -163,6 +167,13 @@ BAD_SPECS: list[tuple[str, dict[str, object]]] = [
     ),
     ("must be empty or equal", {"entry_point": "http://a/mcp", "remote_url": "http://b/mcp"}),
     ("spec.description is longer", {"description": "d" * 5000}),
+    ("not in an allowed module", {"entry_point": "os:system"}),
+    ("not in an allowed module", {"entry_point": "builtins:eval"}),
+    ("not in an allowed module", {"entry_point": "gaelp.simulator_of_mine:make"}),  # a prefix, not a module
+    ("nests 20000 levels deep", {"config_json": '{"a":' + "[" * 19_999 + "]" * 19_999 + "}"}),
+    ("not valid Unicode", {"config_json": '{"name": "\\ud800"}'}),
+    ("out of the finite range", {"config_json": '{"level": 1e999}'}),
+    ("spec.tags", {"tags": ["x" * 100_000]}),
 ]
 
 
@@ -173,8 +184,11 @@ async def test_bad_input_is_invalid_argument(
     for expected, fields in BAD_SPECS:
         code, details = await status_of(register(stub, spec(**fields)))
         assert (code, expected in details) == (grpc.StatusCode.INVALID_ARGUMENT, True), (fields, details)
+        assert len(details) < 400, details  # a short prefix of the offending value at most
 
-    code, details = await status_of(stub.Register(registry_pb2.RegisterEnvironmentRequest(), timeout=T))
+    code, details = await status_of(stub.Register(
+        registry_pb2.RegisterEnvironmentRequest(), timeout=T, metadata=OPERATOR_METADATA
+    ))
     assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "spec is required")
     for request, expected in [
         (registry_pb2.GetEnvironmentRequest(id=""), "id is required"),
@@ -196,11 +210,13 @@ async def test_bad_input_is_invalid_argument(
             "not a semantic version",
         ),
     ]:
-        code, details = await status_of(stub.Deprecate(request, timeout=T))
+        code, details = await status_of(stub.Deprecate(request, timeout=T, metadata=OPERATOR_METADATA))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and expected in details
     code, _ = await status_of(
         stub.Deprecate(
-            registry_pb2.DeprecateEnvironmentRequest(id="x", version="1.0.0", reason="r"), timeout=T
+            registry_pb2.DeprecateEnvironmentRequest(id="x", version="1.0.0", reason="r"),
+            timeout=T,
+            metadata=OPERATOR_METADATA,
         )
     )
     assert code == grpc.StatusCode.NOT_FOUND
@@ -215,3 +231,25 @@ async def test_bad_input_is_invalid_argument(
         registry_pb2.ENVIRONMENT_HEALTH_UNKNOWN,
         registry_pb2.ENVIRONMENT_HEALTH_UNHEALTHY,
     }
+
+
+async def test_writes_need_an_operator_token_and_reads_do_not(
+    sqlite_url: str, start_registry: StartRegistry, registry_stub_for
+) -> None:
+    stub = registry_stub_for(start_registry(sqlite_url))
+    request = registry_pb2.RegisterEnvironmentRequest(spec=spec())
+    code, _ = await status_of(stub.Register(request, timeout=T))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    wrong = (("authorization", "Bearer not-the-token"),)
+    code, _ = await status_of(stub.Register(request, timeout=T, metadata=wrong))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    deprecate = registry_pb2.DeprecateEnvironmentRequest(id="ad-market", version="1.0.0", reason="r")
+    code, _ = await status_of(stub.Deprecate(deprecate, timeout=T))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    code, _ = await status_of(get(stub, "ad-market"))
+    assert code == grpc.StatusCode.NOT_FOUND  # nothing was registered by the refused calls
+
+    assert (await register(stub, spec())).created
+    assert (await get(stub, "ad-market")).version == "1.0.0"
+    listed = await stub.List(registry_pb2.ListEnvironmentsRequest(), timeout=T)
+    assert [s.id for s in listed.specs] == ["ad-market"]

@@ -33,6 +33,7 @@ def limits() -> SpecLimits:
         max_string_length=settings.grpc.max_string_length,
         max_config_bytes=settings.environment_registry.max_config_bytes,
         max_tags=settings.environment_registry.max_tags,
+        entry_point_modules=tuple(settings.environment_registry.entry_point_modules),
     )
 
 
@@ -46,7 +47,7 @@ def resolve_entry_point(entry_point: str) -> object:
 
 def test_the_specs_of_every_phase_are_there() -> None:
     specs = [spec for _, spec in load_spec_files(SPECS_DIR)]
-    assert {spec.id for spec in specs} == {"ad-market-simulator", "historical-evaluator", "platform-sandbox"}
+    assert {"ad-market-simulator", "historical-evaluator", "platform-sandbox"} <= {spec.id for spec in specs}
     assert {phase for spec in specs for phase in spec.phases} == set(PHASES_BY_NAME)
 
 
@@ -83,9 +84,7 @@ async def test_spec_files_are_registered_at_start_and_a_changed_version_stops_th
     stub = registry_stub_for(registry)
     listed = await stub.List(registry_pb2.ListEnvironmentsRequest(), timeout=T)
     assert {(s.id, s.version) for s in listed.specs} == {
-        ("ad-market-simulator", "1.0.0"),
-        ("historical-evaluator", "1.0.0"),
-        ("platform-sandbox", "1.0.0"),
+        (spec.id, spec.version) for _, spec in load_spec_files(SPECS_DIR)
     }
     sandbox = next(s for s in listed.specs if s.id == "platform-sandbox")
     assert sandbox.remote_protocol == registry_pb2.REMOTE_PROTOCOL_MCP

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class EnvironmentRegistrySettings(BaseModel):
@@ -24,3 +28,21 @@ class EnvironmentRegistrySettings(BaseModel):
         64 * 1024, ge=2, description="largest accepted config_json of one environment spec"
     )
     max_tags: int = Field(32, ge=0, description="most tags one environment spec may carry")
+    entry_point_modules: list[str] = Field(
+        default_factory=lambda: ["gaelp.sim", "gaelp.rl"],
+        description="module prefixes a local entry point may come from ('gaelp.sim' allows gaelp.sim "
+        "and gaelp.sim.*): the orchestrator imports what the registry names",
+    )
+    operators: dict[str, str] = Field(
+        default_factory=dict,
+        description="operator name -> SHA-256 hex of its token; Register and Deprecate need "
+        "'authorization: Bearer <token>' of one of them (none configured: nobody may write)",
+    )
+
+    @field_validator("operators")
+    @classmethod
+    def _hashes(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name, digest in value.items() if not _SHA256_HEX.match(digest)]
+        if bad:
+            raise ValueError(f"operator token hashes must be lowercase SHA-256 hex: {bad}")
+        return value
