@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import grpc
 
 from gaelp.service import InvalidArgument, rpc
-from gaelp.service.validation import require_identifier, require_text
+from gaelp.service.validation import excerpt, parse_json_object, require_identifier
 from gaelp.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from orchestrator.runs import RunManager
 
@@ -27,10 +26,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         """config_json: {"kind": "train"|"smoke", "max_env_steps": N, "episodes": N (smoke)}."""
         if request.run_id:
             require_identifier("run_id", request.run_id, max_length=64)
-        require_text("config_json", request.config_json, max_length=MAX_CONFIG_CHARS, required=False)
         config = _parse_config(request.config_json)
         kind = config.get("kind", "train")
-        if kind not in {"train", "smoke"}:
+        if not isinstance(kind, str) or kind not in {"train", "smoke"}:
             raise InvalidArgument("kind must be 'train' or 'smoke'")
         max_env_steps = _integer(config, "max_env_steps", 0, 0, 10**12)
         episodes = _integer(config, "episodes", self.runs.config.smoke_episodes, 1, 10**9)
@@ -64,15 +62,10 @@ def _integer(config: dict[str, Any], key: str, default: int, low: int, high: int
 
 
 def _parse_config(text: str) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidArgument(f"config_json is not valid JSON: {error}") from None
-    if not isinstance(config, dict):
-        raise InvalidArgument("config_json must be a JSON object")
+    config = parse_json_object("config_json", text, max_bytes=MAX_CONFIG_CHARS)
     unknown = set(config) - START_KEYS
     if unknown:
-        raise InvalidArgument(f"config_json has unknown keys: {sorted(unknown)}")
+        names = ", ".join(excerpt(key) for key in sorted(unknown)[:5])
+        known = ", ".join(sorted(START_KEYS))
+        raise InvalidArgument(f"config_json has unknown keys: {names} (known: {known})")
     return config
