@@ -36,6 +36,8 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     await producer.start()
     streams = MetricsStreams(settings, producer, MetricsInstruments(runtime.telemetry.meter("gaelp.metrics")),
                              fail)
+    # Anomaly alerts leave through streams.on_alert (async or plain callables taking a state.Alert):
+    # append a publisher here to forward them.
     await streams.start()
     dashboard = DashboardServer(streams)
     await dashboard.start()

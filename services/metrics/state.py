@@ -7,6 +7,7 @@ pure functions that fold one event into it, so the stream agents stay thin and t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -129,6 +130,30 @@ class PhaseState(BaseModel):
     last_policy_version: int = 0
     collapse_at_episode: int = Field(0, description="index of the latest downward ROAS/reward alert")
 
+    # Running sums over the window (rebuilt from it when parsed, exact again at every wrap), so the
+    # criteria evaluated after each episode cost O(1) instead of a pass over the window.
+    window_reward_sum: float = Field(0.0, exclude=True)
+    window_successes: int = Field(0, exclude=True)
+
+    def model_post_init(self, context: Any) -> None:
+        self.resum_window()
+
+    def resum_window(self) -> None:
+        self.window_reward_sum = math.fsum(point.normalized_reward for point in self.window)
+        self.window_successes = sum(1 for point in self.window if point.success)
+
+    def push_window(self, point: WindowPoint, size: int) -> None:
+        self.window.append(point)
+        self.window_reward_sum += point.normalized_reward
+        self.window_successes += point.success
+        if len(self.window) > size:
+            for old in self.window[:-size]:
+                self.window_reward_sum -= old.normalized_reward
+                self.window_successes -= old.success
+            del self.window[:-size]
+            if self.completed % size == 0:
+                self.resum_window()
+
     @property
     def completed(self) -> int:
         return self.episodes - self.failed_episodes
@@ -162,11 +187,11 @@ def median(values: list[float]) -> float:
 
 
 def window_reward(state: PhaseState) -> float:
-    return mean([point.normalized_reward for point in state.window])
+    return state.window_reward_sum / len(state.window) if state.window else 0.0
 
 
 def window_success_rate(state: PhaseState) -> float:
-    return mean([1.0 if point.success else 0.0 for point in state.window])
+    return state.window_successes / len(state.window) if state.window else 0.0
 
 
 def slope(values: list[float]) -> float:
@@ -298,8 +323,7 @@ def apply_episode(
     state.total_spend += point.spend
     state.total_revenue += point.revenue
     state.total_budget += point.budget
-    state.window.append(point)
-    del state.window[:-settings.window_episodes]
+    state.push_window(point, settings.window_episodes)
     if len(state.baseline) < settings.baseline_episodes:
         state.baseline.append(point.normalized_reward)
 
