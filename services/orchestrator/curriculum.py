@@ -2,10 +2,12 @@
 
 A task is a simulator level. The run starts at the first task (no prerequisite); each later task
 requires the one before. Performance is the rolling mean, over the last `window` evaluations, of
-the deterministic policy's ROAS as a fraction of the oracle's on that task (the same seeded days
-every time, so evaluations compare). Rules, checked after every evaluation:
+the deterministic policy's normalized reward on that task (gaelp.sim.market.policies: 0 = random
+play, 1 = the upper-bound planner; the same seeded days every time, so evaluations compare).
+Rules, checked after every evaluation:
 - advance: at least `min_env_steps` on the task and the window mean >= advance_threshold, or the
-  task's step budget is spent (recorded as advanced on budget, not on performance);
+  task's step budget is spent (recorded as advanced on budget, not on performance); the last task
+  has no budget exit: it completes on performance only (else the run's own step budget ends it);
 - regress: with a full window whose mean is below regress_threshold on a task with a
   prerequisite, the run goes back to the prerequisite (a performance collapse);
 - the run's phase-1 curriculum is complete when the last task advances.
@@ -20,7 +22,7 @@ from typing import Literal
 from gaelp.config.sections.orchestrator import CurriculumSettings
 from orchestrator.run_document import CurriculumDocument
 
-Decision = Literal["stay", "advance", "advance_on_budget", "regress", "complete", "complete_on_budget"]
+Decision = Literal["stay", "advance", "advance_on_budget", "regress", "complete"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,8 @@ class CurriculumScheduler:
         self.state.steps_on_task += steps
         self.state.episodes_on_task += episodes
 
-    def record_evaluation(self, fraction_of_oracle: float) -> Decision:
-        self._window.append(fraction_of_oracle)
+    def record_evaluation(self, normalized_reward: float) -> Decision:
+        self._window.append(normalized_reward)
         self.state.window = list(self._window)
         return self._decide()
 
@@ -67,8 +69,8 @@ class CurriculumScheduler:
         full = len(self._window) >= cfg.window
         if self.state.steps_on_task >= cfg.min_env_steps and full and mean >= cfg.advance_threshold:
             return self._move("complete" if last else "advance", +0 if last else +1)
-        if self.state.steps_on_task >= cfg.max_env_steps_per_task:
-            return self._move("complete_on_budget" if last else "advance_on_budget", 0 if last else 1)
+        if not last and self.state.steps_on_task >= cfg.max_env_steps_per_task:
+            return self._move("advance_on_budget", +1)
         if full and mean < cfg.regress_threshold and self.task.prerequisite is not None:
             return self._move("regress", -1)
         return "stay"

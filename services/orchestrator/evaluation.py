@@ -1,9 +1,11 @@
 """Scoring policies on a task, with the same seeds for every policy scored.
 
-Two kinds of task: the ad market, scored as a fraction of the oracle's ROAS; and reference tasks
-(environments whose metadata carries a `reference_return`, e.g. gymnasium CartPole), scored by
-the deterministic policy's mean episode return as a fraction of the way from random play to the
-reference return. Which one a run uses follows from the environment, not from its name.
+Two kinds of task, one yardstick: the deterministic policy's mean episode return (the reward the
+agent is trained on) as a fraction of the way from random play to an upper reference. On the ad
+market the upper reference is the planner with the true simulator parameters (gaelp.sim.market
+.policies.upper_bound_policy); on reference tasks (environments whose metadata carries a
+`reference_return`, e.g. gymnasium CartPole) it is that return. Which one a run uses follows from
+the environment, not from its name.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from gaelp.rl.algorithms.base import Agent
-from gaelp.sim.market.policies import evaluate_policy
+from gaelp.sim.market.policies import evaluate_policy, normalized_reward
 
 EVALUATION_SEED = 10_007  # fixed, and apart from training seeds, so every evaluation sees the same days
 
 
 @dataclass(frozen=True)
 class AgentScore:
-    fraction: float    # the task's score: ROAS as a fraction of the oracle's, or of the reference return
+    fraction: float    # normalized reward: (return - random's) / (upper reference's - random's)
     reward: float      # mean episode return: the reward the agent is trained on
 
 
@@ -35,28 +37,40 @@ class Evaluation(Protocol):
 
 
 class MarketEvaluation:
+    """Keeps each level's references, so that an evaluation is normalized on them."""
+
+    def __init__(self) -> None:
+        self._references: dict[int, dict[str, float]] = {}
+
     def reference_scores(self, level: int, envs: int) -> dict[str, float]:
-        return reference_scores(level, envs)
+        self._references[level] = reference_scores(level, envs)
+        return self._references[level]
 
     def evaluate(self, agent: Agent, level: int, envs: int, oracle_roas: float) -> AgentScore:
-        return evaluate_agent(agent, level, envs, oracle_roas)
+        del oracle_roas  # kept by the interface; the market is scored on the reward yardstick
+        if level not in self._references:
+            self.reference_scores(level, envs)
+        return evaluate_agent(agent, level, envs, self._references[level])
 
 
 def reference_scores(level: int, envs: int) -> dict[str, float]:
-    """The oracle's ROAS, the random and heuristic policies' ROAS as fractions of it, and each
-    reference's mean episode reward."""
+    """Mean episode reward of random play, the heuristic and the upper-bound planner ("oracle_reward"),
+    and the random and heuristic policies on the normalized yardstick (random is 0 by definition,
+    the planner 1). "oracle_roas" is the planner's ROAS, for the report only."""
     results = {name: evaluate_policy(name, level, num_envs=envs, seed=EVALUATION_SEED)
-               for name in ("oracle", "random", "heuristic")}
-    oracle_roas = results["oracle"].mean_roas
+               for name in ("upper_bound", "random", "heuristic")}
+    random_reward, upper_reward = results["random"].mean_reward, results["upper_bound"].mean_reward
     return {
-        "oracle_roas": oracle_roas,
-        "random": results["random"].mean_roas / oracle_roas,
-        "heuristic": results["heuristic"].mean_roas / oracle_roas,
-        **{f"{name}_reward": result.mean_reward for name, result in results.items()},
+        "oracle_roas": results["upper_bound"].mean_roas,
+        "random": 0.0,
+        "heuristic": normalized_reward(results["heuristic"].mean_reward, random_reward, upper_reward),
+        "random_reward": random_reward,
+        "heuristic_reward": results["heuristic"].mean_reward,
+        "oracle_reward": upper_reward,
     }
 
 
-def evaluate_agent(agent: Agent, level: int, envs: int, oracle_roas: float) -> AgentScore:
+def evaluate_agent(agent: Agent, level: int, envs: int, references: dict[str, float]) -> AgentScore:
     """The agent's deterministic policy on the market task, on the references' seeds."""
 
     def factory(env: Any) -> Any:
@@ -67,7 +81,8 @@ def evaluate_agent(agent: Agent, level: int, envs: int, oracle_roas: float) -> A
         return act
 
     result = evaluate_policy(factory, level, num_envs=envs, seed=EVALUATION_SEED)
-    return AgentScore(result.mean_roas / oracle_roas, result.mean_reward)
+    fraction = normalized_reward(result.mean_reward, references["random_reward"], references["oracle_reward"])
+    return AgentScore(fraction, result.mean_reward)
 
 
 def mean_episode_return(env: VectorEnv, act: Any, env_actions: Any, seed: int) -> float:

@@ -7,6 +7,7 @@ import uuid
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gaelp.bus.tensors import to_tensor
+from gaelp.sim.market.policies import normalized_reward
 from gaelp.v1 import common_pb2, events_pb2
 from orchestrator.actor import Chunk, FinishedEpisode
 
@@ -51,10 +52,10 @@ def episode_summary(
     curriculum_level: int = 0,
     curriculum_levels: int = 0,
 ) -> events_pb2.EpisodeSummary:
-    """references: the task's oracle ROAS ("oracle_roas") and the random and heuristic policies'
-    ROAS as fractions of it; normalized_reward is this episode's ROAS on the same scale."""
+    """references: the task's mean episode rewards of random play ("random_reward") and of the upper
+    reference ("oracle_reward"), and the random and heuristic policies on the normalized scale;
+    normalized_reward is this episode's reward on that same scale (gaelp.sim.market.policies)."""
     metrics = episode.metrics
-    oracle_roas = references["oracle_roas"]
     roas = metrics.get("roas", 0.0)
     return events_pb2.EpisodeSummary(
         run_id=run_id,
@@ -64,7 +65,8 @@ def episode_summary(
         policy_version=policy_version,
         steps=episode.steps,
         total_reward=episode.total_reward,
-        normalized_reward=normalized_roas(roas, oracle_roas),
+        normalized_reward=normalized_reward(episode.total_reward, references["random_reward"],
+                                            references["oracle_reward"]),
         spend=metrics.get("spend", 0.0),
         revenue=metrics.get("revenue", 0.0),
         roas=roas,
@@ -84,9 +86,3 @@ def episode_summary(
         },
     )
 
-
-def normalized_roas(roas: float, oracle_roas: float) -> float:
-    """ROAS as a fraction of the oracle's on the same task, clipped to [0, 1]."""
-    if oracle_roas <= 0:
-        return 0.0
-    return float(min(max(roas / oracle_roas, 0.0), 1.0))

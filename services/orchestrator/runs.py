@@ -18,8 +18,10 @@ import uuid
 from dataclasses import dataclass, field
 
 import grpc
+from opentelemetry import trace
 
 from gaelp.bus import EPISODES, TRANSITIONS, BusProducer
+from gaelp.bus.tracing import root_span
 from gaelp.config import GaelpSettings
 from gaelp.service import FailedPrecondition, NotFound
 from gaelp.sim import CURRICULUM_LEVELS
@@ -90,6 +92,7 @@ class RunManager:
         self.level_names = [level.name for level in CURRICULUM_LEVELS]
         self.host = socket.gethostname()
         self.runs: dict[str, Run] = {}
+        self.tracer = trace.get_tracer("gaelp.orchestrator")
 
     # ---- control ---------------------------------------------------------------------------
     def _new_run(self, document: RunDocument) -> Run:
@@ -310,7 +313,10 @@ class RunManager:
                 actors = self._actors(run, task.level)
                 continue
             failures = 0
-            decision = await self._publish_round(run, chunks, refs)
+            # One trace per round: its transition batches and episodes, and what consumed them.
+            round_attributes = {"gaelp.run_id": document.run_id, "gaelp.task": task.name}
+            with root_span(self.tracer, "rollout round", round_attributes):
+                decision = await self._publish_round(run, chunks, refs)
             pace.produced += sum(chunk.samples for chunk in chunks)
             if decision != "stay" or self._finished(run):
                 await self._close_task(run, report, decision)
@@ -400,6 +406,6 @@ class RunManager:
                 report.decision = decision
                 report.episodes = int(str(last["episodes"]))
                 report.env_steps = int(str(last["steps"]))
-        if decision in {"complete", "complete_on_budget"} or self._finished(run):
+        if decision == "complete" or self._finished(run):
             document.state = "completed"
         await self._save(document)

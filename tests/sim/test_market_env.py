@@ -14,7 +14,7 @@ from gaelp.sim import AD_MARKET_ID, CURRICULUM_LEVELS, AdMarketVectorEnv, curric
 from gaelp.sim.market.config import load_level_config
 from gaelp.sim.market.env import EPISODE_METRICS
 from gaelp.sim.market.observation import FEATURE_GROUPS
-from gaelp.sim.market.policies import evaluate_policy
+from gaelp.sim.market.policies import evaluate_policy, normalized_reward
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*symmetric and normalized space.*")
 
@@ -120,6 +120,27 @@ def test_oracle_beats_heuristic_beats_random_on_roas(level: int) -> None:
         for name in ("random", "heuristic", "oracle")
     }
     assert roas["oracle"] >= roas["heuristic"] >= roas["random"] > 0.0, roas
+
+
+@pytest.mark.parametrize("level", range(len(CURRICULUM_LEVELS)))
+def test_upper_bound_planner_beats_heuristic_beats_random_on_the_training_reward(level: int) -> None:
+    """The yardstick's references are ordered on the reward the agent is trained on, on other days
+    than the evaluation seed, with a margin: the upper bound is no tie with the heuristic."""
+    reward = {
+        name: evaluate_policy(name, level, num_envs=32, episodes_per_env=1, seed=200 + level).mean_reward
+        for name in ("random", "heuristic", "upper_bound")
+    }
+    assert reward["upper_bound"] > reward["heuristic"] + 5.0 > reward["random"] + 5.0, reward
+    heuristic = normalized_reward(reward["heuristic"], reward["random"], reward["upper_bound"])
+    assert 0.0 < heuristic < 1.0
+
+
+def test_normalized_reward_is_zero_at_random_one_at_the_upper_bound_and_not_clipped() -> None:
+    assert normalized_reward(10.0, 10.0, 50.0) == 0.0
+    assert normalized_reward(50.0, 10.0, 50.0) == 1.0
+    assert normalized_reward(60.0, 10.0, 50.0) == pytest.approx(1.25)
+    assert normalized_reward(0.0, 10.0, 50.0) == pytest.approx(-0.25)
+    assert normalized_reward(5.0, 10.0, 10.0) == 0.0, "no span: nothing to normalize on"
 
 
 def test_curriculum_gets_harder_and_levels_load_from_yaml(tmp_path) -> None:

@@ -20,13 +20,18 @@ class CurriculumSettings(BaseModel):
     window: int = Field(2, ge=1, description="evaluations in the rolling performance window")
     min_env_steps: int = Field(24_576, ge=0, description="steps on a task before it can advance")
     advance_threshold: float = Field(
-        0.9, gt=0, description="advance when the window's ROAS as a fraction of oracle reaches this"
+        0.7, gt=0,
+        description="advance when the window's normalized reward (0 = random play, 1 = the upper-bound"
+        " planner) reaches this; the phase-1 graduation bar",
     )
     regress_threshold: float = Field(
-        0.3, ge=0, description="go back to the previous task when the window falls below this"
+        0.0, ge=0,
+        description="go back to the previous task when the window falls below this (0: below random play)",
     )
     max_env_steps_per_task: int = Field(
-        150_000, ge=1, description="advance after this many steps even without reaching the threshold"
+        150_000, ge=1,
+        description="advance after this many steps even without reaching the threshold (not the last task,"
+        " which completes on performance only)",
     )
     evaluation_envs: int = Field(64, ge=1, description="campaigns in each level evaluation")
 
