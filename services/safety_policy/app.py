@@ -29,9 +29,9 @@ SERVICE_NAME = "gaelp.v1.SafetyPolicy"
 
 async def open_ledger(settings: GaelpSettings) -> tuple[Database, SpendLedger, ApprovalStore]:
     """Connect, migrate and register the configured campaigns."""
-    db = await Database.connect(settings.database.url)
-    await db.migrate(COMPONENT, MIGRATIONS)
     section = settings.safety_policy
+    db = await Database.connect(settings.database.url, pool_size=section.database_pool_size)
+    await db.migrate(COMPONENT, MIGRATIONS)
     ledger = SpendLedger(db, section.reservation_ttl_s)
     for campaign in section.campaigns:
         try:

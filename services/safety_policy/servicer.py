@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gaelp.config.sections.safety_policy import SafetyPolicySettings
 from gaelp.db.ledger import (
+    MICROS_PER_DOLLAR,
     CampaignConflict,
     CommitExceedsReservation,
     IdempotencyConflict,
@@ -117,6 +119,19 @@ def _real_money_phase(name: str, phase: int) -> int:
     return require_enum(name, phase, REAL_MONEY_PHASES)
 
 
+def require_micros(name: str, value: float, *, maximum: float, allow_zero: bool = False) -> int:
+    """Dollars as a whole number of micro-dollars: finite, in range, at least one micro-dollar unless
+    zero is allowed, and no fraction of a micro-dollar (which the ledger could only round away)."""
+    require_number(name, value, minimum=0.0, maximum=maximum)
+    scaled = value * MICROS_PER_DOLLAR
+    micros = round(scaled)
+    if not math.isclose(scaled, micros, rel_tol=1e-9, abs_tol=1e-6):
+        raise InvalidArgument(f"{name} must be a whole number of micro-dollars (at most 6 decimals)")
+    if micros < 1 and not allow_zero:
+        raise InvalidArgument(f"{name} must be at least one micro-dollar (0.000001)")
+    return micros
+
+
 def _optional_identifier(name: str, value: str) -> str:
     return require_identifier(name, value) if value else ""
 
@@ -134,11 +149,10 @@ class SafetyPolicyServicer(safety_pb2_grpc.SafetyPolicyServicer):
         self.approvals = approvals
         self.auth = OperatorAuth(settings.operators)
         self.clock = clock
+        self._limits = {phase: spend_limits(settings, phase) for phase in REAL_MONEY_PHASES}
 
     def _amount(self, name: str, value: float, *, allow_zero: bool = False) -> int:
-        require_number(name, value, minimum=0.0, exclusive_minimum=not allow_zero,
-                       maximum=self.settings.max_amount)
-        return to_micros(value)
+        return require_micros(name, value, maximum=self.settings.max_amount, allow_zero=allow_zero)
 
     async def _known_campaign(self, campaign_id: str) -> None:
         require_identifier("campaign_id", campaign_id)
@@ -167,7 +181,7 @@ class SafetyPolicyServicer(safety_pb2_grpc.SafetyPolicyServicer):
                     run_id=request.run_id,
                     bid_micros=bid,
                 ),
-                spend_limits(self.settings, phase),
+                self._limits[phase],
                 self.clock(),
             )
         except UnknownCampaign as error:
@@ -194,7 +208,9 @@ class SafetyPolicyServicer(safety_pb2_grpc.SafetyPolicyServicer):
         _optional_identifier("idempotency_key", request.idempotency_key)
         now = self.clock()
         try:
-            outcome = await self.ledger.commit(request.reservation_id, actual, request.idempotency_key, now)
+            outcome = await self.ledger.commit(
+                request.reservation_id, actual, request.idempotency_key, now, self._limits_of
+            )
         except UnknownReservation as error:
             raise NotFound(str(error)) from error
         except ReservationClosed as error:
@@ -207,6 +223,9 @@ class SafetyPolicyServicer(safety_pb2_grpc.SafetyPolicyServicer):
             committed=to_dollars(outcome.committed_micros),
             released=to_dollars(outcome.released_micros),
         )
+
+    def _limits_of(self, phase: int) -> SpendLimits:
+        return self._limits[phase]
 
     async def _commit_breach(self, reservation_id: str, actual: int, detail: str, now: float) -> None:
         reservation = await self.ledger.reservation(reservation_id)
@@ -224,6 +243,7 @@ class SafetyPolicyServicer(safety_pb2_grpc.SafetyPolicyServicer):
                     action_taken="refused",
                     detail=f"reservation {reservation_id}: {detail}",
                     occurred_at=now,
+                    violation_id=f"commit_exceeds:{reservation_id}:{actual}",
                 ),
             )
 

@@ -19,8 +19,10 @@ from gaelp.safety.loadgen import (
     LimitsMicros,
     LoadRecord,
     client,
+    ledger_breach_list,
     ledger_breaches,
     ledger_rows,
+    ledger_violations,
     run_clients,
 )
 from gaelp.v1 import common_pb2, safety_pb2, safety_pb2_grpc
@@ -117,10 +119,21 @@ async def test_64_clients_never_pass_a_limit(
     assert len(record.committed) > 20
 
 
+async def wait_until_no_open_reservation(url: str, timeout_s: float = 60.0) -> None:
+    """The sweeper closes what the clients left open (TTL 2 s); polled, not timed."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while any(row["state"] == "reserved" for row in await ledger_rows(url)):
+        assert asyncio.get_running_loop().time() < deadline, "reservations stayed open"
+        await asyncio.sleep(0.3)
+
+
 async def test_sigkill_mid_load_loses_no_acknowledged_commit(
-    tmp_path: Path, tools: Any, safety_process_factory: Any
+    ledger_url: str, tools: Any, safety_process_factory: Any
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    """A commit retried after the restart may find its reservation expired (TTL 2 s, a restart on a
+    busy machine takes longer): the spend is recorded all the same, and where the headroom it had
+    was granted to someone else meanwhile, the passed limit is reported as a violation."""
+    url = ledger_url
     service = safety_process_factory(url, load_section(tools))
     service.start()
     await service.wait_serving()
@@ -139,21 +152,35 @@ async def test_sigkill_mid_load_loses_no_acknowledged_commit(
     await asyncio.gather(*clients)
     assert record.retries > 0, "the clients never saw the crash"
     assert acknowledged_before_kill
+    await wait_until_no_open_reservation(url)
 
-    # Deliberate retries after the restart: same key -> same reservation, same commit -> no new spend.
-    rows_before = await ledger_rows(url)
+    # Deliberate retries after the restart: same key -> same answer (grant or refusal), same commit ->
+    # no new spend, and no violation written twice.
+    rows_before, violations_before = await ledger_rows(url), await ledger_violations(url)
     async with grpc.aio.insecure_channel(service.target, options=CHANNEL_OPTIONS) as channel:
         stub = safety_pb2_grpc.SafetyPolicyStub(channel)
         for key, reserve in list(record.granted_requests.items())[:20]:
             replay = await stub.ReserveSpend(reserve)
             assert replay.granted and replay.reservation_id == record.granted[key]
+        for refused in list(record.refused_requests.values())[:20]:
+            replay = await stub.ReserveSpend(refused)
+            assert not replay.granted and replay.refused_by
         for reservation_id, micros in list(acknowledged_before_kill.items())[:20]:
             again = await stub.CommitSpend(
                 safety_pb2.CommitSpendRequest(reservation_id=reservation_id, actual_amount=micros / 1e6)
             )
             assert to_micros(again.committed) == micros
     assert await ledger_rows(url) == rows_before
+    violations = await ledger_violations(url)
+    assert violations == violations_before
 
-    rows = await ledger_rows(url)
-    assert_ledger_agrees(rows, record)
-    assert await ledger_breaches(url, LIMITS) == []
+    assert_ledger_agrees(await ledger_rows(url), record)
+    # One violation per refusal a client was told about, however often it was asked.
+    refusals = [v for v in violations if v["action_taken"] == "refused"]
+    assert len(refusals) == sum(record.refused_by.values())
+    # Only spend recorded on a closed reservation may pass a limit, and each time it was reported.
+    reported = {
+        (v["rule"], v["campaign_id"]) for v in violations if v["action_taken"] == "recorded_over_limit"
+    }
+    for breach in await ledger_breach_list(url, LIMITS):
+        assert (breach.limit, breach.campaign_id) in reported, breach

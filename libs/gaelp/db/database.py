@@ -218,4 +218,17 @@ class Database:
 
 
 def _statements(script: str) -> list[str]:
-    return [part.strip() for part in script.split(";") if part.strip()]
+    """Split on semicolons outside $$-quoted bodies (function definitions contain semicolons)."""
+    statements, current = [], ""
+    for index, piece in enumerate(script.split("$$")):
+        if index % 2:
+            current += f"$${piece}$$"
+            continue
+        first, *rest = piece.split(";")
+        current += first
+        if rest:
+            statements.append(current)
+            *complete, current = rest
+            statements += complete
+    statements.append(current)
+    return [statement.strip() for statement in statements if statement.strip()]

@@ -6,6 +6,16 @@ campaign's lock (SQLite: BEGIN IMMEDIATE behind one writer; PostgreSQL: an advis
 committed + outstanding can never pass a limit. Limits are per campaign: the day (in the campaign's
 time zone, all phases), the episode of a phase and the phase total. The emergency-stop row is read
 FOR SHARE on PostgreSQL so that a stop waits for reservations in flight and every later one sees it.
+
+On PostgreSQL the reserve decision is the function safety_reserve (ledger_schema.py), one round trip
+with the lock held only inside the server; on SQLite the same rules run here in Python.
+
+Every answer is idempotent across restarts: a reservation and a refusal are stored under the
+request's idempotency key and a retry gets the stored answer; violations carry ids derived from what
+caused them, so a retry never writes one twice. Spend the platform reports is always recorded: a
+commit for a reservation that expired or was released is recorded too, and raises a violation for
+every limit it makes the campaign pass. Commits and releases of an open reservation only lower usage,
+so they take no campaign lock: one conditional UPDATE each.
 """
 
 from __future__ import annotations
@@ -13,26 +23,33 @@ from __future__ import annotations
 import math
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from gaelp.db.database import Database, Executor, Row
-from gaelp.db.ledger_outbox import ViolationRecord, record_violation
+from gaelp.db.ledger_outbox import Severity, ViolationRecord, record_violation
 
 MICROS_PER_DOLLAR = 1_000_000
 
 
 def to_micros(dollars: float) -> int:
     if not math.isfinite(dollars):
-        raise ValueError(f"amount must be finite, got {dollars}")
+        raise ValueError("amount must be finite")
     return round(dollars * MICROS_PER_DOLLAR)
 
 
 def to_dollars(micros: int) -> float:
     return micros / MICROS_PER_DOLLAR
+
+
+def format_dollars(micros: int) -> str:
+    """Dollars without trailing zeros (1.5, 2, 0.000001), as safety_dollars prints them in SQL."""
+    return format(Decimal(micros).scaleb(-6).normalize(), "f")
 
 
 def local_day(at: float, time_zone: str) -> str:
@@ -57,7 +74,7 @@ class IdempotencyConflict(LedgerError):
 
 
 class ReservationClosed(LedgerError):
-    """The reservation was released, expired or committed with another amount."""
+    """The reservation was committed with another amount, or is committed and cannot be released."""
 
 
 class CommitExceedsReservation(LedgerError):
@@ -78,6 +95,9 @@ class SpendLimits:
     daily_ceiling_micros: int
     requires_entry_approval: bool
     budget_steps_apply: bool  # phase 4: approved steps raise the campaign's daily limit
+
+
+LimitsOfPhase = Callable[[int], SpendLimits]
 
 
 @dataclass(frozen=True)
@@ -145,6 +165,13 @@ class BudgetUsage:
     emergency_stopped: bool
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    refused_by: str
+    reason: str
+    severity: Severity
+
+
 def _reservation(row: Row) -> Reservation:
     return Reservation(**{key: row[key] for key in Reservation.__dataclass_fields__})
 
@@ -159,12 +186,29 @@ def _campaign(row: Row) -> Campaign:
 
 
 _RESERVATION_COLUMNS = ", ".join(Reservation.__dataclass_fields__)
+_USAGE_SQL = (
+    "SELECT"
+    " COALESCE(SUM(CASE WHEN day = $2 THEN spend END), 0) AS day_used,"
+    " COALESCE(SUM(CASE WHEN phase = $3 THEN spend END), 0) AS phase_used,"
+    " COALESCE(SUM(CASE WHEN phase = $3 AND episode_id = $4 THEN spend END), 0) AS episode_used"
+    " FROM (SELECT day, phase, episode_id,"
+    "   CASE WHEN state = 'committed' THEN committed_micros ELSE amount_micros END AS spend"
+    "   FROM safety_reservations WHERE campaign_id = $1 AND state IN ('reserved', 'committed')"
+    " ) AS active"
+)
+_RESERVE_SQL = (
+    "SELECT outcome, refused_by, reason, remaining FROM safety_reserve("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+)
 
 
 class SpendLedger:
     def __init__(self, db: Database, reservation_ttl_s: float) -> None:
         self.db = db
         self.reservation_ttl_s = reservation_ttl_s
+        # A campaign's time zone never changes once registered (re-registering differently is a
+        # conflict), so the zone that decides a reservation's day is looked up once per campaign.
+        self._time_zones: dict[str, str] = {}
 
     @staticmethod
     def lock_key(campaign_id: str) -> str:
@@ -207,79 +251,22 @@ class SpendLedger:
         )
         return _reservation(row) if row is not None else None
 
-    async def reserve(self, request: ReserveRequest, limits: SpendLimits, now: float) -> ReserveOutcome:
-        """Grant the reservation if no limit would be passed; a refusal is queued as a violation."""
-        try:
-            async with self.db.transaction(lock_key=self.lock_key(request.campaign_id)) as tx:
-                return await self._reserve(tx, request, limits, now)
-        except (sqlite3.IntegrityError, asyncpg.UniqueViolationError) as error:
-            # Only a concurrent reuse of the key for another campaign gets here (same-campaign
-            # retries are serialized by the lock and answered from the stored reservation).
-            raise IdempotencyConflict(
-                f"idempotency key {request.idempotency_key!r} is already used by another reservation"
-            ) from error
-
-    async def _reserve(
-        self, tx: Executor, request: ReserveRequest, limits: SpendLimits, now: float
-    ) -> ReserveOutcome:
-        existing = await tx.fetchrow(
-            f"SELECT {_RESERVATION_COLUMNS} FROM safety_reservations WHERE idempotency_key = $1",
-            request.idempotency_key,
-        )
-        if existing is not None:
-            return _replayed(_reservation(existing), request)
-        campaign_row = await tx.fetchrow(
-            "SELECT * FROM safety_campaigns WHERE campaign_id = $1", request.campaign_id
-        )
-        if campaign_row is None:
-            raise UnknownCampaign(f"campaign {request.campaign_id!r} is not registered")
-        campaign = _campaign(campaign_row)
-        await tx.execute(
-            "UPDATE safety_reservations SET state = 'expired', closed_at = $2"
-            " WHERE campaign_id = $1 AND state = 'reserved' AND expires_at <= $2",
-            request.campaign_id,
-            now,
-        )
-        day = local_day(now, campaign.time_zone)
-        daily_limit = await _daily_limit(tx, campaign, limits)
-        usage = await tx.fetchrow(
-            "SELECT"
-            " COALESCE(SUM(CASE WHEN day = $2 THEN spend END), 0) AS day_used,"
-            " COALESCE(SUM(CASE WHEN phase = $3 THEN spend END), 0) AS phase_used,"
-            " COALESCE(SUM(CASE WHEN phase = $3 AND episode_id = $4 THEN spend END), 0) AS episode_used"
-            " FROM (SELECT day, phase, episode_id,"
-            "   CASE WHEN state = 'committed' THEN committed_micros ELSE amount_micros END AS spend"
-            "   FROM safety_reservations WHERE campaign_id = $1 AND state IN ('reserved', 'committed')"
-            " ) AS active",
-            request.campaign_id,
-            day,
-            request.phase,
-            request.episode_id,
-        )
-        assert usage is not None
-        headroom = {
-            "episode_limit": limits.episode_micros - int(usage["episode_used"]),
-            "daily_limit": daily_limit - int(usage["day_used"]),
-            "phase_total": limits.phase_total_micros - int(usage["phase_used"]),
-        }
-        refusal = await self._refusal(tx, campaign, request, limits, headroom)
-        if refusal is not None:
-            refused_by, reason, severity = refusal
-            await record_violation(
-                tx,
-                ViolationRecord(
-                    campaign_id=request.campaign_id,
-                    run_id=request.run_id,
-                    rule=refused_by,
-                    severity=severity,
-                    amount_micros=request.amount_micros,
-                    phase=request.phase,
-                    action_taken="refused",
-                    detail=reason,
-                    occurred_at=now,
-                ),
+    async def _time_zone(self, campaign_id: str) -> str:
+        zone = self._time_zones.get(campaign_id)
+        if zone is None:
+            zone = await self.db.fetchval(
+                "SELECT time_zone FROM safety_campaigns WHERE campaign_id = $1", campaign_id
             )
-            return ReserveOutcome(False, None, refused_by, reason, max(min(headroom.values()), 0))
+            if zone is None:
+                raise UnknownCampaign(f"campaign {campaign_id!r} is not registered")
+            self._time_zones[campaign_id] = zone
+        return zone
+
+    async def reserve(self, request: ReserveRequest, limits: SpendLimits, now: float) -> ReserveOutcome:
+        """Grant the reservation if no limit would be passed; a refusal is queued as a violation.
+
+        A key already decided gets the stored answer (the same grant, or the same refusal)."""
+        day = local_day(now, await self._time_zone(request.campaign_id))
         reservation = Reservation(
             reservation_id=uuid.uuid4().hex,
             idempotency_key=request.idempotency_key,
@@ -296,56 +283,166 @@ class SpendLedger:
             created_at=now,
             expires_at=now + self.reservation_ttl_s,
         )
+        try:
+            if self.db.dialect == "postgresql":
+                outcome = await self._reserve_postgres(reservation, limits)
+            else:
+                async with self.db.transaction(lock_key=self.lock_key(request.campaign_id)) as tx:
+                    outcome = await self._reserve_sqlite(tx, reservation, limits)
+        except (sqlite3.IntegrityError, asyncpg.UniqueViolationError) as error:
+            # Only a concurrent reuse of the key for another campaign gets here (same-campaign
+            # retries are serialized by the lock and answered from the stored decision).
+            raise IdempotencyConflict(
+                f"idempotency key {request.idempotency_key[:64]!r} is already used by another reservation"
+            ) from error
+        return outcome if outcome is not None else await self._replay(request)
+
+    async def _reserve_postgres(self, reservation: Reservation, limits: SpendLimits) -> ReserveOutcome | None:
+        row = await self.db.fetchrow(
+            _RESERVE_SQL,
+            reservation.reservation_id,
+            reservation.campaign_id,
+            reservation.phase,
+            reservation.amount_micros,
+            reservation.idempotency_key,
+            reservation.episode_id,
+            reservation.run_id,
+            reservation.bid_micros,
+            reservation.day,
+            reservation.created_at,
+            reservation.expires_at,
+            limits.episode_micros,
+            limits.phase_total_micros,
+            limits.max_bid_micros,
+            limits.daily_ceiling_micros,
+            limits.requires_entry_approval,
+            limits.budget_steps_apply,
+        )
+        assert row is not None
+        if row["outcome"] == "replay":
+            return None
+        if row["outcome"] == "unknown_campaign":
+            raise UnknownCampaign(f"campaign {reservation.campaign_id!r} is not registered")
+        if row["outcome"] == "refused":
+            return ReserveOutcome(False, None, row["refused_by"], row["reason"], row["remaining"])
+        return ReserveOutcome(True, reservation, "", "", row["remaining"])
+
+    async def _reserve_sqlite(
+        self, tx: Executor, reservation: Reservation, limits: SpendLimits
+    ) -> ReserveOutcome | None:
+        """The rules of safety_reserve; None when the key is already decided."""
+        key = reservation.idempotency_key
+        decided = await tx.fetchval(
+            "SELECT 1 FROM safety_reservations WHERE idempotency_key = $1"
+            " UNION ALL SELECT 1 FROM safety_refusals WHERE idempotency_key = $1",
+            key,
+        )
+        if decided is not None:
+            return None
+        campaign_row = await tx.fetchrow(
+            "SELECT * FROM safety_campaigns WHERE campaign_id = $1", reservation.campaign_id
+        )
+        if campaign_row is None:
+            raise UnknownCampaign(f"campaign {reservation.campaign_id!r} is not registered")
+        campaign = _campaign(campaign_row)
+        now = reservation.created_at
+        await tx.execute(
+            "UPDATE safety_reservations SET state = 'expired', closed_at = $2"
+            " WHERE campaign_id = $1 AND state = 'reserved' AND expires_at <= $2",
+            campaign.campaign_id,
+            now,
+        )
+        headroom = await _headroom(tx, campaign, reservation.day, reservation.phase,
+                                   reservation.episode_id, limits)
+        remaining = min(headroom.values())
+        refusal = await _refusal(tx, campaign, reservation, limits, headroom)
+        if refusal is not None:
+            remaining = max(remaining, 0)
+            await tx.execute(
+                "INSERT INTO safety_refusals (idempotency_key, campaign_id, phase, episode_id,"
+                " amount_micros, refused_by, reason, remaining_micros, refused_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                key,
+                reservation.campaign_id,
+                reservation.phase,
+                reservation.episode_id,
+                reservation.amount_micros,
+                refusal.refused_by,
+                refusal.reason,
+                remaining,
+                now,
+            )
+            await record_violation(
+                tx,
+                ViolationRecord(
+                    campaign_id=reservation.campaign_id,
+                    run_id=reservation.run_id,
+                    rule=refusal.refused_by,
+                    severity=refusal.severity,
+                    amount_micros=reservation.amount_micros,
+                    phase=reservation.phase,
+                    action_taken="refused",
+                    detail=refusal.reason,
+                    occurred_at=now,
+                    violation_id=f"refused:{key}",
+                ),
+            )
+            return ReserveOutcome(False, None, refusal.refused_by, refusal.reason, remaining)
         await tx.execute(
             f"INSERT INTO safety_reservations ({_RESERVATION_COLUMNS})"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             *(getattr(reservation, name) for name in Reservation.__dataclass_fields__),
         )
-        remaining = min(headroom.values()) - request.amount_micros
-        return ReserveOutcome(True, reservation, "", "", remaining)
+        return ReserveOutcome(True, reservation, "", "", remaining - reservation.amount_micros)
 
-    async def _refusal(
-        self,
-        tx: Executor,
-        campaign: Campaign,
-        request: ReserveRequest,
-        limits: SpendLimits,
-        headroom: dict[str, int],
-    ) -> tuple[str, str, str] | None:
-        """(limit name, reason, severity) of the first rule the request breaks, or None."""
-        stop_sql = "SELECT stopped, reason FROM safety_emergency_stop WHERE id = 1"
-        if self.db.dialect == "postgresql":
-            stop_sql += " FOR SHARE"
-        stop = await tx.fetchrow(stop_sql)
-        if stop is not None and stop["stopped"]:
-            return "emergency_stop", f"emergency stop in force: {stop['reason']}", "critical"
-        if limits.requires_entry_approval and not campaign.phase_entry_approved:
-            return (
-                "phase_entry_approval",
-                f"campaign {campaign.campaign_id!r} has no approved enter_phase_3 request",
-                "critical",
-            )
-        if request.bid_micros > limits.max_bid_micros:
-            return (
-                "max_bid",
-                f"bid {to_dollars(request.bid_micros)} exceeds the maximum bid"
-                f" {to_dollars(limits.max_bid_micros)}",
-                "warning",
-            )
-        for limit_name, left in headroom.items():
-            if request.amount_micros > left:
-                return (
-                    limit_name,
-                    f"reserving {to_dollars(request.amount_micros)} would pass the {limit_name};"
-                    f" {to_dollars(max(left, 0))} left",
-                    "warning",
-                )
-        return None
+    async def _replay(self, request: ReserveRequest) -> ReserveOutcome:
+        """The stored answer for a key decided before (grant or refusal), if the request is the same."""
+        row = await self.db.fetchrow(
+            f"SELECT {_RESERVATION_COLUMNS} FROM safety_reservations WHERE idempotency_key = $1",
+            request.idempotency_key,
+        )
+        if row is not None:
+            existing = _reservation(row)
+            _same_request(request, existing.campaign_id, existing.phase, existing.amount_micros,
+                          existing.episode_id)
+            return ReserveOutcome(True, existing, "", "", 0)
+        refused = await self.db.fetchrow(
+            "SELECT campaign_id, phase, episode_id, amount_micros, refused_by, reason, remaining_micros"
+            " FROM safety_refusals WHERE idempotency_key = $1",
+            request.idempotency_key,
+        )
+        assert refused is not None, "a decided key has a reservation or a refusal"
+        _same_request(request, refused["campaign_id"], refused["phase"], refused["amount_micros"],
+                      refused["episode_id"])
+        return ReserveOutcome(
+            False, None, refused["refused_by"], refused["reason"], refused["remaining_micros"]
+        )
 
     async def commit(
-        self, reservation_id: str, actual_micros: int, commit_key: str, now: float
+        self,
+        reservation_id: str,
+        actual_micros: int,
+        commit_key: str,
+        now: float,
+        limits_of: LimitsOfPhase,
     ) -> CommitOutcome:
-        """Record what was spent (at most the reserved amount); the rest is released."""
+        """Record what was spent (at most the reserved amount); the rest is released.
+
+        Spend on a reservation that expired or was released is recorded all the same (the platform
+        spent it), with a violation for each limit the campaign then passes."""
+        # Fast path: an open reservation; one statement, its own transaction.
+        amount = await self.db.fetchval(
+            "UPDATE safety_reservations SET state = 'committed', committed_micros = $2,"
+            " commit_key = $3, closed_at = $4"
+            " WHERE reservation_id = $1 AND state = 'reserved' AND expires_at > $4"
+            " AND amount_micros >= $2 RETURNING amount_micros",
+            reservation_id,
+            actual_micros,
+            commit_key,
+            now,
+        )
+        if amount is not None:
+            return CommitOutcome(reservation_id, actual_micros, amount - actual_micros)
         found = await self.reservation(reservation_id)
         if found is None:
             raise UnknownReservation(f"reservation {reservation_id!r} does not exist")
@@ -361,23 +458,14 @@ class SpendLedger:
                     return _commit_outcome(current)
                 raise ReservationClosed(
                     f"reservation {reservation_id} was already committed with"
-                    f" {to_dollars(current.committed_micros)}"
+                    f" {format_dollars(current.committed_micros)}"
                 )
-            if current.state == "reserved" and current.expires_at <= now:
-                await tx.execute(
-                    "UPDATE safety_reservations SET state = 'expired', closed_at = $2"
-                    " WHERE reservation_id = $1",
-                    reservation_id,
-                    now,
-                )
-                raise ReservationClosed(f"reservation {reservation_id} expired before the commit")
-            if current.state != "reserved":
-                raise ReservationClosed(f"reservation {reservation_id} is {current.state}")
             if actual_micros > current.amount_micros:
                 raise CommitExceedsReservation(
-                    f"actual amount {to_dollars(actual_micros)} exceeds the reserved"
-                    f" {to_dollars(current.amount_micros)}"
+                    f"actual amount {format_dollars(actual_micros)} exceeds the reserved"
+                    f" {format_dollars(current.amount_micros)}"
                 )
+            was = "expired" if current.state == "reserved" else current.state
             await tx.execute(
                 "UPDATE safety_reservations SET state = 'committed', committed_micros = $2,"
                 " commit_key = $3, closed_at = $4 WHERE reservation_id = $1",
@@ -386,28 +474,67 @@ class SpendLedger:
                 commit_key,
                 now,
             )
+            if actual_micros > 0:
+                await self._late_commit_violations(tx, current, actual_micros, was, now, limits_of)
         return CommitOutcome(reservation_id, actual_micros, current.amount_micros - actual_micros)
+
+    async def _late_commit_violations(
+        self,
+        tx: Executor,
+        reservation: Reservation,
+        actual_micros: int,
+        was: str,
+        now: float,
+        limits_of: LimitsOfPhase,
+    ) -> None:
+        """A violation (id from the reservation and the limit) per limit the recorded spend passes."""
+        campaign_row = await tx.fetchrow(
+            "SELECT * FROM safety_campaigns WHERE campaign_id = $1", reservation.campaign_id
+        )
+        assert campaign_row is not None
+        limits = limits_of(reservation.phase)
+        headroom = await _headroom(tx, _campaign(campaign_row), reservation.day, reservation.phase,
+                                   reservation.episode_id, limits)
+        for limit_name, left in headroom.items():
+            if left >= 0:
+                continue
+            await record_violation(
+                tx,
+                ViolationRecord(
+                    campaign_id=reservation.campaign_id,
+                    run_id=reservation.run_id,
+                    rule=limit_name,
+                    severity="critical",
+                    amount_micros=actual_micros,
+                    phase=reservation.phase,
+                    action_taken="recorded_over_limit",
+                    detail=(
+                        f"spend {format_dollars(actual_micros)} committed on {was} reservation"
+                        f" {reservation.reservation_id} passes the {limit_name} by {format_dollars(-left)}"
+                    ),
+                    occurred_at=now,
+                    violation_id=f"over_limit:{reservation.reservation_id}:{limit_name}",
+                ),
+            )
 
     async def release(self, reservation_id: str, now: float) -> int:
         """Release an open reservation; return what it freed (0 when it was already closed)."""
-        found = await self.reservation(reservation_id)
-        if found is None:
+        amount = await self.db.fetchval(
+            "UPDATE safety_reservations SET state = 'released', closed_at = $2"
+            " WHERE reservation_id = $1 AND state = 'reserved' RETURNING amount_micros",
+            reservation_id,
+            now,
+        )
+        if amount is not None:
+            return int(amount)
+        state = await self.db.fetchval(
+            "SELECT state FROM safety_reservations WHERE reservation_id = $1", reservation_id
+        )
+        if state is None:
             raise UnknownReservation(f"reservation {reservation_id!r} does not exist")
-        async with self.db.transaction(lock_key=self.lock_key(found.campaign_id)) as tx:
-            state = await tx.fetchval(
-                "SELECT state FROM safety_reservations WHERE reservation_id = $1", reservation_id
-            )
-            if state == "committed":
-                raise ReservationClosed(f"reservation {reservation_id} is already committed")
-            if state != "reserved":
-                return 0
-            await tx.execute(
-                "UPDATE safety_reservations SET state = 'released', closed_at = $2"
-                " WHERE reservation_id = $1",
-                reservation_id,
-                now,
-            )
-        return found.amount_micros
+        if state == "committed":
+            raise ReservationClosed(f"reservation {reservation_id} is already committed")
+        return 0
 
     async def expire_due(self, now: float) -> int:
         """Release every reservation past its expiry (the background sweeper calls this)."""
@@ -457,6 +584,55 @@ class SpendLedger:
         )
 
 
+async def _headroom(
+    tx: Executor, campaign: Campaign, day: str, phase: int, episode_id: str, limits: SpendLimits
+) -> dict[str, int]:
+    """What is left under each limit (negative when passed), in the order the rules check them."""
+    daily_limit = await _daily_limit(tx, campaign, limits)
+    usage = await tx.fetchrow(_USAGE_SQL, campaign.campaign_id, day, phase, episode_id)
+    assert usage is not None
+    return {
+        "episode_limit": limits.episode_micros - int(usage["episode_used"]),
+        "daily_limit": daily_limit - int(usage["day_used"]),
+        "phase_total": limits.phase_total_micros - int(usage["phase_used"]),
+    }
+
+
+async def _refusal(
+    tx: Executor,
+    campaign: Campaign,
+    reservation: Reservation,
+    limits: SpendLimits,
+    headroom: dict[str, int],
+) -> _Refusal | None:
+    """The first rule the request breaks, or None (SQLite; safety_reserve on PostgreSQL)."""
+    stop = await tx.fetchrow("SELECT stopped, reason FROM safety_emergency_stop WHERE id = 1")
+    if stop is not None and stop["stopped"]:
+        return _Refusal("emergency_stop", f"emergency stop in force: {stop['reason']}", "critical")
+    if limits.requires_entry_approval and not campaign.phase_entry_approved:
+        return _Refusal(
+            "phase_entry_approval",
+            f"campaign '{campaign.campaign_id}' has no approved enter_phase_3 request",
+            "critical",
+        )
+    if reservation.bid_micros > limits.max_bid_micros:
+        return _Refusal(
+            "max_bid",
+            f"bid {format_dollars(reservation.bid_micros)} exceeds the maximum bid"
+            f" {format_dollars(limits.max_bid_micros)}",
+            "warning",
+        )
+    for limit_name, left in headroom.items():
+        if reservation.amount_micros > left:
+            return _Refusal(
+                limit_name,
+                f"reserving {format_dollars(reservation.amount_micros)} would pass the {limit_name};"
+                f" {format_dollars(max(left, 0))} left",
+                "warning",
+            )
+    return None
+
+
 async def _daily_limit(tx: Executor, campaign: Campaign, limits: SpendLimits) -> int:
     """The campaign's base daily limit, plus its approved steps in phase 4, up to the ceiling."""
     limit = campaign.daily_limit_micros
@@ -469,18 +645,16 @@ async def _daily_limit(tx: Executor, campaign: Campaign, limits: SpendLimits) ->
     return min(limit, limits.daily_ceiling_micros)
 
 
-def _replayed(existing: Reservation, request: ReserveRequest) -> ReserveOutcome:
-    same = (
-        existing.campaign_id == request.campaign_id
-        and existing.phase == request.phase
-        and existing.amount_micros == request.amount_micros
-        and existing.episode_id == request.episode_id
-    )
-    if not same:
+def _same_request(request: ReserveRequest, campaign_id: str, phase: int, amount: int, episode: str) -> None:
+    if (request.campaign_id, request.phase, request.amount_micros, request.episode_id) != (
+        campaign_id,
+        phase,
+        amount,
+        episode,
+    ):
         raise IdempotencyConflict(
-            f"idempotency key {request.idempotency_key!r} was used for a different reservation"
+            f"idempotency key {request.idempotency_key[:64]!r} was used for a different reservation"
         )
-    return ReserveOutcome(True, existing, "", "", 0)
 
 
 def _commit_outcome(reservation: Reservation) -> CommitOutcome:

@@ -28,12 +28,15 @@ class ViolationRecord:
 
 
 async def record_violation(tx: Executor, violation: ViolationRecord) -> str:
-    """Queue one violation inside the caller's transaction; return its id."""
+    """Queue one violation inside the caller's transaction; return its id.
+
+    A violation_id derived from its cause (e.g. the idempotency key of a refused request) makes the
+    write idempotent: a retry of the same decision finds the row there and adds none."""
     violation_id = violation.violation_id or uuid.uuid4().hex
     await tx.execute(
         "INSERT INTO safety_violation_outbox (violation_id, campaign_id, run_id, rule, severity,"
         " amount_micros, phase, action_taken, detail, occurred_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (violation_id) DO NOTHING",
         violation_id,
         violation.campaign_id,
         violation.run_id,

@@ -37,6 +37,7 @@ class LoadRecord:
     granted_requests: dict[str, safety_pb2.ReserveSpendRequest] = field(default_factory=dict)
     committed: dict[str, int] = field(default_factory=dict)  # reservation id -> micros
     refused_by: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    refused_requests: dict[str, safety_pb2.ReserveSpendRequest] = field(default_factory=dict)
     reserve_latencies_s: list[float] = field(default_factory=list)
     retries: int = 0
 
@@ -80,6 +81,7 @@ async def client(
             record.reserve_latencies_s.append(time.perf_counter() - started)
             if not reply.granted:
                 record.refused_by[reply.refused_by] += 1
+                record.refused_requests[request.idempotency_key] = request
                 continue
             record.granted[request.idempotency_key] = reply.reservation_id
             record.granted_requests[request.idempotency_key] = request
@@ -110,10 +112,26 @@ class LimitsMicros:
     phase_total: dict[int, int]  # per phase
 
 
+@dataclass(frozen=True)
+class Breach:
+    limit: str  # daily_limit, episode_limit or phase_total: the ledger's rule names
+    campaign_id: str
+    scope: tuple[object, ...]
+    used_micros: int
+
+
 async def ledger_breaches(database_url: str, limits: LimitsMicros) -> list[str]:
     """Every (campaign, day / episode / phase) whose committed + outstanding passes its limit.
 
     Outstanding counts every row still 'reserved', even past expiry: the strictest reading."""
+    return [
+        f"{breach.limit} {breach.scope}: {breach.used_micros}"
+        for breach in await ledger_breach_list(database_url, limits)
+    ]
+
+
+async def ledger_breach_list(database_url: str, limits: LimitsMicros) -> list[Breach]:
+    """ledger_breaches as records, to match them with the violations the ledger raised."""
     db = await Database.connect(database_url)
     try:
         rows = await db.fetch(
@@ -130,9 +148,19 @@ async def ledger_breaches(database_url: str, limits: LimitsMicros) -> list[str]:
         day[(row["campaign_id"], row["day"])] += row["spend"]
         episode[(row["campaign_id"], row["phase"], row["episode_id"])] += row["spend"]
         phase[(row["campaign_id"], row["phase"])] += row["spend"]
-    breaches = [f"day {key}: {used}" for key, used in day.items() if used > limits.daily[key[0]]]
-    breaches += [f"episode {key}: {used}" for key, used in episode.items() if used > limits.episode[key[1]]]
-    breaches += [f"phase {key}: {used}" for key, used in phase.items() if used > limits.phase_total[key[1]]]
+    breaches = [
+        Breach("daily_limit", key[0], key, used) for key, used in day.items() if used > limits.daily[key[0]]
+    ]
+    breaches += [
+        Breach("episode_limit", key[0], key, used)
+        for key, used in episode.items()
+        if used > limits.episode[key[1]]
+    ]
+    breaches += [
+        Breach("phase_total", key[0], key, used)
+        for key, used in phase.items()
+        if used > limits.phase_total[key[1]]
+    ]
     return breaches
 
 
@@ -141,6 +169,19 @@ async def ledger_rows(database_url: str) -> list[dict[str, Any]]:
     try:
         return await db.fetch(
             "SELECT reservation_id, idempotency_key, state, committed_micros FROM safety_reservations"
+            " ORDER BY reservation_id"
+        )
+    finally:
+        await db.close()
+
+
+async def ledger_violations(database_url: str) -> list[dict[str, Any]]:
+    """The violation outbox: id, campaign, rule and action of every violation the ledger raised."""
+    db = await Database.connect(database_url)
+    try:
+        return await db.fetch(
+            "SELECT violation_id, campaign_id, rule, action_taken FROM safety_violation_outbox"
+            " ORDER BY violation_id"
         )
     finally:
         await db.close()

@@ -81,6 +81,10 @@ class SafetyPolicySettings(BaseModel):
         300.0, gt=0, description="an uncommitted reservation is released after this"
     )
     sweep_interval_s: float = Field(1.0, gt=0, description="how often expired reservations are released")
+    database_pool_size: int = Field(
+        16, ge=1, le=200,
+        description="PostgreSQL connections of the ledger; each reservation holds one for one round trip",
+    )
     outbox_poll_interval_s: float = Field(0.5, gt=0, description="how often violations are sent to Kafka")
     forbidden_keywords: list[str] = Field(
         default_factory=lambda: ["guaranteed", "miracle", "risk-free", "get rich", "100% free", "cure"],
