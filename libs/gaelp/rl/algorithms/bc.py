@@ -4,11 +4,16 @@ It maximizes the log-likelihood of the demonstrated flat actions under the agent
 (`policy.log_prob`: categorical / Gaussian / squashed Gaussian; for DQN a softmax over Q values), with
 its own Adam optimizer, so the very same network then continues with RL fine-tuning (`agent.learn` or
 `train_on_rollout`). Observation statistics are fitted to the demonstrations first when the policy
-normalizes observations.
+normalizes observations. `collect_demonstrations` records a teacher (e.g. the market's heuristic
+policy) acting in a vector env, in the agent's flat action format.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,3 +54,23 @@ def behaviour_cloning(
     history = torch.stack(losses).cpu().numpy()
     tail = max(1, len(history) // cfg.epochs)
     return {"initial_nll": float(np.mean(history[:tail])), "final_nll": float(np.mean(history[-tail:]))}
+
+
+Teacher = Callable[[np.ndarray, dict[str, Any]], Any]
+
+
+def collect_demonstrations(
+    agent: Agent, env: gym.vector.VectorEnv, teacher: Teacher, steps: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`steps` vector steps of `teacher(obs, info) -> env actions`: observations `[steps * N, D]` and
+    the actions in `agent`'s flat format (what `behaviour_cloning` takes)."""
+    obs, info = env.reset(seed=seed)
+    observations: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    for _ in range(steps):
+        action = teacher(obs, info)
+        observations.append(np.asarray(obs, dtype=np.float32).reshape(env.num_envs, -1))
+        flat = agent.codec.flatten(action) if agent.codec is not None else np.asarray(action, np.float32)
+        actions.append(flat.reshape(env.num_envs, -1))
+        obs, _, _, _, info = env.step(action)
+    return np.concatenate(observations), np.concatenate(actions)
