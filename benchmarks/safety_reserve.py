@@ -1,7 +1,10 @@
-"""ReserveSpend latency (p50/p99) and throughput under concurrent load on loopback, SQLite and
-PostgreSQL: the safety-policy service runs as its own process, the clients in this one.
+"""The ledger under load on loopback, SQLite and PostgreSQL: the safety-policy service runs as its own
+process, the clients in this one. A reservation is ReserveSpend then CommitSpend.
 
-    .venv/bin/python -m benchmarks.safety_reserve --clients 64 --operations 40
+Per backend: `reserves_per_s`, 64 callers in a closed loop (each waits for its commit before the next
+reserve), and `p99_ms_at_500`, the ReserveSpend p99 with reservations started at 500/s (open loop).
+
+    .venv/bin/python -m benchmarks.safety_reserve --out benchmarks/results/safety_reserve_after.json
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import platform
+import random
 import socket
 import statistics
 import subprocess
@@ -18,6 +24,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -25,7 +32,6 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gaelp.safety.loadgen import LoadRecord, run_clients
 from gaelp.service.auth import token_hash
 from gaelp.v1 import common_pb2, safety_pb2, safety_pb2_grpc
 
@@ -111,41 +117,156 @@ async def postgres_database(admin_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def measure(backend: str, database_url: str, clients: int, operations: int, workdir: Path) -> None:
+def _quantile_ms(latencies_s: list[float], q: int) -> float:
+    return statistics.quantiles([latency * 1000 for latency in latencies_s], n=100)[q - 1]
+
+
+def _reserve_request(rng: random.Random) -> safety_pb2.ReserveSpendRequest:
+    return safety_pb2.ReserveSpendRequest(
+        campaign_id=rng.choice(CAMPAIGNS),
+        phase=rng.choice([common_pb2.PHASE_REAL_TESTING, common_pb2.PHASE_SCALED]),
+        amount=rng.randint(50, 400) / 100,
+        idempotency_key=uuid.uuid4().hex,
+        episode_id=f"ep-{rng.randint(0, 7)}",
+        run_id="bench",
+        bid=rng.randint(10, 500) / 100,
+    )
+
+
+async def _reserve_and_commit(
+    stub: safety_pb2_grpc.SafetyPolicyStub, rng: random.Random, reserve_s: list[float], both_s: list[float]
+) -> None:
+    """One reservation: ReserveSpend, then CommitSpend of part of it (what a campaign step does)."""
+    request = _reserve_request(rng)
+    started = time.perf_counter()
+    reply = await stub.ReserveSpend(request, timeout=10.0)
+    reserved = time.perf_counter()
+    if not reply.granted:
+        raise RuntimeError(f"benchmark reservation refused: {reply.refused_by}")
+    actual = rng.randint(0, round(request.amount * 100)) / 100
+    await stub.CommitSpend(
+        safety_pb2.CommitSpendRequest(reservation_id=reply.reservation_id, actual_amount=actual), timeout=10.0
+    )
+    reserve_s.append(reserved - started)
+    both_s.append(time.perf_counter() - started)
+
+
+async def closed_loop(target: str, clients: int, operations: int) -> dict[str, float]:
+    """`clients` callers, each on its own channel, each waiting for its commit before the next reserve."""
+    reserve_s: list[float] = []
+    both_s: list[float] = []
+
+    async def caller(seed: int) -> None:
+        rng = random.Random(seed)
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = safety_pb2_grpc.SafetyPolicyStub(channel)
+            await channel.channel_ready()
+            for _ in range(operations):
+                await _reserve_and_commit(stub, rng, reserve_s, both_s)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(seed) for seed in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "reservations": len(both_s),
+        "reserves_per_s": round(len(both_s) / elapsed, 1),
+        "reserve_p50_ms": round(_quantile_ms(reserve_s, 50), 2),
+        "reserve_p99_ms": round(_quantile_ms(reserve_s, 99), 2),
+        "reserve_commit_p99_ms": round(_quantile_ms(both_s, 99), 2),
+    }
+
+
+async def open_loop(target: str, rate_per_s: float, duration_s: float, channels: int) -> dict[str, float]:
+    """Reservations started on a fixed schedule, whatever the answers' latency (no coordinated
+    omission: a slow answer does not delay the next start)."""
+    reserve_s: list[float] = []
+    both_s: list[float] = []
+    opened = [grpc.aio.insecure_channel(target) for _ in range(channels)]
+    try:
+        for channel in opened:
+            await channel.channel_ready()
+        stubs = [safety_pb2_grpc.SafetyPolicyStub(channel) for channel in opened]
+        rng = random.Random(7)
+        count = int(rate_per_s * duration_s)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        in_flight = []
+        late_starts = 0
+        for index in range(count):
+            due = start + index / rate_per_s
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.005:
+                late_starts += 1
+            in_flight.append(
+                asyncio.create_task(_reserve_and_commit(stubs[index % channels], rng, reserve_s, both_s))
+            )
+        await asyncio.gather(*in_flight)
+        elapsed = loop.time() - start
+    finally:
+        for channel in opened:
+            await channel.close()
+    return {
+        "rate_per_s": rate_per_s,
+        "reservations": len(both_s),
+        "achieved_per_s": round(len(both_s) / elapsed, 1),
+        "starts_late_over_5ms": late_starts,
+        "p50_ms": round(_quantile_ms(reserve_s, 50), 2),
+        "p99_ms": round(_quantile_ms(reserve_s, 99), 2),
+        "reserve_commit_p99_ms": round(_quantile_ms(both_s, 99), 2),
+    }
+
+
+async def measure(
+    backend: str, database_url: str, args: argparse.Namespace, workdir: Path
+) -> dict[str, object]:
     with service_process(database_url, workdir) as target:
         await _prepare(target)
-        record = LoadRecord()
-        started = time.perf_counter()
-        await run_clients(target, CAMPAIGNS, clients, operations, record)
-        elapsed = time.perf_counter() - started
-    latencies_ms = sorted(latency * 1000 for latency in record.reserve_latencies_s)
-    quantiles = statistics.quantiles(latencies_ms, n=100)
-    refused = sum(record.refused_by.values())
-    print(
-        f"{backend:10s} clients={clients} reserves={len(latencies_ms)} granted={len(record.granted)}"
-        f" refused={refused} commits={len(record.committed)}"
-        f" reserve_p50_ms={quantiles[49]:.2f} reserve_p99_ms={quantiles[98]:.2f}"
-        f" reserves_per_s={len(latencies_ms) / elapsed:.0f} (wall {elapsed:.2f}s, incl. commits/releases)"
-    )
+        await closed_loop(target, 8, 20)  # warm-up: connections, prepared statements
+        closed = await closed_loop(target, args.clients, args.operations)
+        opened = await open_loop(target, args.rate, args.duration, channels=8)
+    figures: dict[str, object] = {
+        "reserves_per_s": closed["reserves_per_s"],
+        "p99_ms_at_500": opened["p99_ms"] if args.rate == 500 else None,
+        "closed_loop": closed,
+        "open_loop": opened,
+    }
+    print(f"{backend:10s} {json.dumps(figures)}")
+    return figures
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--operations", type=int, default=40, help="reservations per client")
+    parser.add_argument("--operations", type=int, default=60, help="reservations per client (closed loop)")
+    parser.add_argument("--rate", type=float, default=500.0, help="reservations per second (open loop)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of the open loop")
     parser.add_argument("--postgres-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--machine", default="", help="what ran it (recorded in the JSON)")
     args = parser.parse_args()
+    results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for backend in args.backends.split(","):
             if backend == "sqlite":
-                await measure(
-                    backend, f"sqlite:///{workdir / 'ledger.db'}", args.clients, args.operations, workdir
-                )
+                results[backend] = await measure(backend, f"sqlite:///{workdir / 'ledger.db'}", args, workdir)
             else:
                 async with postgres_database(args.postgres_admin_url) as url:
-                    await measure(backend, url, args.clients, args.operations, workdir)
+                    results[backend] = await measure(backend, url, args, workdir)
+    if args.out is not None:
+        report = {
+            "benchmark": "benchmarks.safety_reserve",
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": args.machine or platform.platform(),
+            "cpus": os.cpu_count(),
+            "settings": {key: value for key, value in vars(args).items() if key not in ("out", "machine")},
+            "backends": results,
+        }
+        args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
