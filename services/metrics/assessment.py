@@ -134,4 +134,5 @@ def assess(
         reason=reason,
         episodes_considered=len(state.window),
         assessed_at=assessed_at,
+        policy_version=state.last_policy_version,  # the newest policy among the phase's episodes
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from gaelp.bus import POLICY, BusConsumer, BusProducer, Delivery, ensure_topics
+from gaelp.bus import ASSESSMENTS, POLICY, VIOLATIONS, BusConsumer, BusProducer, Delivery, ensure_topics
 from gaelp.config import GaelpSettings, load_settings
 from gaelp.service import ServiceRuntime
 from gaelp.v1 import orchestrator_pb2_grpc
@@ -36,6 +36,17 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     async def on_policy(delivery: Delivery) -> None:
         await runs.offer_policy(delivery.value)
 
+    # Assessments and violations move runs between phases; what cannot be decoded goes to the DLQ.
+    phase_group = settings.orchestrator.phases.group_id
+    phase_inputs = BusConsumer(settings.kafka, [ASSESSMENTS, VIOLATIONS], phase_group, producer,
+                               client_id="orchestrator")
+
+    async def on_phase_input(delivery: Delivery) -> None:
+        if delivery.topic == ASSESSMENTS.name:
+            await runs.on_assessment(delivery.value)
+        else:
+            await runs.on_violation(delivery.value)
+
     runtime.add_servicer(
         lambda server: orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
             OrchestratorServicer(runs), server
@@ -45,11 +56,15 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     await policies.start()
     consume = runtime.start_task(policies.run(on_policy), "policy-consumer")
     await runs.resume_unfinished()
+    await phase_inputs.start()
+    consume_phases = runtime.start_task(phase_inputs.run(on_phase_input), "phase-consumer")
 
     async def drain() -> None:
         await runs.drain()
         await policies.finish(consume, settings.grpc.grace_period_s / 3)
         await policies.stop()
+        await phase_inputs.finish(consume_phases, settings.grpc.grace_period_s / 3)
+        await phase_inputs.stop()
         await producer.stop()
         if learner_channel is not None:
             await learner_channel.close()

@@ -19,7 +19,8 @@ def _now() -> Timestamp:
 
 
 def transition_batch(
-    chunk: Chunk, run_id: str, actor_id: str, batch_id: str, policy_version: int, task: str
+    chunk: Chunk, run_id: str, actor_id: str, batch_id: str, policy_version: int, task: str,
+    phase: int = common_pb2.PHASE_SIMULATION,
 ) -> events_pb2.TransitionBatch:
     """Columnar T x N tensors. next_observations is [T, N, D] so off-policy learners can use it;
     next_values bootstraps the last step for on-policy GAE."""
@@ -39,6 +40,7 @@ def transition_batch(
         next_observations=to_tensor(chunk.next_obs),
         next_values=to_tensor(chunk.bootstrap_values),
         created_at=_now(),
+        phase=phase,  # type: ignore[arg-type]
     )
 
 
@@ -51,6 +53,7 @@ def episode_summary(
     references: dict[str, float],
     curriculum_level: int = 0,
     curriculum_levels: int = 0,
+    phase: int = common_pb2.PHASE_SIMULATION,
 ) -> events_pb2.EpisodeSummary:
     """references: the task's mean episode rewards of random play ("random_reward") and of the upper
     reference ("oracle_reward"), and the random and heuristic policies on the normalized scale;
@@ -60,7 +63,7 @@ def episode_summary(
     return events_pb2.EpisodeSummary(
         run_id=run_id,
         episode_id=uuid.uuid4().hex,
-        phase=common_pb2.PHASE_SIMULATION,
+        phase=phase,  # type: ignore[arg-type]
         task=task,
         policy_version=policy_version,
         steps=episode.steps,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field
 
-from gaelp.v1 import common_pb2, orchestrator_pb2
+from gaelp.v1 import common_pb2, events_pb2, orchestrator_pb2
 
 RunKind = Literal["train", "smoke"]
 RunState = Literal["running", "paused", "completed", "failed"]
@@ -38,6 +39,37 @@ class LevelReportDocument(BaseModel):
     decision: str = ""
 
 
+class CriterionDocument(BaseModel):
+    name: str
+    value: float
+    threshold: float
+    comparison: str
+    passed: bool
+
+
+class PhaseTransitionDocument(BaseModel):
+    """One phase transition; to_phase 0 (unspecified) means the run completed its last phase."""
+
+    at: float  # seconds since the epoch
+    from_phase: int
+    to_phase: int
+    reason: str
+    criteria: list[CriterionDocument] = Field(default_factory=list)
+    policy_version: int = 0
+
+    def message(self) -> orchestrator_pb2.PhaseHistoryEntry:
+        at = Timestamp()
+        at.FromNanoseconds(int(self.at * 1e9))
+        transition = events_pb2.PhaseTransition(
+            from_phase=self.from_phase,  # type: ignore[arg-type]
+            to_phase=self.to_phase,  # type: ignore[arg-type]
+            reason=self.reason,
+            criteria=[events_pb2.CriterionResult(**c.model_dump()) for c in self.criteria],
+            policy_version=self.policy_version,
+        )
+        return orchestrator_pb2.PhaseHistoryEntry(transition=transition, at=at)
+
+
 class RunDocument(BaseModel):
     run_id: str
     kind: RunKind = "train"
@@ -56,6 +88,9 @@ class RunDocument(BaseModel):
     levels: list[LevelReportDocument] = Field(default_factory=list)
     references: dict[int, dict[str, float]] = Field(default_factory=dict)
     detail: str = ""
+    phase_entry_policy_version: int = 0  # the policy version that entered the current phase
+    phase_history: list[PhaseTransitionDocument] = Field(default_factory=list)
+    campaign_ids: list[str] = Field(default_factory=list)  # platform campaigns the run drives
 
     def status(self, task: str, window_mean: float, task_budget: int) -> orchestrator_pb2.RunStatus:
         return orchestrator_pb2.RunStatus(
@@ -76,4 +111,5 @@ class RunDocument(BaseModel):
             task_step_budget=task_budget,
             failed_episodes=self.failed_episodes,
             max_env_steps=self.max_env_steps,
+            phase_history=[entry.message() for entry in self.phase_history],
         )

@@ -20,19 +20,25 @@ from dataclasses import dataclass, field
 import grpc
 from opentelemetry import trace
 
-from gaelp.bus import EPISODES, TRANSITIONS, BusProducer
+from gaelp.bus import EPISODES, RUN_EVENTS, TRANSITIONS, BusProducer
 from gaelp.bus.tracing import root_span
 from gaelp.config import GaelpSettings
 from gaelp.service import FailedPrecondition, NotFound
 from gaelp.sim import CURRICULUM_LEVELS
-from gaelp.v1 import events_pb2, learner_pb2, learner_pb2_grpc, orchestrator_pb2
+from gaelp.v1 import common_pb2, events_pb2, learner_pb2, learner_pb2_grpc, orchestrator_pb2
 from orchestrator.actor import Actor, Chunk
 from orchestrator.curriculum import CurriculumScheduler, Decision
 from orchestrator.environments import ResolvedEnvironment
 from orchestrator.evaluation import RandomActionAgent, evaluation_for
 from orchestrator.messages import episode_summary, transition_batch
+from orchestrator.phases import PhaseMachine, Transition, phase_name
 from orchestrator.policy import PolicyHolder
-from orchestrator.run_document import LevelReportDocument, RunDocument
+from orchestrator.run_document import (
+    CriterionDocument,
+    LevelReportDocument,
+    PhaseTransitionDocument,
+    RunDocument,
+)
 from orchestrator.run_store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -66,7 +72,10 @@ class Run:
     document: RunDocument
     scheduler: CurriculumScheduler
     policy: PolicyHolder
+    phases: PhaseMachine
     resume: asyncio.Event = field(default_factory=asyncio.Event)
+    phase_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    last_assessment: str = ""  # reason of the newest assessment of the current phase
     stop: bool = False
     task: asyncio.Task[None] | None = None
 
@@ -98,7 +107,9 @@ class RunManager:
     def _new_run(self, document: RunDocument) -> Run:
         scheduler = CurriculumScheduler(self.config.curriculum, self.level_names, document.curriculum)
         holder = PolicyHolder(self.settings.training, self.observation_space, self.action_space)
-        run = Run(document, scheduler, holder)
+        phases = PhaseMachine(self.config.phases, document.run_id, document.phase,
+                              document.phase_entry_policy_version)
+        run = Run(document, scheduler, holder, phases)
         if document.state == "running":
             run.resume.set()
         return run
@@ -164,11 +175,80 @@ class RunManager:
         if run is not None:
             await run.policy.offer(update)
 
+    # ---- phases ----------------------------------------------------------------------------
+    async def on_assessment(self, assessment: events_pb2.GraduationAssessment) -> None:
+        run = self.runs.get(assessment.run_id)
+        if run is None or run.document.state not in {"running", "paused"}:
+            return
+        if assessment.phase == run.document.phase:
+            run.last_assessment = assessment.reason
+        await self._apply_transition(run, run.phases.on_assessment(assessment, run.policy.version))
+
+    async def on_violation(self, violation: events_pb2.Violation) -> None:
+        for run in list(self.runs.values()):
+            if run.document.state not in {"running", "paused"}:
+                continue
+            transition = run.phases.on_violation(violation, run.document.campaign_ids, run.policy.version)
+            await self._apply_transition(run, transition)
+
+    async def _apply_transition(self, run: Run, transition: Transition | None) -> None:
+        """Publish the transition, then record it: a crash in between redelivers the assessment or
+        violation, which yields the same transition with the same event id (de-duplicated)."""
+        if transition is None:
+            return
+        document = run.document
+        index = len(document.phase_history)
+        entry = PhaseTransitionDocument(
+            at=time.time(), from_phase=transition.from_phase, to_phase=transition.to_phase,
+            reason=transition.reason, policy_version=transition.policy_version,
+            criteria=[CriterionDocument(name=c.name, value=c.value, threshold=c.threshold,
+                                        comparison=c.comparison, passed=c.passed)
+                      for c in transition.criteria],
+        )
+        message = entry.message()
+        event = events_pb2.RunEvent(event_id=f"{document.run_id}:phase:{index}", run_id=document.run_id,
+                                    occurred_at=message.at, phase_transition=message.transition)
+        await self.producer.send(RUN_EVENTS, document.run_id, event)
+        document.phase_history.append(entry)
+        if transition.completes_run:
+            document.state = "completed"
+            document.detail = (f"graduated from phase {transition.from_phase} "
+                               f"({phase_name(transition.from_phase)}), the last phase enabled")
+        else:
+            document.phase = transition.to_phase
+            document.phase_entry_policy_version = transition.policy_version
+            if transition.to_phase == common_pb2.PHASE_SIMULATION and _curriculum_complete(document):
+                # Back to simulation: train on the last task again until the run graduates anew.
+                document.curriculum.history.append({"task": run.scheduler.task.name,
+                                                    "decision": "reopened_on_demotion"})
+        run.last_assessment = ""
+        await self._save(document)
+        logger.info("phase transition", extra={"run_id": document.run_id, "from": transition.from_phase,
+                                               "to": transition.to_phase, "reason": transition.reason})
+        run.phase_changed.set()
+
+    async def _await_phase_decision(self, run: Run) -> None:
+        """The current phase's own work is done: wait for the assessment that moves the run, at
+        most graduation_wait_s, then complete the run saying why it did not graduate."""
+        run.phase_changed.clear()
+        document = run.document
+        phase = document.phase
+        try:
+            await asyncio.wait_for(run.phase_changed.wait(), self.config.phases.graduation_wait_s)
+        except TimeoutError:
+            if document.phase == phase and document.state in {"running", "paused"}:
+                document.state = "completed"
+                document.detail = (f"phase {phase} ({phase_name(phase)}) did not graduate within "
+                                   f"{self.config.phases.graduation_wait_s:.0f} s; last assessment: "
+                                   f"{run.last_assessment or 'none received'}")
+                await self._save(document)
+
     async def drain(self) -> None:
         """Finish the round in flight, save every run, stop."""
         for run in self.runs.values():
             run.stop = True
             run.resume.set()
+            run.phase_changed.set()
         await asyncio.gather(*(r.task for r in self.runs.values() if r.task), return_exceptions=True)
 
     async def _save(self, document: RunDocument) -> None:
@@ -183,7 +263,10 @@ class RunManager:
                 await self._fetch_initial_policy(run)
                 watch = asyncio.create_task(self._watch_policy(run), name=f"watch-{document.run_id}")
             while not run.stop and document.state in {"running", "paused"}:
-                await self._run_task(run)
+                if document.phase == common_pb2.PHASE_SIMULATION and not _curriculum_complete(document):
+                    await self._run_task(run)
+                else:
+                    await self._await_phase_decision(run)
         except Exception as error:
             document.state = "failed"
             document.detail = f"{type(error).__name__}: {error}"
@@ -291,8 +374,8 @@ class RunManager:
         pace = _Pacing(self.config.max_rollouts_ahead, run.policy.version)
         while not run.stop:
             await run.resume.wait()
-            if run.stop:
-                break
+            if run.stop or document.phase != common_pb2.PHASE_SIMULATION or document.state == "completed":
+                break  # a phase transition ended simulation training
             if document.kind == "train":
                 run.policy.apply_offer()
                 if pace.ahead(run.policy):
@@ -362,7 +445,7 @@ class RunManager:
             if document.kind == "train":
                 batch = transition_batch(chunk, document.run_id, actor_id,
                                          f"{document.run_id}:{index}:{sequences[index]}",
-                                         run.policy.version, task)
+                                         run.policy.version, task, document.phase)
                 deliveries.append(await self.producer.enqueue(TRANSITIONS, actor_id, batch))
                 document.batches_published += 1
             document.env_steps += chunk.samples
@@ -371,7 +454,7 @@ class RunManager:
                 summary = episode_summary(
                     episode, document.run_id, actor_id, run.policy.version, task, refs,
                     curriculum_level=scheduler.task.difficulty + 1,
-                    curriculum_levels=len(scheduler.tasks),
+                    curriculum_levels=len(scheduler.tasks), phase=document.phase,
                 )
                 deliveries.append(await self.producer.enqueue(EPISODES, document.run_id, summary))
                 document.episodes += 1
@@ -409,3 +492,9 @@ class RunManager:
         if decision == "complete" or self._finished(run):
             document.state = "completed"
         await self._save(document)
+
+
+def _curriculum_complete(document: RunDocument) -> bool:
+    """The phase-1 curriculum's last task was passed (and not reopened by a demotion since)."""
+    history = document.curriculum.history
+    return bool(history) and history[-1].get("decision") in {"complete", "complete_on_budget"}

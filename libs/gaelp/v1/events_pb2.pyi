@@ -219,12 +219,15 @@ class TransitionBatch(_message.Message):
     TRUNCATIONS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     NEXT_VALUES_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     actor_id: _builtins.str
     batch_id: _builtins.str
     """unique; makes redelivery harmless"""
     policy_version: _builtins.int
     task: _builtins.str
+    phase: _common_pb2.Phase.ValueType
+    """the run's phase when the batch was collected (per-phase training)"""
     @_builtins.property
     def observations(self) -> _common_pb2.Tensor:
         """[T, N, obs_dim]"""
@@ -281,10 +284,11 @@ class TransitionBatch(_message.Message):
         truncations: _common_pb2.Tensor | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         next_values: _common_pb2.Tensor | None = ...,
+        phase: _common_pb2.Phase.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "created_at", b"created_at", "dones", b"dones", "log_probs", b"log_probs", "next_observations", b"next_observations", "next_values", b"next_values", "observations", b"observations", "rewards", b"rewards", "truncations", b"truncations", "values", b"values"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "actor_id", b"actor_id", "batch_id", b"batch_id", "created_at", b"created_at", "dones", b"dones", "log_probs", b"log_probs", "next_observations", b"next_observations", "next_values", b"next_values", "observations", b"observations", "policy_version", b"policy_version", "rewards", b"rewards", "run_id", b"run_id", "task", b"task", "truncations", b"truncations", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "actor_id", b"actor_id", "batch_id", b"batch_id", "created_at", b"created_at", "dones", b"dones", "log_probs", b"log_probs", "next_observations", b"next_observations", "next_values", b"next_values", "observations", b"observations", "phase", b"phase", "policy_version", b"policy_version", "rewards", b"rewards", "run_id", b"run_id", "task", b"task", "truncations", b"truncations", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -516,12 +520,15 @@ class GraduationAssessment(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     EPISODES_CONSIDERED_FIELD_NUMBER: _builtins.int
     ASSESSED_AT_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     phase: _common_pb2.Phase.ValueType
     ready_to_graduate: _builtins.bool
     demote: _builtins.bool
     reason: _builtins.str
     episodes_considered: _builtins.int
+    policy_version: _builtins.int
+    """newest policy version among the phase's episodes assessed"""
     @_builtins.property
     def criteria(self) -> _containers.RepeatedCompositeFieldContainer[Global___CriterionResult]: ...
     @_builtins.property
@@ -537,10 +544,11 @@ class GraduationAssessment(_message.Message):
         reason: _builtins.str = ...,
         episodes_considered: _builtins.int = ...,
         assessed_at: _timestamp_pb2.Timestamp | None = ...,
+        policy_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["assessed_at", b"assessed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessed_at", b"assessed_at", "criteria", b"criteria", "demote", b"demote", "episodes_considered", b"episodes_considered", "phase", b"phase", "ready_to_graduate", b"ready_to_graduate", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessed_at", b"assessed_at", "criteria", b"criteria", "demote", b"demote", "episodes_considered", b"episodes_considered", "phase", b"phase", "policy_version", b"policy_version", "ready_to_graduate", b"ready_to_graduate", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,8 +5,10 @@ isort:skip_file
 
 from collections import abc as _abc
 from gaelp.v1 import common_pb2 as _common_pb2
+from gaelp.v1 import events_pb2 as _events_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -150,6 +152,7 @@ class RunStatus(_message.Message):
     TASK_STEP_BUDGET_FIELD_NUMBER: _builtins.int
     FAILED_EPISODES_FIELD_NUMBER: _builtins.int
     MAX_ENV_STEPS_FIELD_NUMBER: _builtins.int
+    PHASE_HISTORY_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     state: _builtins.str
     """"running", "paused", "completed", "failed" """
@@ -172,6 +175,10 @@ class RunStatus(_message.Message):
     """the run's step budget (0: until the curriculum completes)"""
     @_builtins.property
     def levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___LevelReport]: ...
+    @_builtins.property
+    def phase_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseHistoryEntry]:
+        """every phase transition of the run, oldest first"""
+
     def __init__(
         self,
         *,
@@ -192,11 +199,82 @@ class RunStatus(_message.Message):
         task_step_budget: _builtins.int = ...,
         failed_episodes: _builtins.int = ...,
         max_env_steps: _builtins.int = ...,
+        phase_history: _abc.Iterable[Global___PhaseHistoryEntry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_published", b"batches_published", "detail", b"detail", "env_steps", b"env_steps", "episodes", b"episodes", "failed_episodes", b"failed_episodes", "kind", b"kind", "levels", b"levels", "max_env_steps", b"max_env_steps", "phase", b"phase", "policy_version", b"policy_version", "run_id", b"run_id", "state", b"state", "task", b"task", "task_env_steps", b"task_env_steps", "task_episodes", b"task_episodes", "task_step_budget", b"task_step_budget", "window_mean", b"window_mean"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_published", b"batches_published", "detail", b"detail", "env_steps", b"env_steps", "episodes", b"episodes", "failed_episodes", b"failed_episodes", "kind", b"kind", "levels", b"levels", "max_env_steps", b"max_env_steps", "phase", b"phase", "phase_history", b"phase_history", "policy_version", b"policy_version", "run_id", b"run_id", "state", b"state", "task", b"task", "task_env_steps", b"task_env_steps", "task_episodes", b"task_episodes", "task_step_budget", b"task_step_budget", "window_mean", b"window_mean"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunStatus: _TypeAlias = RunStatus  # noqa: Y015
+
+@_typing.final
+class PhaseHistoryEntry(_message.Message):
+    """One phase transition of a run as its run document holds it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSITION_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transition(self) -> _events_pb2.PhaseTransition: ...
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        transition: _events_pb2.PhaseTransition | None = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "transition", b"transition"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "transition", b"transition"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhaseHistoryEntry: _TypeAlias = PhaseHistoryEntry  # noqa: Y015
+
+@_typing.final
+class ListRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """empty: every state; else "running", "paused", "completed", "failed" """
+    limit: _builtins.int
+    """newest first; 0: the server's default"""
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsRequest: _TypeAlias = ListRunsRequest  # noqa: Y015
+
+@_typing.final
+class ListRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunStatus]: ...
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___RunStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsResponse: _TypeAlias = ListRunsResponse  # noqa: Y015

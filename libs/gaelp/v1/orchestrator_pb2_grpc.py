@@ -54,6 +54,11 @@ class OrchestratorStub:
                 request_serializer=gaelp_dot_v1_dot_orchestrator__pb2.RunIdRequest.SerializeToString,
                 response_deserializer=gaelp_dot_v1_dot_orchestrator__pb2.RunStatus.FromString,
                 _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/gaelp.v1.Orchestrator/ListRuns',
+                request_serializer=gaelp_dot_v1_dot_orchestrator__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=gaelp_dot_v1_dot_orchestrator__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServicer:
@@ -83,6 +88,12 @@ class OrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +116,11 @@ def add_OrchestratorServicer_to_server(servicer, server):
                     servicer.GetRunStatus,
                     request_deserializer=gaelp_dot_v1_dot_orchestrator__pb2.RunIdRequest.FromString,
                     response_serializer=gaelp_dot_v1_dot_orchestrator__pb2.RunStatus.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=gaelp_dot_v1_dot_orchestrator__pb2.ListRunsRequest.FromString,
+                    response_serializer=gaelp_dot_v1_dot_orchestrator__pb2.ListRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +231,33 @@ class Orchestrator:
             '/gaelp.v1.Orchestrator/GetRunStatus',
             gaelp_dot_v1_dot_orchestrator__pb2.RunIdRequest.SerializeToString,
             gaelp_dot_v1_dot_orchestrator__pb2.RunStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaelp.v1.Orchestrator/ListRuns',
+            gaelp_dot_v1_dot_orchestrator__pb2.ListRunsRequest.SerializeToString,
+            gaelp_dot_v1_dot_orchestrator__pb2.ListRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

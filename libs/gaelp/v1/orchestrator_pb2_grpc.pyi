@@ -35,6 +35,7 @@ class OrchestratorStub:
     PauseRun: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.RunIdRequest, _orchestrator_pb2.RunStatus]
     ResumeRun: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.RunIdRequest, _orchestrator_pb2.RunStatus]
     GetRunStatus: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.RunIdRequest, _orchestrator_pb2.RunStatus]
+    ListRuns: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ListRunsRequest, _orchestrator_pb2.ListRunsResponse]
 
 @_typing.type_check_only
 class OrchestratorAsyncStub(OrchestratorStub):
@@ -43,6 +44,7 @@ class OrchestratorAsyncStub(OrchestratorStub):
     PauseRun: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.RunIdRequest, _orchestrator_pb2.RunStatus]  # type: ignore[assignment]
     ResumeRun: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.RunIdRequest, _orchestrator_pb2.RunStatus]  # type: ignore[assignment]
     GetRunStatus: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.RunIdRequest, _orchestrator_pb2.RunStatus]  # type: ignore[assignment]
+    ListRuns: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ListRunsRequest, _orchestrator_pb2.ListRunsResponse]  # type: ignore[assignment]
 
 class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -72,5 +74,12 @@ class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
         request: _orchestrator_pb2.RunIdRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrator_pb2.RunStatus, _abc.Awaitable[_orchestrator_pb2.RunStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def ListRuns(
+        self,
+        request: _orchestrator_pb2.ListRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.ListRunsResponse, _abc.Awaitable[_orchestrator_pb2.ListRunsResponse]]: ...
 
 def add_OrchestratorServicer_to_server(servicer: OrchestratorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -67,3 +67,50 @@ class OrchestratorSettings(BaseModel):
     )
     curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
     smoke_episodes: int = Field(20, ge=1, description="episodes of a smoke run unless StartRun says")
+    phases: PhaseSettings = Field(default_factory=lambda: PhaseSettings())
+
+
+class PhaseTrainingSettings(BaseModel):
+    """How the learner trains a run while it is in one phase (carried on each TransitionBatch)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    update_every_episodes: int = Field(ge=1, description="episodes of data per learner update")
+    epochs: int = Field(ge=1, description="passes over each update's data")
+    learning_rate_scale: float = Field(gt=0, le=1, description="multiplies the algorithm's learning rate")
+
+
+def _default_phase_training() -> dict[int, PhaseTrainingSettings]:
+    # Fewer, smaller steps where real money is at stake (phases 3 and 4).
+    return {
+        1: PhaseTrainingSettings(update_every_episodes=32, epochs=10, learning_rate_scale=1.0),
+        2: PhaseTrainingSettings(update_every_episodes=16, epochs=4, learning_rate_scale=0.5),
+        3: PhaseTrainingSettings(update_every_episodes=8, epochs=2, learning_rate_scale=0.1),
+        4: PhaseTrainingSettings(update_every_episodes=16, epochs=2, learning_rate_scale=0.1),
+    }
+
+
+class PhaseSettings(BaseModel):
+    """The phase machine: where a run demotes to, the highest phase enabled, training per phase."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    demote_to: dict[int, int] = Field(
+        default_factory=lambda: {1: 1, 2: 1, 3: 2, 4: 3},
+        description="phase a run demotes to from each phase (a phase mapped to itself never demotes)",
+    )
+    last_phase: int = Field(
+        2, ge=1, le=4,
+        description="highest phase runs may enter; graduating from it completes the run",
+    )
+    group_id: str = Field(
+        "orchestrator-phases",
+        description="consumer group reading assessments and violations (committed: a restart goes on)",
+    )
+    graduation_wait_s: float = Field(
+        600.0, gt=0,
+        description="how long a run whose phase work is done waits for a graduating assessment",
+    )
+    training: dict[int, PhaseTrainingSettings] = Field(
+        default_factory=_default_phase_training, description="learner settings per phase (1-4)"
+    )
