@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 EXTRAS ?= test
 
-.PHONY: install demo test lint protos broker bench clean browser
+.PHONY: install demo test lint protos broker bench clean browser postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,13 @@ demo: $(INSTALLED)
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-test: $(INSTALLED) browser
+# Debian's PostgreSQL binaries: the suite starts a throwaway server from them when none listens on
+# 127.0.0.1:5432 and GAELP_TEST_POSTGRES_URL names none (tests/conftest.py).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
+
+test: $(INSTALLED) browser postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
