@@ -4,6 +4,9 @@ from toy_envs import HybridAdEnv, mean_return, vector_env
 
 from gaelp.rl import EnsembleAgent, EnsembleConfig, HybridActionCodec, behaviour_cloning, make_agent
 from gaelp.rl.algorithms.base import Agent
+from gaelp.rl.algorithms.bc import collect_demonstrations
+from gaelp.sim import AdMarketVectorEnv
+from gaelp.sim.market.policies import evaluate_policy, heuristic_policy, normalized_reward
 
 CONFIG = {"n_steps": 64, "batch_size": 128, "n_epochs": 5, "learning_rate": 3e-4, "gamma": 0.5}
 
@@ -78,3 +81,33 @@ def test_ensemble_rejects_mismatched_members() -> None:
     other = make_agent("ppo", env.observation_space, env.action_space["creative"], device="cpu")
     with pytest.raises(ValueError):
         EnsembleAgent([_agent(0), other])
+
+
+def test_behaviour_cloning_of_the_market_heuristic_into_the_ppo_network() -> None:
+    """Demonstrations of the sandbox market's heuristic, cloned into a PPO policy, score near the
+    heuristic on the normalized-reward yardstick; the same network untrained does not."""
+    level, envs = 1, 32
+
+    def score(agent: Agent) -> float:
+        def factory(env: AdMarketVectorEnv):  # type: ignore[no-untyped-def]
+            return lambda obs, info: agent.env_actions(agent.act(obs, deterministic=True)[0])
+
+        return evaluate_policy(factory, level, num_envs=envs, seed=7).mean_reward
+
+    references = {name: evaluate_policy(name, level, num_envs=envs, seed=7).mean_reward
+                  for name in ("random", "heuristic", "upper_bound")}
+
+    def normalized(reward: float) -> float:
+        return normalized_reward(reward, references["random"], references["upper_bound"])
+
+    env = AdMarketVectorEnv(num_envs=64, level=level, seed=3)
+    agent = make_agent("ppo", env.single_observation_space, env.single_action_space, CONFIG,
+                       device="cpu", seed=0)
+    untrained = normalized(score(agent))
+    obs, actions = collect_demonstrations(agent, env, heuristic_policy(env), steps=192, seed=3)
+    assert obs.shape == (192 * 64, agent.obs_dim) and actions.shape[0] == obs.shape[0]
+    stats = behaviour_cloning(agent, obs, actions)
+    assert stats["final_nll"] < stats["initial_nll"]
+    cloned, heuristic = normalized(score(agent)), normalized(references["heuristic"])
+    assert cloned > untrained + 0.3, (untrained, cloned)
+    assert cloned > heuristic - 0.15, (cloned, heuristic)
