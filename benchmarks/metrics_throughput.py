@@ -13,6 +13,8 @@ episodes_per_s: a fresh metrics service (`python -m metrics`, the same preset, i
 group) consumes the whole topic from the start; the rate is the episodes counted between the first
 and the last GetRunSummary poll that saw a change, over that time (start-up and table recovery are
 outside it). Every episode goes through validation, the state fold and its assessment, as in a run.
+episodes_per_cpu_s divides the same count by the CPU time the service process used meanwhile, a
+figure that holds on a shared machine where the service gets only part of a core.
 """
 
 from __future__ import annotations
@@ -81,6 +83,12 @@ async def fill_topic(bootstrap: str, episodes: list[events_pb2.EpisodeSummary], 
     return run_ids
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def counted(stub: metrics_pb2_grpc.MetricsStub, run_ids: list[str]) -> int:
     return sum(stub.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=r), timeout=30).episodes
                for r in run_ids)
@@ -96,27 +104,33 @@ def measure_metrics(bootstrap: str, work_dir: Path, run_ids: list[str], expected
         "GAELP_METRICS_HTTP_PORT": "0",
     }
     service = ServiceProcess("metrics", env, work_dir / "logs").start(wait_s=180)
+    assert service.process is not None
+    pid = service.process.pid
     try:
         with grpc.insecure_channel(service.target) as channel:
             stub = metrics_pb2_grpc.MetricsStub(channel)
-            first: tuple[float, int] | None = None
-            last: tuple[float, int] = (time.monotonic(), 0)
+            first: tuple[float, int, float] | None = None
+            last: tuple[float, int, float] = (time.monotonic(), 0, 0.0)
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
-                count, now = counted(stub, run_ids), time.monotonic()
+                count, now, cpu = counted(stub, run_ids), time.monotonic(), cpu_seconds(pid)
                 if count > last[1]:
                     if first is None:
-                        first = (now, count)
-                    last = (now, count)
+                        first = (now, count, cpu)
+                    last = (now, count, cpu)
                 if count >= expected:
                     break
                 time.sleep(0.25)
         if first is None or last[1] < expected:
             raise RuntimeError(f"metrics counted {last[1]} of {expected} episodes in {timeout_s}s")
-        elapsed = last[0] - first[0]
-        return {"episodes_counted": last[1], "measured_episodes": last[1] - first[1],
+        elapsed, cpu = last[0] - first[0], last[2] - first[2]
+        measured = last[1] - first[1]
+        return {"episodes_counted": last[1], "measured_episodes": measured,
                 "measured_s": round(elapsed, 3),
-                "episodes_per_s": round((last[1] - first[1]) / elapsed, 1) if elapsed > 0 else None}
+                "episodes_per_s": round(measured / elapsed, 1) if elapsed > 0 else None,
+                # On a shared machine the service may get a fraction of a core: per CPU second too.
+                "metrics_cpu_s": round(cpu, 2),
+                "episodes_per_cpu_s": round(measured / cpu, 1) if cpu > 0 else None}
     finally:
         service.stop()
 

@@ -91,7 +91,7 @@ def _decoded(topic: Topic[Any], record: ConsumerRecord) -> Any:
     validate(topic.name, message)
     key = record.key.decode(errors="replace") if record.key is not None else None
     if topic.name == VIOLATIONS.name:
-        expected = message.campaign_id or key
+        expected: str = message.campaign_id or key or ""
     else:
         expected = message.run_id
     if key is not None and key != expected:
@@ -199,7 +199,7 @@ class MetricsStreams:
         self._tracer = trace.get_tracer("gaelp.metrics")
         partitions = settings.kafka.partitions
         self.app = faust_app(settings)
-        json_schema = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
+        json_schema: faust.Schema = faust.Schema(key_type=str, key_serializer="json", value_serializer="json")
         self.runs = self.app.Table(
             "runs", partitions=partitions.get(EPISODES.name, 1), schema=json_schema,
         )
@@ -220,20 +220,20 @@ class MetricsStreams:
         ):
             source = self.app.topic(topic.name, key_serializer="raw", value_serializer="raw")
             self.app.agent(source, name=f"metrics.{topic.name}")(self._agent(handler))
-        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # faust's stub: sync only
 
     async def start(self) -> None:
         await self.app.start()
         # Answer (and report SERVING) only once the tables are back from their changelogs: before
         # that, summaries and assessments would count only part of the run.
-        await asyncio.wait_for(self.app.tables.recovery.completed.wait(),
+        await asyncio.wait_for(self.app.tables.recovery.completed.wait(),  # type: ignore[attr-defined]  # not in faust's stub
                                timeout=self.settings.metrics.recovery_timeout_s)
 
     async def stop(self) -> None:
         """Finish the events in flight, flush the changelogs and commit the offsets."""
         await self.app.stop()
 
-    async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
+    async def _on_revoked(self, app: Any, *args: Any, **kwargs: Any) -> None:
         # Partitions may come back recovered from their changelogs: parse them anew then.
         for live in self._live_tables:
             live.clear()
@@ -244,7 +244,9 @@ class MetricsStreams:
         metrics = self.settings.metrics
 
         async def consume(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(metrics.batch_max_events, within=metrics.batch_within_s):
+            async for events in stream.take_events(  # type: ignore[attr-defined]  # not in faust's stub
+                metrics.batch_max_events, within=metrics.batch_within_s
+            ):
                 await handler([_record(event.message) for event in events])
                 for live in self._live_tables:
                     live.flush()
@@ -267,7 +269,8 @@ class MetricsStreams:
         """Validate each record, then fold it, inside its process span; failures go to the DLQ alone."""
         for record in records:
             with process_span(self._tracer, record.topic, record.partition, record.offset,
-                              record.headers) as span:
+                              record.headers, consumer_group=self.settings.metrics.group_id,
+                              key=record.key) as span:
                 try:
                     message = _decoded(topic, record)
                 except Exception as error:
