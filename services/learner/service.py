@@ -23,6 +23,7 @@ from gaelp.rl.spaces import ActionLayout, flat_observation_dim
 from gaelp.v1 import events_pb2
 from learner.batches import DecodedBatch, InvalidBatch, decode_batch
 from learner.checkpoints import CheckpointStore
+from learner.tensorboard import LearnerBoard
 from learner.trainer import RunTrainer, UpdateResult, build_run_trainer
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class LearnerService:
         self.stats: dict[str, events_pb2.LearnerStats] = {}
         self.policy_changed = asyncio.Condition()
         self._train_lock = asyncio.Lock()
+        self.board = LearnerBoard(settings.storage.data_dir) if settings.telemetry.tensorboard else None
         meter = metrics.get_meter("gaelp.learner")
         self._samples_counter = meter.create_counter("gaelp.learner.trained_samples", unit="{transition}")
         self._dropped_counter = meter.create_counter("gaelp.learner.dropped_batches", unit="{batch}")
@@ -166,6 +168,8 @@ class LearnerService:
         stats = self._stats_message(trainer, result)
         self.stats[trainer.run_id] = stats
         await self.producer.send(LEARNER_METRICS, trainer.run_id, stats)
+        if self.board is not None:
+            await asyncio.to_thread(self.board.record, stats)
         async with self.policy_changed:
             self.policy_changed.notify_all()
         self.updates_since_checkpoint += 1

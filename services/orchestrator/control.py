@@ -1,4 +1,4 @@
-"""The gRPC control API: StartRun, PauseRun, ResumeRun, GetRunStatus."""
+"""The gRPC control API: StartRun, PauseRun, ResumeRun, GetRunStatus, ListRuns."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import grpc
 from gaelp.service import InvalidArgument, rpc
 from gaelp.service.validation import excerpt, parse_json_object, require_identifier
 from gaelp.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from orchestrator.run_document import RunDocument
 from orchestrator.runs import RunManager
 
 MAX_CONFIG_CHARS = 65_536
 START_KEYS = {"kind", "max_env_steps", "episodes"}
+RUN_STATES = {"", "running", "paused", "completed", "failed"}
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 50, 1000
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
@@ -52,6 +55,25 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: orchestrator_pb2.RunIdRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.RunStatus:
         return self.runs.get(require_identifier("run_id", request.run_id)).status()
+
+    @rpc
+    async def ListRuns(
+        self, request: orchestrator_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.ListRunsResponse:
+        """Newest first; runs this process drives report live figures, others their stored state."""
+        if request.state not in RUN_STATES:
+            raise InvalidArgument(f"state must be one of {sorted(RUN_STATES - {''})} or empty")
+        if not 0 <= request.limit <= LIST_LIMIT_MAX:
+            raise InvalidArgument(f"limit must be in [0, {LIST_LIMIT_MAX}]")
+        documents = await self.runs.store.recent(request.state, request.limit or LIST_LIMIT_DEFAULT)
+        statuses = []
+        for raw in documents:
+            live = self.runs.runs.get(str(raw.get("run_id")))
+            if live is not None:
+                statuses.append(live.status())
+            else:
+                statuses.append(RunDocument.model_validate(raw).status("", 0.0, 0))
+        return orchestrator_pb2.ListRunsResponse(runs=statuses)
 
 
 def _integer(config: dict[str, Any], key: str, default: int, low: int, high: int) -> int:

@@ -50,5 +50,15 @@ class RunStore:
         )
         return [json.loads(row["document"]) for row in rows]
 
+    async def recent(self, state: str, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` run documents (by last update), of one state or (empty) of all."""
+        if state:
+            rows = await self.db.fetch(
+                "SELECT document FROM runs WHERE state = $1 ORDER BY updated_at DESC LIMIT $2", state, limit
+            )
+        else:
+            rows = await self.db.fetch("SELECT document FROM runs ORDER BY updated_at DESC LIMIT $1", limit)
+        return [json.loads(row["document"]) for row in rows]
+
     async def close(self) -> None:
         await self.db.close()

@@ -150,7 +150,8 @@ class BusConsumer:
                     validate(record.topic, value)
                 except Exception as error:
                     with process_span(self._tracer, record.topic, record.partition, record.offset,
-                                      record.headers or ()) as span:
+                                      record.headers or (), consumer_group=self.group_id,
+                                      key=record.key) as span:
                         span.record_exception(error)
                         await self.dead_letter(record, error)
                     continue
@@ -209,7 +210,8 @@ class BusConsumer:
         while not self.stopping:
             for delivery in await self.poll():
                 with process_span(self._tracer, delivery.topic, delivery.record.partition,
-                                  delivery.record.offset, delivery.headers) as span:
+                                  delivery.record.offset, delivery.headers, consumer_group=self.group_id,
+                                  key=delivery.record.key, value=delivery.value) as span:
                     try:
                         await handler(delivery)
                     except Exception as error:

@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 from gaelp.bus.topics import Topic
-from gaelp.bus.tracing import Headers, inject_context
+from gaelp.bus.tracing import Headers, inject_context, publish_span, record_delivery
 from gaelp.config.sections.infra import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,15 @@ class BusProducer:
     async def send(
         self, topic: Topic[Any], key: str, value: Message, headers: Headers | None = None
     ) -> RecordMetadata:
-        """Send and wait for the broker's acknowledgement."""
-        return await (await self.enqueue(topic, key, value, headers))
+        """Send and wait for the broker's acknowledgement (its partition and offset go on the span)."""
+        with publish_span(self._tracer, topic.name, key, value) as span:
+            carrier = inject_context(list(headers or []))
+            delivery = await self._producer.send(
+                topic.name, topic.encode(value), key=key.encode(), headers=carrier
+            )
+            metadata = await delivery
+            record_delivery(span, metadata.partition, metadata.offset)
+        return metadata
 
     async def enqueue(
         self, topic: Topic[Any], key: str, value: Message, headers: Headers | None = None
@@ -61,11 +68,7 @@ class BusProducer:
         For many messages in a row: enqueue them all, then await the futures together, so one
         broker round trip acknowledges a whole batch instead of one message each.
         """
-        with self._tracer.start_as_current_span(
-            f"{topic.name} send",
-            kind=trace.SpanKind.PRODUCER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": topic.name},
-        ):
+        with publish_span(self._tracer, topic.name, key, value):
             carrier = inject_context(list(headers or []))
             return await self._producer.send(
                 topic.name, topic.encode(value), key=key.encode(), headers=carrier

@@ -12,6 +12,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gaelp.cli.config_cmd",
     "gaelp.cli.data_cmd",
     "gaelp.cli.historical_cmd",
+    "gaelp.cli.runs_cmd",
+    "gaelp.cli.budget_cmd",
+    "gaelp.cli.episodes_cmd",
+    "gaelp.cli.traces_cmd",
 )
 
 

@@ -73,6 +73,7 @@ def start_services(config: Path, bootstrap: str, run_dir: Path, algorithm: str |
         "GAELP_STORAGE_DATA_DIR": str(run_dir),
         "GAELP_STORAGE_CHECKPOINT_DIR": str(run_dir / "checkpoints"),
         "GAELP_DATABASE_URL": f"sqlite:///{run_dir / 'gaelp.db'}",
+        "GAELP_TELEMETRY_FILE_DIR": str(run_dir / "traces"),
     }
     if algorithm:
         env["GAELP_TRAINING_ALGORITHM"] = algorithm
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, process in services.processes.items():
                 console.print(f"  {name:<22} gRPC {process.target}")
             console.print(f"  dashboard              http://127.0.0.1:{services.dashboard_port}/")
+            console.print(f"  traces                 {run_dir / 'traces'}  tensorboard --logdir {run_dir}")
             with grpc.insecure_channel(services.target("orchestrator")) as channel_o, \
                     grpc.insecure_channel(services.target("learner")) as channel_l, \
                     grpc.insecure_channel(services.target("metrics")) as channel_m:

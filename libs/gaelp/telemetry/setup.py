@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gaelp.config.sections.infra import TelemetrySettings
-from gaelp.telemetry.exporters import JsonLinesSpanExporter
+from gaelp.telemetry.exporters import JsonLinesSpanExporter, OtlpJsonLinesSpanExporter
 from gaelp.telemetry.logs import configure_logging
 
 
@@ -85,6 +85,11 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
         tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         readers.append(
             PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=interval)
+        )
+    elif settings.exporter == "file":
+        # Spans only: metrics stay in the services' own endpoints and the dashboard.
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(OtlpJsonLinesSpanExporter(settings.file_dir, service_name))
         )
     elif settings.exporter == "memory":
         memory_exporter = InMemorySpanExporter()

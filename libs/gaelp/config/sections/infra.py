@@ -60,8 +60,16 @@ class KafkaSettings(BaseModel):
 class TelemetrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    exporter: Literal["none", "console", "otlp", "memory"] = Field(
-        "none", description="span/metric exporter; 'otlp' needs otlp_endpoint, 'memory' is for tests"
+    exporter: Literal["none", "console", "otlp", "file", "memory"] = Field(
+        "none",
+        description="span/metric exporter; 'otlp' needs otlp_endpoint; 'file' writes spans as OTLP JSON"
+        " lines under file_dir (one file per process); 'memory' is for tests",
+    )
+    file_dir: str = Field(
+        "var/gaelp/traces", description="directory of the 'file' exporter (`gaelp traces show` reads it)"
+    )
+    tensorboard: bool = Field(
+        True, description="the learner writes TensorBoard event files under <storage.data_dir>/tensorboard"
     )
     otlp_endpoint: str = Field("", description="OTLP/gRPC collector endpoint, e.g. http://otel:4317")
     service_namespace: str = "gaelp"
