@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 EXTRAS ?= test
 
-.PHONY: install demo test lint protos broker bench clean browser postgres
+.PHONY: install demo test typecheck lint protos broker bench clean browser postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,12 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
 
-test: $(INSTALLED) browser postgres
+test: $(INSTALLED) browser postgres typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# mypy over libs/ and services/ with the generated protobuf stubs ([tool.mypy] in pyproject.toml).
+typecheck: $(INSTALLED)
+	$(BIN)/mypy libs/gaelp services
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

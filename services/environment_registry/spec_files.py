@@ -24,13 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gaelp.v1 import common_pb2, registry_pb2
 
-PHASES_BY_NAME: dict[str, int] = {
+PHASES_BY_NAME: dict[str, common_pb2.Phase.ValueType] = {
     "simulation": common_pb2.PHASE_SIMULATION,
     "historical": common_pb2.PHASE_HISTORICAL,
     "real_testing": common_pb2.PHASE_REAL_TESTING,
     "scaled": common_pb2.PHASE_SCALED,
 }
-_PROTOCOLS_BY_NAME: dict[str, int] = {
+_PROTOCOLS_BY_NAME: dict[str, registry_pb2.RemoteProtocol.ValueType] = {
     "": registry_pb2.REMOTE_PROTOCOL_UNSPECIFIED,
     "mcp": registry_pb2.REMOTE_PROTOCOL_MCP,
     "http": registry_pb2.REMOTE_PROTOCOL_HTTP,

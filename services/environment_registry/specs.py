@@ -120,7 +120,7 @@ def _is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
 
-def _remote_protocol(wire_value: int, remote_url: str) -> RemoteProtocol:
+def _remote_protocol(wire_value: registry_pb2.RemoteProtocol.ValueType, remote_url: str) -> RemoteProtocol:
     require_enum("spec.remote_protocol", wire_value, set(_PROTOCOL_FROM_WIRE))
     protocol = _PROTOCOL_FROM_WIRE[wire_value]
     if not remote_url:
@@ -177,7 +177,7 @@ def to_message(stored: StoredEnvironment) -> registry_pb2.EnvironmentSpec:
         version=stored.version,
         entry_point=content.entry_point,
         config_json=content.config_json,
-        phases=list(content.phases),
+        phases=[common_pb2.Phase.ValueType(phase) for phase in content.phases],
         tags=list(content.tags),
         deprecated=stored.deprecated,
         remote_url=content.remote_url,

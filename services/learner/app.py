@@ -38,7 +38,7 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     )
     await consumer.start()
     consume = runtime.start_task(consumer.run_batches(learner.handle), "transitions-consumer")
-    logger.info("learner ready", extra={"algorithm": settings.training.algorithm,
+    logger.info("learner ready", extra={"algorithm": settings.training.agent_name(),
                                         "device": settings.learner.device})
 
     async def drain() -> None:

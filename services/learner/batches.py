@@ -47,7 +47,7 @@ class DecodedBatch:
 
 
 def _column(message: events_pb2.TransitionBatch, field: str) -> np.ndarray:
-    if not message.HasField(field):
+    if not message.HasField(field):  # type: ignore[arg-type]  # callers name TransitionBatch fields
         raise InvalidBatch(f"{field} is missing")
     try:
         return from_tensor(getattr(message, field), field)

@@ -24,7 +24,7 @@ def _phase_view(
     assessment = streams.assessment(run, phase)
     return {
         "phase": phase,
-        "name": common_pb2.Phase.Name(phase),
+        "name": common_pb2.Phase.Name(common_pb2.Phase.ValueType(phase)),
         "episodes": state.episodes,
         "failed_episodes": state.failed_episodes,
         "violations": violations.count,
@@ -66,7 +66,7 @@ def run_view(streams: MetricsStreams, run_id: str) -> dict[str, Any] | None:
     return {
         "run_id": run_id,
         "episodes": run.episodes,
-        "current_phase": common_pb2.Phase.Name(run.current_phase),
+        "current_phase": common_pb2.Phase.Name(common_pb2.Phase.ValueType(run.current_phase)),
         "last_policy_version": run.last_policy_version,
         "phases": [_phase_view(streams, run, phase, violations.get(phase, RunViolations()))
                    for phase in sorted(run.phases)],

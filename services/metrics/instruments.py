@@ -58,10 +58,11 @@ class MetricsInstruments:
         self.roas.record(episode.roas, attributes)
 
     def record_window(self, run_id: str, phase: int, figures: dict[str, float]) -> None:
-        self._latest[(run_id, common_pb2.Phase.Name(phase))] = figures
+        self._latest[(run_id, common_pb2.Phase.Name(common_pb2.Phase.ValueType(phase)))] = figures
 
     def record_alert(self, phase: int, metric: str) -> None:
-        self.alerts.add(1, {"phase": common_pb2.Phase.Name(phase), "metric": metric})
+        phase_name = common_pb2.Phase.Name(common_pb2.Phase.ValueType(phase))
+        self.alerts.add(1, {"phase": phase_name, "metric": metric})
 
     def record_violation(self, violation: events_pb2.Violation) -> None:
         self.violations.add(1, {"phase": common_pb2.Phase.Name(violation.phase),

@@ -37,7 +37,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServicer):
         run = self.streams.run_state(run_id)
         if run is None:
             raise NotFound(f"no episodes of run {run_id!r} yet")
-        phase = phase or run.current_phase
+        phase = phase or common_pb2.Phase.ValueType(run.current_phase)
         if phase not in run.phases:
             raise NotFound(f"run {run_id!r} has no episodes in {common_pb2.Phase.Name(phase)}")
         return self.streams.assessment(run, phase)

@@ -274,7 +274,7 @@ def _detect_anomalies(
         if found is None:
             continue
         block_mean, expected, z = found
-        phase_name = common_pb2.Phase.Name(state.phase)
+        phase_name = common_pb2.Phase.Name(common_pb2.Phase.ValueType(state.phase))
         alerts.append(Alert(
             run_id=run_id,
             phase=state.phase,

@@ -111,7 +111,7 @@ def _approval_message(approval: Approval) -> safety_pb2.ApprovalRequest:
     )
 
 
-def _real_money_phase(name: str, phase: int) -> int:
+def _real_money_phase(name: str, phase: common_pb2.Phase.ValueType) -> common_pb2.Phase.ValueType:
     if phase in (common_pb2.PHASE_SIMULATION, common_pb2.PHASE_HISTORICAL):
         raise InvalidArgument(
             f"{name}: simulated phases spend no money; use PHASE_REAL_TESTING or PHASE_SCALED"
@@ -196,7 +196,9 @@ class SafetyPolicyServicer(safety_pb2_grpc.SafetyPolicyServicer):
         )
         if outcome.reservation is not None:
             response.reservation_id = outcome.reservation.reservation_id
-            response.expires_at.CopyFrom(_timestamp(outcome.reservation.expires_at))
+            expires_at = _timestamp(outcome.reservation.expires_at)
+            assert expires_at is not None  # a reservation always expires
+            response.expires_at.CopyFrom(expires_at)
         return response
 
     @rpc
@@ -225,7 +227,7 @@ class SafetyPolicyServicer(safety_pb2_grpc.SafetyPolicyServicer):
         )
 
     def _limits_of(self, phase: int) -> SpendLimits:
-        return self._limits[phase]
+        return self._limits[common_pb2.Phase.ValueType(phase)]
 
     async def _commit_breach(self, reservation_id: str, actual: int, detail: str, now: float) -> None:
         reservation = await self.ledger.reservation(reservation_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -46,7 +46,7 @@ LEARNER_METRICS = Topic("gaelp.learner-metrics.v1", events_pb2.LearnerStats)
 ASSESSMENTS = Topic("gaelp.assessments.v1", events_pb2.GraduationAssessment)
 RUN_EVENTS = Topic("gaelp.run-events.v1", events_pb2.RunEvent)
 
-ALL_TOPICS: tuple[Topic[Message], ...] = (
+ALL_TOPICS: tuple[Topic[Any], ...] = (
     EPISODES,
     TRANSITIONS,
     VIOLATIONS,

@@ -91,10 +91,10 @@ def validate_transitions(batch: events_pb2.TransitionBatch) -> None:
     _ids(batch, "run_id", "actor_id", "batch_id")
     _non_negative(batch, "policy_version")
     for name in _TRANSITION_COLUMNS:
-        if not batch.HasField(name):
+        if not batch.HasField(name):  # type: ignore[arg-type]  # the column names are message fields
             raise InvalidMessage(f"{name} is missing")
     for name in (*_TRANSITION_COLUMNS, "next_values"):
-        if batch.HasField(name):
+        if batch.HasField(name):  # type: ignore[arg-type]  # the column names are message fields
             try:
                 array = from_tensor(getattr(batch, name), name)
             except TensorError as error:

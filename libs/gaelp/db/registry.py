@@ -7,6 +7,7 @@ exists, answers created=False for the identical content and raises VersionConfli
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -220,7 +221,7 @@ class RegistryStore:
             )
             return await self._get(tx, env_id, version)
 
-    async def remote_targets(self) -> list[RemoteTarget]:
+    async def remote_targets(self) -> builtins.list[RemoteTarget]:  # `list` here is the method above
         """The distinct remote endpoints of non-deprecated versions: what the health monitor probes."""
         rows = await self.db.fetch(
             "SELECT DISTINCT remote_url, remote_protocol FROM environment_specs"

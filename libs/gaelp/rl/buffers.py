@@ -228,7 +228,7 @@ class ReplayBuffer:
         flat = torch.randint(0, len(self), (batch_size,), generator=generator, device=self.device)
         return self._gather(flat, torch.ones(batch_size, device=self.device))
 
-    def state_dict(self) -> dict[str, object]:
+    def state_dict(self) -> dict[str, Any]:
         return {
             "obs": self.obs,
             "next_obs": self.next_obs,
@@ -240,11 +240,11 @@ class ReplayBuffer:
             "filled": self.filled,
         }
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("obs", "next_obs", "actions", "rewards", "terminated", "ended"):
-            getattr(self, name).copy_(state[name])  # type: ignore[arg-type]
-        self.position = int(state["position"])  # type: ignore[arg-type]
-        self.filled = int(state["filled"])  # type: ignore[arg-type]
+            getattr(self, name).copy_(state[name])
+        self.position = int(state["position"])
+        self.filled = int(state["filled"])
 
 
 class SumTree:

@@ -56,9 +56,9 @@ class HybridActionCodec:
         for key, sub in self.discrete:
             value = np.asarray(action[key]).reshape(-1) - int(sub.start)  # type: ignore[index]
             columns.append(value.astype(np.float32)[:, None])
-        for key, sub in self.boxes:
+        for key, box in self.boxes:
             value = np.asarray(action[key], dtype=np.float32)  # type: ignore[index]
-            columns.append(value.reshape(value.shape[0], int(np.prod(sub.shape))))
+            columns.append(value.reshape(value.shape[0], int(np.prod(box.shape))))
         return np.concatenate(columns, axis=1).astype(np.float32, copy=False)
 
     def unflatten(self, flat: np.ndarray) -> dict[str, np.ndarray] | tuple[np.ndarray, ...]:
@@ -69,10 +69,10 @@ class HybridActionCodec:
             index = np.clip(np.rint(flat[:, column]), 0, int(sub.n) - 1).astype(np.int64)
             out[key] = index + int(sub.start)
         offset = len(self.discrete)
-        for key, sub in self.boxes:
-            size = int(np.prod(sub.shape))
-            value = flat[:, offset : offset + size].reshape(flat.shape[0], *sub.shape)
-            out[key] = np.clip(value, sub.low, sub.high).astype(sub.dtype)
+        for key, box in self.boxes:
+            size = int(np.prod(box.shape))
+            value = flat[:, offset : offset + size].reshape(flat.shape[0], *box.shape)
+            out[key] = np.clip(value, box.low, box.high).astype(box.dtype)
             offset += size
         if isinstance(self.space, spaces.Tuple):
             return tuple(out[index] for index in range(len(self.space.spaces)))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from collections.abc import Set as AbstractSet
+from typing import Any, TypeVar
 
 from gaelp.service.errors import InvalidArgument
 
@@ -72,7 +73,10 @@ def require_number(
     return value
 
 
-def require_enum(name: str, value: int, allowed: set[int]) -> int:
+EnumValue = TypeVar("EnumValue", bound=int)  # a protobuf enum's ValueType (an int)
+
+
+def require_enum(name: str, value: EnumValue, allowed: AbstractSet[EnumValue]) -> EnumValue:
     if value not in allowed:
         raise InvalidArgument(f"{name} has an unknown or unset value {value}")
     return value

@@ -94,7 +94,7 @@ class AnomalySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metrics: list[Literal["roas", "normalized_reward", "ctr"]] = Field(
-        default_factory=lambda: ["roas", "normalized_reward", "ctr"]
+        default_factory=lambda: ["roas", "normalized_reward", "ctr"]  # type: ignore[arg-type]  # the literals
     )
     block_episodes: int = Field(10, ge=1, description="episodes averaged into one scored window")
     reference_blocks: int = Field(30, ge=3, description="recent block means the median/MAD come from")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -57,7 +57,7 @@ def scheduled(initial: float, kind: str, progress: float) -> float:
     return initial * max(0.0, 1.0 - progress)
 
 
-def make_adam(parameters: list[torch.nn.Parameter], lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+def make_adam(parameters: Sequence[torch.Tensor], lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the fused kernel (one call per step instead of a Python loop over tensors)."""
     return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)
 
@@ -82,7 +82,11 @@ class Agent(ABC):
         self.seed = seed
         self.obs_dim = flat_observation_dim(observation_space)
         self.layout = ActionLayout.from_space(action_space)
-        self.codec = HybridActionCodec(action_space) if self.layout.kind == "hybrid" else None
+        self.codec = (
+            HybridActionCodec(action_space)
+            if isinstance(action_space, (gym.spaces.Dict, gym.spaces.Tuple))
+            else None
+        )
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.np_random = np.random.default_rng(seed)

@@ -46,6 +46,7 @@ def weighted_huber_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Te
 
 class DQNAgent(ReplayAgent):
     algo = "dqn"
+    policy: QPolicy
 
     def __init__(
         self,

@@ -46,6 +46,7 @@ def clipped_value_loss(
 class PPOAgent(Agent):
     algo = "ppo"
     on_policy = True
+    policy: ActorCriticPolicy
 
     def __init__(
         self,

@@ -59,6 +59,7 @@ def temperature_loss(
 
 class SACAgent(ReplayAgent):
     algo = "sac"
+    policy: SACPolicy
 
     def __init__(
         self,
@@ -93,8 +94,12 @@ class SACAgent(ReplayAgent):
         )
         self.alpha_optimizer = make_adam([self.log_alpha], cfg.learning_rate)
         self.buffer: ReplayBuffer | None = None
-        self._online = [*self.policy.critic_extractor.parameters(), *self.policy.critic.parameters()]
-        self._target = [*self.target_extractor.parameters(), *self.target_critic.parameters()]
+        self._online: list[torch.Tensor] = [
+            *self.policy.critic_extractor.parameters(), *self.policy.critic.parameters()
+        ]
+        self._target: list[torch.Tensor] = [
+            *self.target_extractor.parameters(), *self.target_critic.parameters()
+        ]
 
     def add_transitions(
         self,

@@ -72,7 +72,9 @@ def generate_ad_logs(
             next_obs, _, _, _ = batch.step(actions)
             observations.append(obs)
             arms.append(arm)
-            rewards.append(batch.tracker.last_outcome.clicks.copy())
+            outcome = batch.tracker.last_outcome
+            assert outcome is not None  # set by the step just taken
+            rewards.append(outcome.clicks.copy())
             obs = next_obs
     arm_all = np.concatenate(arms)
     return LoggedAdData(

@@ -93,13 +93,15 @@ class HistoricalEvaluator:
         env.reset(seed=seed)
         clicks = 0.0
         for _ in range(days):
-            obs, info = env.batch.reset(), {}
+            obs, info = env.batch.reset(), dict[str, object]()
             for _ in range(self.simulator_config.episode_length):
                 chosen = policy(obs, info)
                 actions = fixed_continuous_actions(num_envs, self.logs.setup)
                 actions |= {"creative": chosen["creative"], "audience": chosen["audience"]}
                 obs, _, _, info = env.batch.step(actions)
-                clicks += float(env.batch.tracker.last_outcome.clicks.sum())
+                outcome = env.batch.tracker.last_outcome
+                assert outcome is not None  # set by the step just taken
+                clicks += float(outcome.clicks.sum())
         return clicks / (num_envs * days * self.simulator_config.episode_length)
 
     def gate_figures(self, policies: Mapping[str, PolicyFactory], tolerance: float = 0.15) -> GateFigures:

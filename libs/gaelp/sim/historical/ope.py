@@ -103,7 +103,7 @@ def estimate_model_based(
     rng = np.random.default_rng(seed)
     samples = {name: np.empty(n_bootstrap) for name in MODEL_BASED}
     for b in range(n_bootstrap):
-        counts = rng.poisson(1.0, size=n).astype(np.float64)  # Poisson bootstrap weights
+        counts = np.asarray(rng.poisson(1.0, size=n), dtype=np.float64)  # Poisson bootstrap weights
         refitted = refit(counts)
         for name in MODEL_BASED:
             num, den = _terms(data, name, refitted)
