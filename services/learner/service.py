@@ -25,6 +25,7 @@ from learner.batches import DecodedBatch, InvalidBatch, decode_batch
 from learner.checkpoints import CheckpointStore
 from learner.tensorboard import LearnerBoard
 from learner.trainer import RunTrainer, UpdateResult, build_run_trainer
+from learner.warm_start import warm_start
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class LearnerService:
             trainer = build_run_trainer(
                 run_id, self.training, self.config, self.observation_space, self.action_space
             )
+            if self.config.warm_start.enabled:
+                # Before version 0 is published; a restored run's checkpoint then replaces it.
+                warm_start(trainer.agent, self.config.warm_start, self.training.seed)
             self.runs[run_id] = trainer
             self.policies[run_id] = self._policy_message(trainer)
         return trainer

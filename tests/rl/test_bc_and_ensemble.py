@@ -1,12 +1,16 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from toy_envs import HybridAdEnv, mean_return, vector_env
 
+from gaelp.config import load_settings
 from gaelp.rl import EnsembleAgent, EnsembleConfig, HybridActionCodec, behaviour_cloning, make_agent
 from gaelp.rl.algorithms.base import Agent
 from gaelp.rl.algorithms.bc import collect_demonstrations
 from gaelp.sim import AdMarketVectorEnv
 from gaelp.sim.market.policies import evaluate_policy, heuristic_policy, normalized_reward
+from learner.service import LearnerService
 
 CONFIG = {"n_steps": 64, "batch_size": 128, "n_epochs": 5, "learning_rate": 3e-4, "gamma": 0.5}
 
@@ -111,3 +115,34 @@ def test_behaviour_cloning_of_the_market_heuristic_into_the_ppo_network() -> Non
     cloned, heuristic = normalized(score(agent)), normalized(references["heuristic"])
     assert cloned > untrained + 0.3, (untrained, cloned)
     assert cloned > heuristic - 0.15, (cloned, heuristic)
+
+
+def _heuristic_agreement(agent: Agent) -> float:
+    """Share of fresh sandbox-market hours where the agent picks the heuristic's audience."""
+    env = AdMarketVectorEnv(num_envs=64, level=0, seed=99)
+    teacher = heuristic_policy(env)
+    obs, info = env.reset(seed=99)
+    agreed = []
+    for _ in range(24):
+        expected = teacher(obs, info)
+        chosen = agent.env_actions(agent.act(obs, deterministic=True)[0])
+        agreed.append(np.asarray(chosen["audience"]).reshape(-1) == expected["audience"])
+        obs, _, _, _, info = env.step(expected)
+    return float(np.mean(agreed))
+
+
+def test_the_learner_publishes_its_first_policy_already_warm_started(tmp_path: Path) -> None:
+    def service(enabled: bool) -> LearnerService:
+        settings = load_settings(
+            learner={"device": "cpu", "warm_start": {"enabled": enabled, "demo_steps": 6144, "envs": 32}},
+            storage={"checkpoint_dir": str(tmp_path / "checkpoints"), "data_dir": str(tmp_path)},
+        )
+        return LearnerService(settings, producer=None)  # type: ignore[arg-type]  # run() sends nothing
+
+    cold, warm = service(False), service(True)
+    cold_trainer, warm_trainer = cold.run("run-a"), warm.run("run-a")
+    assert warm.policies["run-a"].version == 0
+    assert warm.policies["run-a"].weights == warm_trainer.agent.policy_state()
+    cold_agreement = _heuristic_agreement(cold_trainer.agent)
+    warm_agreement = _heuristic_agreement(warm_trainer.agent)
+    assert warm_agreement > 0.9 and warm_agreement > cold_agreement + 0.3, (cold_agreement, warm_agreement)

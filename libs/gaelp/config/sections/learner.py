@@ -5,6 +5,20 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class WarmStartSettings(BaseModel):
+    """Behaviour cloning of a teacher policy into a run's policy network before its first version
+    is published; PPO then fine-tunes the same network. The teacher acts in the sandbox market."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="clone the teacher before publishing a run's first policy")
+    teacher: str = Field("heuristic", description="reference policy of gaelp.sim.market.policies")
+    level: int = Field(0, ge=0, description="sandbox market curriculum level the teacher acts on")
+    demo_steps: int = Field(12_288, ge=1, description="demonstration transitions (campaign-hours)")
+    envs: int = Field(64, ge=1, description="campaigns the teacher steps as one batch")
+    epochs: int = Field(20, ge=1, description="behaviour-cloning passes over the demonstrations")
+
+
 class LearnerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -25,3 +39,4 @@ class LearnerSettings(BaseModel):
     policy_inline_max_bytes: int = Field(
         1_000_000, ge=1024, description="larger weights travel as a checkpoint URI instead"
     )
+    warm_start: WarmStartSettings = Field(default_factory=WarmStartSettings)
