@@ -134,20 +134,36 @@ def _reserve_request(rng: random.Random) -> safety_pb2.ReserveSpendRequest:
 
 
 async def _reserve_and_commit(
-    stub: safety_pb2_grpc.SafetyPolicyStub, rng: random.Random, reserve_s: list[float], both_s: list[float]
+    stub: safety_pb2_grpc.SafetyPolicyStub,
+    rng: random.Random,
+    reserve_s: list[float],
+    both_s: list[float],
+    errors: list[str],
 ) -> None:
-    """One reservation: ReserveSpend, then CommitSpend of part of it (what a campaign step does)."""
+    """One reservation: ReserveSpend, then CommitSpend of part of it (what a campaign step does).
+
+    A call that fails (e.g. past its 10 s deadline on an overloaded ledger) counts with the time it
+    took and is listed in `errors`: the quantiles never leave out the slowest answers."""
     request = _reserve_request(rng)
     started = time.perf_counter()
-    reply = await stub.ReserveSpend(request, timeout=10.0)
-    reserved = time.perf_counter()
+    try:
+        reply = await stub.ReserveSpend(request, timeout=10.0)
+    except grpc.aio.AioRpcError as error:
+        reserve_s.append(time.perf_counter() - started)
+        both_s.append(time.perf_counter() - started)
+        errors.append(f"ReserveSpend {error.code().name}")
+        return
+    reserve_s.append(time.perf_counter() - started)
     if not reply.granted:
         raise RuntimeError(f"benchmark reservation refused: {reply.refused_by}")
     actual = rng.randint(0, round(request.amount * 100)) / 100
-    await stub.CommitSpend(
-        safety_pb2.CommitSpendRequest(reservation_id=reply.reservation_id, actual_amount=actual), timeout=10.0
-    )
-    reserve_s.append(reserved - started)
+    try:
+        await stub.CommitSpend(
+            safety_pb2.CommitSpendRequest(reservation_id=reply.reservation_id, actual_amount=actual),
+            timeout=10.0,
+        )
+    except grpc.aio.AioRpcError as error:
+        errors.append(f"CommitSpend {error.code().name}")
     both_s.append(time.perf_counter() - started)
 
 
@@ -155,6 +171,7 @@ async def closed_loop(target: str, clients: int, operations: int) -> dict[str, f
     """`clients` callers, each on its own channel, each waiting for its commit before the next reserve."""
     reserve_s: list[float] = []
     both_s: list[float] = []
+    errors: list[str] = []
 
     async def caller(seed: int) -> None:
         rng = random.Random(seed)
@@ -162,7 +179,7 @@ async def closed_loop(target: str, clients: int, operations: int) -> dict[str, f
             stub = safety_pb2_grpc.SafetyPolicyStub(channel)
             await channel.channel_ready()
             for _ in range(operations):
-                await _reserve_and_commit(stub, rng, reserve_s, both_s)
+                await _reserve_and_commit(stub, rng, reserve_s, both_s, errors)
 
     started = time.perf_counter()
     await asyncio.gather(*(caller(seed) for seed in range(clients)))
@@ -174,6 +191,8 @@ async def closed_loop(target: str, clients: int, operations: int) -> dict[str, f
         "reserve_p50_ms": round(_quantile_ms(reserve_s, 50), 2),
         "reserve_p99_ms": round(_quantile_ms(reserve_s, 99), 2),
         "reserve_commit_p99_ms": round(_quantile_ms(both_s, 99), 2),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
     }
 
 
@@ -182,6 +201,7 @@ async def open_loop(target: str, rate_per_s: float, duration_s: float, channels:
     omission: a slow answer does not delay the next start)."""
     reserve_s: list[float] = []
     both_s: list[float] = []
+    errors: list[str] = []
     opened = [grpc.aio.insecure_channel(target) for _ in range(channels)]
     try:
         for channel in opened:
@@ -201,7 +221,9 @@ async def open_loop(target: str, rate_per_s: float, duration_s: float, channels:
             elif delay < -0.005:
                 late_starts += 1
             in_flight.append(
-                asyncio.create_task(_reserve_and_commit(stubs[index % channels], rng, reserve_s, both_s))
+                asyncio.create_task(
+                    _reserve_and_commit(stubs[index % channels], rng, reserve_s, both_s, errors)
+                )
             )
         await asyncio.gather(*in_flight)
         elapsed = loop.time() - start
@@ -216,6 +238,8 @@ async def open_loop(target: str, rate_per_s: float, duration_s: float, channels:
         "p50_ms": round(_quantile_ms(reserve_s, 50), 2),
         "p99_ms": round(_quantile_ms(reserve_s, 99), 2),
         "reserve_commit_p99_ms": round(_quantile_ms(both_s, 99), 2),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
     }
 
 

@@ -148,19 +148,29 @@ class Database:
         """A transaction; with lock_key, writers of the same key are serialized until commit."""
         if self._sqlite is not None:
             async with self._sqlite_lock:
-                await self._sqlite.execute("BEGIN IMMEDIATE")
+                # A cancelled caller (e.g. its RPC passed the deadline) must not leave the one
+                # connection inside a transaction: BEGIN, ROLLBACK and COMMIT run to the end shielded.
+                begun = asyncio.ensure_future(self._sqlite.execute("BEGIN IMMEDIATE"))
                 try:
+                    await asyncio.shield(begun)
                     yield _SqliteExecutor(self._sqlite)
                 except BaseException:
-                    await self._sqlite.execute("ROLLBACK")
+                    await asyncio.shield(self._sqlite_roll_back(begun))
                     raise
-                await self._sqlite.execute("COMMIT")
+                await asyncio.shield(self._sqlite.execute("COMMIT"))
             return
         assert self._pool is not None
         async with self._pool.acquire() as connection, connection.transaction():
             if lock_key is not None:
                 await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock_key)
             yield _PostgresExecutor(connection)
+
+    async def _sqlite_roll_back(self, begun: asyncio.Future[Any]) -> None:
+        assert self._sqlite is not None
+        with contextlib.suppress(Exception):
+            await begun
+        if self._sqlite.in_transaction:
+            await self._sqlite.execute("ROLLBACK")
 
     async def execute(self, sql: str, *params: Any) -> int:
         async with self.transaction() as tx:
