@@ -6,8 +6,9 @@ the deterministic policy's normalized reward on that task (gaelp.sim.market.poli
 play, 1 = the upper-bound planner; the same seeded days every time, so evaluations compare).
 Rules, checked after every evaluation:
 - advance: at least `min_env_steps` on the task and the window mean >= advance_threshold, or the
-  task's step budget is spent (recorded as advanced on budget, not on performance); the last task
-  has no budget exit: it completes on performance only (else the run's own step budget ends it);
+  task's step budget is spent (recorded as advanced on budget, not on performance);
+- the last task completes on performance only: when its step budget is spent without that, the
+  run stops there with "stopped_on_task_budget", which is not a completed curriculum;
 - regress: with a full window whose mean is below regress_threshold on a task with a
   prerequisite, the run goes back to the prerequisite (a performance collapse);
 - the run's phase-1 curriculum is complete when the last task advances.
@@ -22,7 +23,7 @@ from typing import Literal
 from gaelp.config.sections.orchestrator import CurriculumSettings
 from orchestrator.run_document import CurriculumDocument
 
-Decision = Literal["stay", "advance", "advance_on_budget", "regress", "complete"]
+Decision = Literal["stay", "advance", "advance_on_budget", "regress", "complete", "stopped_on_task_budget"]
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class CurriculumScheduler:
         full = len(self._window) >= cfg.window
         if self.state.steps_on_task >= cfg.min_env_steps and full and mean >= cfg.advance_threshold:
             return self._move("complete" if last else "advance", +0 if last else +1)
-        if not last and self.state.steps_on_task >= cfg.max_env_steps_per_task:
-            return self._move("advance_on_budget", +1)
+        if self.state.steps_on_task >= cfg.max_env_steps_per_task:
+            return self._move("stopped_on_task_budget" if last else "advance_on_budget", 0 if last else 1)
         if full and mean < cfg.regress_threshold and self.task.prerequisite is not None:
             return self._move("regress", -1)
         return "stay"

@@ -489,7 +489,7 @@ class RunManager:
                 report.decision = decision
                 report.episodes = int(str(last["episodes"]))
                 report.env_steps = int(str(last["steps"]))
-        if decision == "complete" or self._finished(run):
+        if decision in {"complete", "stopped_on_task_budget"} or self._finished(run):
             document.state = "completed"
         await self._save(document)
 
@@ -497,4 +497,4 @@ class RunManager:
 def _curriculum_complete(document: RunDocument) -> bool:
     """The phase-1 curriculum's last task was passed (and not reopened by a demotion since)."""
     history = document.curriculum.history
-    return bool(history) and history[-1].get("decision") in {"complete", "complete_on_budget"}
+    return bool(history) and history[-1].get("decision") == "complete"

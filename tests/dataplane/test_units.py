@@ -218,9 +218,9 @@ def test_curriculum_completes_at_the_last_task_and_resumes_from_its_document() -
     assert restored.state.task_index == 1
     budget = _scheduler(levels=[0])
     budget.record_steps(1000, 40)
-    # The last task's step budget is no exit: it completes on performance only.
-    assert budget.record_evaluation(0.0) == "stay"
-    assert budget.state.task_index == 0
+    # The last task completes on performance only; its spent budget stops the run, recorded as such.
+    assert budget.record_evaluation(0.0) == "stopped_on_task_budget"
+    assert [h["decision"] for h in budget.state.history] == ["stopped_on_task_budget"]
 
 
 # ---- CheckpointStore ---------------------------------------------------------------------------

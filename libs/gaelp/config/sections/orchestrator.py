@@ -30,44 +30,10 @@ class CurriculumSettings(BaseModel):
     )
     max_env_steps_per_task: int = Field(
         150_000, ge=1,
-        description="advance after this many steps even without reaching the threshold (not the last task,"
-        " which completes on performance only)",
+        description="advance after this many steps even without reaching the threshold; on the last task"
+        " the run stops there instead (the curriculum completes on performance only)",
     )
     evaluation_envs: int = Field(64, ge=1, description="campaigns in each level evaluation")
-
-
-class OrchestratorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    grpc_port: int = 50051
-    learner_target: str = Field("127.0.0.1:50053", description="host:port of the learner's gRPC API")
-    actors: int = Field(1, ge=1, le=64, description="concurrent actors per run")
-    envs_per_actor: int = Field(16, ge=1, description="campaigns each actor steps as one batch")
-    chunk_steps: int = Field(24, ge=1, description="T: steps per TransitionBatch")
-    registry_target: str = Field(
-        "", description="host:port of the environment registry; empty: the environments gaelp ships"
-    )
-    environment_id: str = Field("ad-market-simulator", description="environment id to resolve")
-    environment_version: str = Field(
-        "1.0.0", description="exact version, or a constraint such as ^1 when a registry resolves it"
-    )
-    env_retries: int = Field(3, ge=0, description="restarts of a failing environment before the run fails")
-    checkpoint_every_batches: int = Field(1, ge=1, description="run state saved after this many batches")
-    max_policy_wait_s: float = Field(
-        5.0, gt=0, description="longest an actor waits for a policy version within the lag bound"
-    )
-    policy_watch_deadline_s: float = Field(
-        300.0, gt=0, description="deadline of one Learner.WatchPolicy stream; it is then opened again"
-    )
-    max_rollouts_ahead: float = Field(
-        2.0,
-        gt=0,
-        description="actors wait while they have produced this many of the learner's rollouts (its"
-        " PolicyUpdate.rollout_samples) more than it has trained: bounds the backlog and the policy lag",
-    )
-    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
-    smoke_episodes: int = Field(20, ge=1, description="episodes of a smoke run unless StartRun says")
-    phases: PhaseSettings = Field(default_factory=lambda: PhaseSettings())
 
 
 class PhaseTrainingSettings(BaseModel):
@@ -114,3 +80,37 @@ class PhaseSettings(BaseModel):
     training: dict[int, PhaseTrainingSettings] = Field(
         default_factory=_default_phase_training, description="learner settings per phase (1-4)"
     )
+
+class OrchestratorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grpc_port: int = 50051
+    learner_target: str = Field("127.0.0.1:50053", description="host:port of the learner's gRPC API")
+    actors: int = Field(1, ge=1, le=64, description="concurrent actors per run")
+    envs_per_actor: int = Field(16, ge=1, description="campaigns each actor steps as one batch")
+    chunk_steps: int = Field(24, ge=1, description="T: steps per TransitionBatch")
+    registry_target: str = Field(
+        "", description="host:port of the environment registry; empty: the environments gaelp ships"
+    )
+    environment_id: str = Field("ad-market-simulator", description="environment id to resolve")
+    environment_version: str = Field(
+        "1.0.0", description="exact version, or a constraint such as ^1 when a registry resolves it"
+    )
+    env_retries: int = Field(3, ge=0, description="restarts of a failing environment before the run fails")
+    checkpoint_every_batches: int = Field(1, ge=1, description="run state saved after this many batches")
+    max_policy_wait_s: float = Field(
+        5.0, gt=0, description="longest an actor waits for a policy version within the lag bound"
+    )
+    policy_watch_deadline_s: float = Field(
+        300.0, gt=0, description="deadline of one Learner.WatchPolicy stream; it is then opened again"
+    )
+    max_rollouts_ahead: float = Field(
+        2.0,
+        gt=0,
+        description="actors wait while they have produced this many of the learner's rollouts (its"
+        " PolicyUpdate.rollout_samples) more than it has trained: bounds the backlog and the policy lag",
+    )
+    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
+    smoke_episodes: int = Field(20, ge=1, description="episodes of a smoke run unless StartRun says")
+    phases: PhaseSettings = Field(default_factory=PhaseSettings)
+
