@@ -95,13 +95,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/phase1.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    tables = [level_table(level, args.steps, args.demo_steps, args.envs, args.seed) for level in args.levels]
-    result = {"steps_per_variant": args.steps, "demo_steps": args.demo_steps, "envs": args.envs,
-              "seed": args.seed,
-              "yardstick": "(R - R_random) / (R_upper_bound - R_random), mean episode reward",
-              "levels": tables}
+    result: dict[str, Any] = {
+        "steps_per_variant": args.steps, "demo_steps": args.demo_steps, "envs": args.envs, "seed": args.seed,
+        "yardstick": "(R - R_random) / (R_upper_bound - R_random), mean episode reward", "levels": [],
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for level in args.levels:  # written after every level: a long run keeps what it finished
+        result["levels"].append(level_table(level, args.steps, args.demo_steps, args.envs, args.seed))
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
