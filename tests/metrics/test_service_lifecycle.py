@@ -98,9 +98,9 @@ async def test_dlq_trace_sigterm_commit_and_restart(
 
     spans = [json.loads(line) for line in service.span_file.read_text().splitlines()]
     (process,) = [s for s in spans if s["trace_id"] == trace_id and s["kind"] == "CONSUMER"]
-    assert process["name"] == f"{EPISODES.name} process"
+    assert process["name"] == f"process {EPISODES.name}"
     assert process["parent_span_id"] == parent_span_id
-    assert process["attributes"]["messaging.kafka.offset"] == last.offset
+    assert process["attributes"]["messaging.kafka.message.offset"] == last.offset
     published = [s for s in spans if s["trace_id"] == trace_id and s["kind"] == "PRODUCER"]
     assert [s["parent_span_id"] for s in published] == [process["span_id"]]  # its assessment
 
