@@ -91,6 +91,8 @@ class RunDocument(BaseModel):
     phase_entry_policy_version: int = 0  # the policy version that entered the current phase
     phase_history: list[PhaseTransitionDocument] = Field(default_factory=list)
     campaign_ids: list[str] = Field(default_factory=list)  # platform campaigns the run drives
+    phase_work_done: bool = False  # the current phase's own work is done; it waits for a decision
+    historical: dict[str, float] = Field(default_factory=dict)  # phase-2 figures and OPE estimates
 
     def status(self, task: str, window_mean: float, task_budget: int) -> orchestrator_pb2.RunStatus:
         return orchestrator_pb2.RunStatus(

@@ -31,6 +31,7 @@ from orchestrator.curriculum import CurriculumScheduler, Decision
 from orchestrator.environments import ResolvedEnvironment
 from orchestrator.evaluation import RandomActionAgent, evaluation_for
 from orchestrator.messages import episode_summary, transition_batch
+from orchestrator.phase2 import historical_figures
 from orchestrator.phases import PhaseMachine, Transition, phase_name
 from orchestrator.policy import PolicyHolder
 from orchestrator.run_document import (
@@ -217,6 +218,7 @@ class RunManager:
         else:
             document.phase = transition.to_phase
             document.phase_entry_policy_version = transition.policy_version
+            document.phase_work_done = False
             if transition.to_phase == common_pb2.PHASE_SIMULATION and _curriculum_complete(document):
                 # Back to simulation: train on the last task again until the run graduates anew.
                 document.curriculum.history.append({"task": run.scheduler.task.name,
@@ -226,6 +228,24 @@ class RunManager:
         logger.info("phase transition", extra={"run_id": document.run_id, "from": transition.from_phase,
                                                "to": transition.to_phase, "reason": transition.reason})
         run.phase_changed.set()
+
+    async def _validate_on_logs(self, run: Run) -> None:
+        """Phase 2's work: the run's policy on the sandbox's logs, reported as one phase-2 episode."""
+        document, cfg = run.document, self.config.phases.historical
+        figures = await asyncio.to_thread(historical_figures, run.policy.agent, cfg.simulator_level,
+                                          cfg.campaigns, cfg.days, document.seed, cfg.tolerance)
+        document.historical = figures.flat()
+        summary = events_pb2.EpisodeSummary(
+            run_id=document.run_id, episode_id=f"{document.run_id}:historical:{len(document.phase_history)}",
+            phase=common_pb2.PHASE_HISTORICAL, task="historical-validation",
+            policy_version=document.policy_version, historical_match=figures.historical_match,
+            prediction_accuracy=figures.prediction_accuracy,
+            prediction_correlation=figures.prediction_correlation, success=True,
+        )
+        await self.producer.send(EPISODES, document.run_id, summary)
+        document.episodes += 1
+        document.phase_work_done = True
+        await self._save(document)
 
     async def _await_phase_decision(self, run: Run) -> None:
         """The current phase's own work is done: wait for the assessment that moves the run, at
@@ -265,6 +285,8 @@ class RunManager:
             while not run.stop and document.state in {"running", "paused"}:
                 if document.phase == common_pb2.PHASE_SIMULATION and not _curriculum_complete(document):
                     await self._run_task(run)
+                elif document.phase == common_pb2.PHASE_HISTORICAL and not document.phase_work_done:
+                    await self._validate_on_logs(run)
                 else:
                     await self._await_phase_decision(run)
         except Exception as error:

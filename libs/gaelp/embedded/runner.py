@@ -1,9 +1,12 @@
-"""The embedded main job: phase-1 training on one machine.
+"""The embedded main job: phase 1 (simulation) then phase 2 (historical validation) on one machine.
 
 A local Kafka-compatible broker, the five services as processes (SQLite and checkpoints under one
 directory per run), one training run through the simulator's curriculum with a progress bar per
-task, and a report: episodes, env steps, updates, policy versions, and per task the agent's ROAS
-as a fraction of the oracle's next to the random and heuristic reference policies.
+task; when the metrics service graduates phase 1, the orchestrator scores the policy on the
+sandbox market's logs (phase 2). The money phases are not enabled yet, so the run stops after
+phase 2 and says so. The report: episodes, env steps, updates, the per-task table, per phase the
+criteria with values and the decision, the transitions with times; also written as report.json in
+the run directory.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from google.protobuf import json_format
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -29,6 +33,7 @@ from gaelp.config.settings import CONFIG_ENV_VAR
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.v1 import (
     common_pb2,
+    events_pb2,
     learner_pb2,
     learner_pb2_grpc,
     metrics_pb2,
@@ -101,8 +106,35 @@ def start_services(config: Path, bootstrap: str, run_dir: Path, algorithm: str |
     return Services(processes, dashboard_port)
 
 
-def follow_run(control: orchestrator_pb2_grpc.OrchestratorStub, run_id: str) -> orchestrator_pb2.RunStatus:
-    """Progress bars per curriculum task until the run completes or fails."""
+def _caught_up(metrics: metrics_pb2_grpc.MetricsStub, status: orchestrator_pb2.RunStatus) -> bool:
+    summary = metrics.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=status.run_id), timeout=10)
+    return summary.episodes >= status.episodes
+
+
+def _assessment(metrics: metrics_pb2_grpc.MetricsStub, run_id: str,
+                phase: int) -> events_pb2.GraduationAssessment | None:
+    try:
+        return metrics.GetAssessment(metrics_pb2.GetAssessmentRequest(run_id=run_id, phase=phase),  # type: ignore[arg-type]
+                                     timeout=10)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def _phase_work_done(status: orchestrator_pb2.RunStatus,
+                     assessment: events_pb2.GraduationAssessment | None) -> bool:
+    """Phase 1: the curriculum's last task was passed; phase 2: the figures on the logs were reported."""
+    if status.phase == common_pb2.PHASE_SIMULATION:
+        return bool(status.levels) and status.levels[-1].decision in {"complete", "complete_on_budget"}
+    return status.phase == common_pb2.PHASE_HISTORICAL and assessment is not None \
+        and assessment.episodes_considered > 0
+
+
+def follow_run(control: orchestrator_pb2_grpc.OrchestratorStub, metrics: metrics_pb2_grpc.MetricsStub,
+               run_id: str) -> orchestrator_pb2.RunStatus:
+    """Progress bars per phase and curriculum task until the run completes or fails, or its phase's
+    work is done and the metrics service, caught up with every episode, does not graduate it."""
     request = orchestrator_pb2.RunIdRequest(run_id=run_id)
     bars: dict[str, TaskID] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
@@ -111,28 +143,39 @@ def follow_run(control: orchestrator_pb2_grpc.OrchestratorStub, run_id: str) -> 
         while True:
             status = control.GetRunStatus(request, timeout=10)
             budget = max(status.task_step_budget, 1)
-            if status.task not in bars:
+            label = (f"phase 1 / {status.task}" if status.phase == common_pb2.PHASE_SIMULATION
+                     else f"phase {status.phase} / {common_pb2.Phase.Name(status.phase).lower()}")
+            if label not in bars:
                 for name, bar in bars.items():
-                    if name != status.task:
+                    if name != label:
                         progress.update(bar, completed=progress.tasks[bar].total)
-                bars[status.task] = progress.add_task(f"phase 1 / {status.task}", total=budget, info="")
-            score = f"eval {status.window_mean:.2f} of oracle" if status.window_mean else "eval pending"
+                bars[label] = progress.add_task(label, total=budget, info="")
+            score = f"eval {status.window_mean:.2f}" if status.window_mean else "eval pending"
             progress.update(
-                bars[status.task],
+                bars[label],
                 completed=min(status.task_env_steps, budget),
                 info=f"{status.task_env_steps:>7} steps  {score}  policy v{status.policy_version}",
             )
             if status.state in {"completed", "failed"}:
                 return status
+            assessment = _assessment(metrics, run_id, status.phase)
+            if _phase_work_done(status, assessment) and _caught_up(metrics, status):
+                # Re-read: a graduation may have landed between the two calls.
+                latest = control.GetRunStatus(request, timeout=10)
+                assessment = _assessment(metrics, run_id, latest.phase)
+                if latest.phase == status.phase and latest.state == "running" and assessment is not None \
+                        and not assessment.ready_to_graduate:
+                    return latest
             time.sleep(0.5)
 
 
 def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.LearnerStub,
-           metrics: metrics_pb2_grpc.MetricsStub, seconds: float) -> bool:
+           metrics: metrics_pb2_grpc.MetricsStub, seconds: float, run_dir: Path) -> bool:
     stats = learner.GetLearnerStats(learner_pb2.GetLearnerStatsRequest(run_id=status.run_id), timeout=10)
     # Metrics consume asynchronously: wait until they have seen every episode of the run.
     summary = metrics_pb2.RunSummary()
-    deadline = time.monotonic() + 300
+    wait_started = time.monotonic()
+    deadline = wait_started + 300
     with console.status("waiting for the metrics service to catch up") as waiting:
         while time.monotonic() < deadline:
             summary = metrics.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=status.run_id),
@@ -141,10 +184,7 @@ def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.Learner
                 break
             waiting.update(f"waiting for the metrics service: {summary.episodes}/{status.episodes} episodes")
             time.sleep(0.5)
-    assessment = metrics.GetAssessment(
-        metrics_pb2.GetAssessmentRequest(run_id=status.run_id, phase=common_pb2.PHASE_SIMULATION),
-        timeout=10,
-    )
+    metrics_wait_s = time.monotonic() - wait_started
     console.print()
     console.print(f"[bold]GAELP phase 1 (simulation) — run {status.run_id}[/bold]  ({status.state}"
                   f"{': ' + status.detail if status.detail else ''})")
@@ -172,17 +212,64 @@ def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.Learner
                       f"{level.random_reward:.0f}", f"{level.heuristic_reward:.0f}",
                       f"{level.oracle_reward:.0f}", str(level.env_steps), level.decision)
     console.print(table)
-    verdict = "READY to graduate" if assessment.ready_to_graduate else "not ready to graduate"
-    console.print(f"  metrics' phase-1 assessment: {verdict}")
-    for criterion in assessment.criteria:
-        mark = "pass" if criterion.passed else "fail"
-        console.print(f"    {criterion.name:<24} {criterion.value:10.3f} {criterion.comparison} "
-                      f"{criterion.threshold:<8g} {mark}")
     improved = sum(level.agent_reward_end > level.agent_reward_start for level in status.levels)
     console.print(f"  reward improved during {improved}/{len(status.levels)} task visits; at exit the agent "
                   f"beat the heuristic on reward in {sum(beats)}/{len(beats)} and on ROAS in "
                   f"{sum(roas_beats)}/{len(roas_beats)}")
+    document = phase_report(status, metrics, seconds, metrics_wait_s)
+    path = run_dir / "report.json"
+    path.write_text(json.dumps(document, indent=2))
+    console.print(f"  report: {path}")
     return status.state == "completed"
+
+
+def phase_report(status: orchestrator_pb2.RunStatus, metrics: metrics_pb2_grpc.MetricsStub, seconds: float,
+                 metrics_wait_s: float) -> dict[str, object]:
+    """Per phase entered: the metrics' criteria and decision; the transitions with their times."""
+    phases = [common_pb2.PHASE_SIMULATION] + [entry.transition.to_phase for entry in status.phase_history
+                                              if entry.transition.to_phase != common_pb2.PHASE_UNSPECIFIED]
+    transitions = [{
+        "from": entry.transition.from_phase, "to": entry.transition.to_phase,
+        "reason": entry.transition.reason, "time": entry.at.ToJsonString(),
+        "policy_version": entry.transition.policy_version,
+    } for entry in status.phase_history]
+    criteria: dict[str, list[dict[str, object]]] = {}
+    decisions: dict[str, str] = {}
+    for phase in dict.fromkeys(phases):
+        assessment = _assessment(metrics, status.run_id, phase)
+        name = common_pb2.Phase.Name(phase)  # type: ignore[arg-type]
+        left = [t for t in transitions if t["from"] == phase]
+        if assessment is None:
+            decisions[name] = "no assessment from the metrics service"
+        elif left:
+            decisions[name] = f"left the phase: {left[-1]['reason']}"
+        else:
+            decisions[name] = ("READY to graduate" if assessment.ready_to_graduate else "not graduated") + \
+                f" ({assessment.reason})"
+        criteria[name] = [] if assessment is None else [
+            {"name": c.name, "value": c.value, "threshold": c.threshold, "comparison": c.comparison,
+             "passed": c.passed} for c in assessment.criteria]
+        console.print(f"  [bold]{name}[/bold]: {decisions[name]}")
+        for c in criteria[name]:
+            console.print(f"    {c['name']:<24} {c['value']:10.3f} {c['comparison']} {c['threshold']:<8g} "
+                          f"{'pass' if c['passed'] else 'fail'}")
+    for t in transitions:
+        console.print(f"  transition {t['time']}: phase {t['from']} → {t['to'] or 'run completed'} "
+                      f"({t['reason']}, policy v{t['policy_version']})")
+    last = status.phase_history[-1].transition if status.phase_history else None
+    if last is not None and last.to_phase == common_pb2.PHASE_UNSPECIFIED:
+        console.print(f"  stopped after phase {last.from_phase}: the money phases (3 and 4) are not "
+                      "enabled yet")
+    else:
+        console.print(f"  stopped in phase {status.phase}: it did not graduate (see its criteria above)")
+    return {
+        "run_id": status.run_id, "state": status.state, "detail": status.detail,
+        "phases": phases, "transitions": transitions, "criteria": criteria, "decisions": decisions,
+        "levels": [json_format.MessageToDict(level, preserving_proto_field_name=True,
+                                             always_print_fields_with_no_presence=True)
+                   for level in status.levels],
+        "wall_s": seconds, "metrics_wait_s": metrics_wait_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,9 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                 control.StartRun(orchestrator_pb2.StartRunRequest(
                     run_id=run_id, config_json=json.dumps({"max_env_steps": args.max_env_steps}),
                 ), timeout=30)
-                status = follow_run(control, run_id)
-                ok = report(status, learner_pb2_grpc.LearnerStub(channel_l),
-                            metrics_pb2_grpc.MetricsStub(channel_m), time.monotonic() - started)
+                metrics = metrics_pb2_grpc.MetricsStub(channel_m)
+                status = follow_run(control, metrics, run_id)
+                ok = report(status, learner_pb2_grpc.LearnerStub(channel_l), metrics,
+                            time.monotonic() - started, run_dir)
         finally:
             codes = services.stop()
     clean = all(code == 0 for code in codes.values())

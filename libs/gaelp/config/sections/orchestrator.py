@@ -56,6 +56,17 @@ def _default_phase_training() -> dict[int, PhaseTrainingSettings]:
     }
 
 
+class HistoricalValidationSettings(BaseModel):
+    """Phase 2: the sandbox market's logs the run's policy is scored on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    simulator_level: int = Field(3, ge=0, description="simulator level whose predictions are compared")
+    campaigns: int = Field(96, ge=8, description="logged campaigns (one row per campaign-hour)")
+    days: int = Field(2, ge=1, description="logged days per campaign")
+    tolerance: float = Field(0.15, gt=0, description="relative gap within which a prediction is accurate")
+
+
 class PhaseSettings(BaseModel):
     """The phase machine: where a run demotes to, the highest phase enabled, training per phase."""
 
@@ -77,6 +88,7 @@ class PhaseSettings(BaseModel):
         600.0, gt=0,
         description="how long a run whose phase work is done waits for a graduating assessment",
     )
+    historical: HistoricalValidationSettings = Field(default_factory=HistoricalValidationSettings)
     training: dict[int, PhaseTrainingSettings] = Field(
         default_factory=_default_phase_training, description="learner settings per phase (1-4)"
     )

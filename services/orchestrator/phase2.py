@@ -1,0 +1,82 @@
+"""Phase 2, historical validation: the run's own policy scored on logged campaign data.
+
+The logs come from the platform sandbox's market (a market unlike the training simulator), with
+the logging policy's propensities. The agent's policy is valued on them by IPS, SNIPS, DM and DR
+with bootstrap intervals (gaelp.sim.historical.ope), and the training simulator predicts the same
+quantity (clicks per campaign-hour) for the same policy. The figures, per compared policy p (the
+agent, then the heuristic and random reference policies, valued the same way):
+    gap(p)                  = |simulator(p) - DR(p)| / |DR(p)|
+    historical_match        = max(0, 1 - gap(agent)): how well the simulator's prediction for the
+                              agent matches what the logs say the agent would have earned
+    prediction_accuracy     = share of compared policies with gap(p) <= tolerance
+    prediction_correlation  = Pearson correlation of simulator(p) and DR(p) over compared policies
+They travel to the metrics service in an EpisodeSummary of phase 2, whose assessment gates the phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gaelp.sim.historical.evaluator import make_historical_evaluator
+from gaelp.sim.historical.ope import Estimate
+from gaelp.sim.market.config import MarketConfig
+from gaelp.sim.market.policies import PolicyFactory, heuristic_policy, random_policy
+
+AGENT = "agent"
+
+
+@dataclass(frozen=True)
+class HistoricalFigures:
+    historical_match: float
+    prediction_accuracy: float
+    prediction_correlation: float
+    predicted: dict[str, float]  # simulator's clicks per campaign-hour, per compared policy
+    estimates: dict[str, dict[str, Estimate]]  # per compared policy, per estimator
+
+    def flat(self) -> dict[str, float]:
+        """One level of names (for the run document): figures, predictions, estimates and intervals."""
+        flat = {"historical_match": self.historical_match, "prediction_accuracy": self.prediction_accuracy,
+                "prediction_correlation": self.prediction_correlation}
+        for name, per_estimator in self.estimates.items():
+            flat[f"simulator_{name}"] = self.predicted[name]
+            for estimator, estimate in per_estimator.items():
+                flat[f"{estimator}_{name}"] = estimate.estimate
+                flat[f"{estimator}_{name}_ci_low"] = estimate.ci_low
+                flat[f"{estimator}_{name}_ci_high"] = estimate.ci_high
+        return flat
+
+
+def agent_policy(agent: Any) -> PolicyFactory:
+    """The agent's deterministic policy as a simulator policy factory."""
+
+    def factory(env: Any) -> Any:
+        def act(obs: np.ndarray, info: dict[str, Any]) -> Any:
+            actions, _, _ = agent.policy.act(obs, deterministic=True)
+            return agent.env_actions(actions)
+
+        return act
+
+    return factory
+
+
+def historical_figures(agent: Any, simulator_level: int, campaigns: int, days: int, seed: int,
+                       tolerance: float, logged_market: MarketConfig | None = None) -> HistoricalFigures:
+    """logged_market: the market the logs come from; None: the platform sandbox's."""
+    evaluator = make_historical_evaluator(simulator=simulator_level, logged_market=logged_market,
+                                          num_campaigns=campaigns, days=days, seed=seed)
+    compared = {AGENT: agent_policy(agent), "heuristic": heuristic_policy, "random": random_policy}
+    figures = evaluator.gate_figures(compared, tolerance=tolerance)
+    gaps = {gap.name: gap for gap in figures.policies}
+    own = gaps[AGENT]
+    match = max(0.0, 1.0 - abs(own.predicted - own.logged.estimate) / max(abs(own.logged.estimate), 1e-12))
+    correlation = figures.correlation if np.isfinite(figures.correlation) else 0.0
+    return HistoricalFigures(
+        historical_match=float(match),
+        prediction_accuracy=figures.accuracy,
+        prediction_correlation=float(correlation),
+        predicted={name: gap.predicted for name, gap in gaps.items()},
+        estimates={name: gap.estimates for name, gap in gaps.items()},
+    )
