@@ -232,6 +232,13 @@ class BusConsumer:
             deliveries = await self.poll()
             if deliveries:
                 self._settled.clear()
+                # One short receive span per message joins each producer's trace (the handler
+                # processes the batch as a whole afterwards).
+                for delivery in deliveries:
+                    with process_span(self._tracer, delivery.topic, delivery.record.partition,
+                                      delivery.record.offset, delivery.headers, consumer_group=self.group_id,
+                                      key=delivery.record.key, value=delivery.value, operation="receive"):
+                        pass
                 try:
                     await handler(deliveries)
                 except Exception as error:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 
 from gaelp.cli import targets
 from gaelp.client import OrchestratorClient
 from gaelp.client.jsonview import message_json
-from gaelp.client.streams import phase_history
 from gaelp.v1 import common_pb2, orchestrator_pb2
 
 
@@ -29,9 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.set_defaults(func=list_runs)
     status = verbs.add_parser("status", help="a run's status")
     status.add_argument("run")
-    status.add_argument("--history", action="store_true",
-                        help="also the phase transitions from the run-events topic (needs the broker)")
-    status.add_argument("--bootstrap", default="", help="broker host:port (default from settings)")
+    status.add_argument("--history", action="store_true", help="also list the run's phase transitions")
     status.set_defaults(func=run_status)
     for name, func in (("pause", pause_run), ("resume", resume_run)):
         verb = verbs.add_parser(name, help=f"{name} a run")
@@ -92,22 +88,14 @@ def list_runs(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         status = client.status(args.run)
-    if not args.history:
-        _print(args, status)
-        return 0
-    bootstrap = targets.bootstrap(args, targets.settings())
-    events = asyncio.run(phase_history(bootstrap, args.run))
-    history = [message_json(event) for event in events]
-    if args.json:
-        print(json.dumps({**status_dict(status), "phase_history": history}))
-        return 0
-    print(status_line(status))
-    for event in events:
-        change = event.phase_transition
-        print(f"  {event.occurred_at.ToJsonString()}  {common_pb2.Phase.Name(change.from_phase)} -> "
-              f"{common_pb2.Phase.Name(change.to_phase)}  {change.reason}")
-    if not events:
-        print("  no phase transitions yet")
+    _print(args, status)
+    if args.history and not args.json:
+        for entry in status.phase_history:
+            change = entry.transition
+            print(f"  {entry.at.ToJsonString()}  {common_pb2.Phase.Name(change.from_phase)} -> "
+                  f"{common_pb2.Phase.Name(change.to_phase)}  {change.reason}")
+        if not status.phase_history:
+            print("  no phase transitions yet")
     return 0
 
 

@@ -65,6 +65,7 @@ class OrchestratorClient(_Client):
                           max(self.deadline_s, START_DEADLINE_MIN_S))
 
     def status(self, run_id: str) -> orchestrator_pb2.RunStatus:
+        """The run's figures, current phase and phase_history (every transition, oldest first)."""
         request = orchestrator_pb2.RunIdRequest(run_id=run_id)
         return self._call("GetRunStatus", self._stub.GetRunStatus, request)
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.protobuf.message import Message
 
-from gaelp.bus.topics import EPISODES, RUN_EVENTS, Topic, UndecodableMessage
+from gaelp.bus.topics import EPISODES, Topic, UndecodableMessage
 from gaelp.client.errors import ClientError, ServiceUnavailable
 from gaelp.client.jsonview import message_json
 from gaelp.v1 import common_pb2, events_pb2
@@ -96,12 +96,3 @@ async def tail_episodes(bootstrap: str, *, run_id: str = "", phase: int = 0,
         if phase and episode.phase != phase:
             continue
         yield episode
-
-
-async def phase_history(bootstrap: str, run_id: str) -> list[events_pb2.RunEvent]:
-    """The run's phase transitions as published on the run-events topic, oldest first."""
-    events = []
-    async for _, event in read_messages(bootstrap, RUN_EVENTS):
-        if event.run_id == run_id and event.WhichOneof("event") == "phase_transition":
-            events.append(event)
-    return events
