@@ -31,6 +31,7 @@ from gaelp.config.sections.infra import (
 from gaelp.config.sections.learner import LearnerSettings
 from gaelp.config.sections.metrics import MetricsSettings
 from gaelp.config.sections.orchestrator import OrchestratorSettings
+from gaelp.config.sections.pubsub import PubSubSettings
 from gaelp.config.sections.safety_policy import SafetyPolicySettings
 from gaelp.config.sections.training import TrainingSettings
 
@@ -76,6 +77,7 @@ class GaelpSettings(BaseSettings):
     environment_registry: EnvironmentRegistrySettings = Field(
         default_factory=EnvironmentRegistrySettings
     )
+    pubsub: PubSubSettings = Field(default_factory=PubSubSettings)
 
     @classmethod
     def settings_customise_sources(
