@@ -176,7 +176,7 @@ class SandboxProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90  # generous: the sandbox imports slowly on a busy machine
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"sandbox exited:\n{self.log_path.read_text()}")
