@@ -136,8 +136,9 @@ def _count(span: Span) -> int:
     return sum(1 + _count(child) for child in span.children)
 
 
-SHOWN_ATTRIBUTES = ("messaging.destination.partition.id", "messaging.kafka.message.offset",
-                    "messaging.consumer.group.name", "gaelp.episode_id")
+SHOWN_ATTRIBUTES = {"messaging.destination.partition.id": "partition",
+                    "messaging.kafka.message.offset": "offset",
+                    "messaging.consumer.group.name": "group", "gaelp.episode_id": "episode"}
 
 
 def render(roots: list[Span]) -> list[str]:
@@ -145,7 +146,7 @@ def render(roots: list[Span]) -> list[str]:
     lines: list[str] = []
 
     def walk(span: Span, depth: int) -> None:
-        details = " ".join(f"{key.rsplit('.', 1)[-1]}={span.attributes[key]}" for key in SHOWN_ATTRIBUTES
+        details = " ".join(f"{label}={span.attributes[key]}" for key, label in SHOWN_ATTRIBUTES.items()
                            if key in span.attributes)
         lines.append(f"{'  ' * depth}{span.service:<22} {span.name:<34} {span.duration_ms:9.3f} ms  {details}"
                      .rstrip())
