@@ -137,7 +137,7 @@ async def test_consumer_process_span_continues_producer_trace(
     finally:
         await consumer.stop()
     spans = {span.name: span for span in _EXPORTER.get_finished_spans()}
-    send, process = spans[f"{topic.name} send"], spans[f"{topic.name} process"]
+    send, process = spans[f"publish {topic.name}"], spans[f"process {topic.name}"]
     assert process.context.trace_id == send.context.trace_id
     assert process.parent is not None and process.parent.span_id == send.context.span_id
     assert process.kind == trace.SpanKind.CONSUMER

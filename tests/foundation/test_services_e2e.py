@@ -104,9 +104,9 @@ def test_episodes_cross_processes_and_consumer_spans_continue_the_producer_trace
     assert metrics_service.stop() == 0  # flushes the consumer's spans
 
     sends = {s["span_id"]: s for s in read_spans(tmp_path / "orchestrator-spans.jsonl")
-             if s["name"] == "gaelp.episodes.v1 send"}
+             if s["name"] == "publish gaelp.episodes.v1"}
     processed = [s for s in read_spans(tmp_path / "metrics-spans.jsonl")
-                 if s["name"] == "gaelp.episodes.v1 process" and s["parent_span_id"] in sends]
+                 if s["name"] == "process gaelp.episodes.v1" and s["parent_span_id"] in sends]
     assert len(processed) == status.episodes
     for span in processed:
         producer_span = sends[span["parent_span_id"]]
