@@ -1,4 +1,4 @@
-"""The topics of ARCHITECTURE.md, each bound to the protobuf message its values carry."""
+"""The topics of docs/architecture.md, each bound to the protobuf message its values carry."""
 
 from __future__ import annotations
 

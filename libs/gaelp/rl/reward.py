@@ -1,4 +1,4 @@
-"""Weighted multi-objective reward for the ad action (ARCHITECTURE.md, "Reward").
+"""Weighted multi-objective reward for the ad action (docs/architecture.md, "The ad action").
 
 Environments report each component separately; this module turns them into the scalar the agents
 optimize. Weights live in config so that a run can change what it optimizes without code changes.

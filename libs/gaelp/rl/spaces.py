@@ -4,7 +4,7 @@ Every agent works on one flat float action per sample, `[B, D]`:
 
 * `Discrete(n)`: D = 1, the choice index (actors receive int64 `[B]` from `policy.act`).
 * `Box(shape)`: D = prod(shape), values in env units.
-* Hybrid `Dict`/`Tuple` of `Discrete` and `Box` entries (the ad action of ARCHITECTURE.md): first one
+* Hybrid `Dict`/`Tuple` of `Discrete` and `Box` entries (the ad action of docs/architecture.md): first one
   column per `Discrete` entry holding its index (in the space's own entry order), then the flattened
   `Box` entries (same order). `HybridActionCodec` converts between that flat tensor and the dict/tuple
   the environment expects, so hybrid actions travel as one float32 tensor.

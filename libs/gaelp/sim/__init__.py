@@ -1,4 +1,4 @@
-"""Environments of the four phases (ARCHITECTURE.md): the ad-market simulator (phase 1), logged data
+"""Environments of the four phases (docs/architecture.md): the ad-market simulator (phase 1), logged data
 with off-policy evaluation (phase 2), and the ad-platform connector with its sandbox (phases 3-4).
 
 Entry points for the environment registry ("module:callable"):

@@ -1,4 +1,4 @@
-"""The 128-feature observation, in the groups of ARCHITECTURE.md ("The ad action and observation").
+"""The 128-feature observation, in the groups of docs/architecture.md ("The ad action").
 
 Layout (column ranges): market context 0-15, performance history 16-47, demographics 48-71,
 temporal 72-83, budget state 84-99, interactions 100-127. Personas beyond 8 and audiences beyond 6

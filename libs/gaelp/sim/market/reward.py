@@ -1,4 +1,4 @@
-"""The reward components of one hour (ARCHITECTURE.md, "Reward"), before weighting.
+"""The reward components of one hour (docs/architecture.md, "The ad action"), before weighting.
 
 Each is an (N,) array named as in gaelp.rl.reward.REWARD_COMPONENTS; RewardEngine weighs them.
 """

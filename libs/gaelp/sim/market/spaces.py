@@ -1,4 +1,4 @@
-"""Action and observation spaces of the ad-market environments (ARCHITECTURE.md, "The ad action")."""
+"""Action and observation spaces of the ad-market environments (docs/architecture.md, "The ad action")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The connector interface every ad platform is driven through, and its data types.
 
 Money note: the connector moves no money by itself and keeps no ledger; callers reserve spend at
-safety-policy before raising a bid or a budget (ARCHITECTURE.md, "Data plane rules").
+safety-policy before raising a bid or a budget (docs/architecture.md, "Money rules").
 """
 
 from __future__ import annotations
