@@ -24,7 +24,7 @@ def _numbers(message: Message, data: dict[str, Any]) -> dict[str, Any]:
         repeated = field.is_repeated
         if field.type in _INT64:
             data[field.name] = list(value) if repeated else int(value)
-        elif field.type == FieldDescriptor.TYPE_MESSAGE and not field.message_type.GetOptions().map_entry:
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and not field.message_type.GetOptions().map_entry:  # type: ignore[union-attr]  # set for message fields
             if repeated:
                 data[field.name] = [_numbers(item, entry) for item, entry in zip(value, data[field.name],
                                                                                   strict=True)]
