@@ -161,8 +161,8 @@ class OperatorEvents:
                 pairs.append((delivery, message))
         by_message = {id(message): delivery for delivery, message in pairs}
         failures = await self.publisher.publish([message for _, message in pairs])
-        for message, error in failures:
-            await self.consumer.dead_letter(by_message[id(message)].record, error)
+        for message, failure in failures:
+            await self.consumer.dead_letter(by_message[id(message)].record, failure)
         self.published += len(pairs) - len(failures)
 
     def to_pubsub(self, delivery: Delivery[Any]) -> PubSubMessage | None:
