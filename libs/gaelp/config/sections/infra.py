@@ -92,7 +92,8 @@ class GrpcSettings(BaseModel):
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_string_length: int = Field(1024, ge=1, description="longest accepted string field")
     reflection: bool = Field(
-        True, description="serve grpc.reflection.v1alpha so grpcurl, Evans or Postman can list and call methods"
+        True,
+        description="serve grpc.reflection.v1alpha so grpcurl, Evans or Postman can list and call methods",
     )
 
 
