@@ -461,6 +461,8 @@ class RunManager:
             # the sends and the round's save, the restarted process must not reuse an id.
             document.actor_batches = [sequence + 1 for sequence in sequences]
             await self._save(document)
+        # A smoke run acts at random before any policy exists (version -1): its episodes say 0.
+        episode_policy_version = max(run.policy.version, 0)
         deliveries = []
         for index, chunk in enumerate(chunks):
             actor_id = f"{document.run_id}-actor-{index}"
@@ -474,7 +476,7 @@ class RunManager:
             scheduler.record_steps(chunk.samples, len(chunk.episodes))
             for episode in chunk.episodes:
                 summary = episode_summary(
-                    episode, document.run_id, actor_id, run.policy.version, task, refs,
+                    episode, document.run_id, actor_id, episode_policy_version, task, refs,
                     curriculum_level=scheduler.task.difficulty + 1,
                     curriculum_levels=len(scheduler.tasks), phase=document.phase,
                 )
