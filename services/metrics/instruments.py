@@ -22,7 +22,11 @@ class MetricsInstruments:
         self._latest: dict[tuple[str, str], dict[str, float]] = {}
         self.episodes = meter.create_counter("gaelp.metrics.episodes", description="episodes consumed")
         self.failed = meter.create_counter("gaelp.metrics.episodes.failed", description="failed episodes")
-        self.reward = meter.create_histogram("gaelp.metrics.episode.normalized_reward")
+        # A gauge, not a histogram: normalized reward is negative below random play, and
+        # OpenTelemetry histograms drop negative values.
+        self.reward = meter.create_gauge(
+            "gaelp.metrics.episode.normalized_reward", description="latest episode's normalized reward"
+        )
         self.roas = meter.create_histogram("gaelp.metrics.episode.roas")
         self.alerts = meter.create_counter("gaelp.metrics.alerts", description="anomaly alerts raised")
         self.violations = meter.create_counter("gaelp.metrics.violations")
@@ -54,7 +58,7 @@ class MetricsInstruments:
         if episode.failed:
             self.failed.add(1, attributes)
             return
-        self.reward.record(episode.normalized_reward, attributes)
+        self.reward.set(episode.normalized_reward, attributes)
         self.roas.record(episode.roas, attributes)
 
     def record_window(self, run_id: str, phase: int, figures: dict[str, float]) -> None:

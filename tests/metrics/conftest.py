@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gaelp.bus import ASSESSMENTS
-from gaelp.bus.local_broker import free_port
+from gaelp.bus.local_broker import LocalBroker, free_port
 from gaelp.config import GaelpSettings, load_settings
 from gaelp.v1 import events_pb2, metrics_pb2_grpc
 
@@ -94,6 +94,14 @@ def _wait_serving(service: MetricsProcess, timeout_s: float) -> None:
             time.sleep(0.3)
     service.stop()
     raise TimeoutError(f"metrics not SERVING after {timeout_s}s:\n{service.log()}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The metrics tests' own broker: the shared service they start reads its topics from the
+    beginning, and the episodes earlier folders left on the session's broker are not theirs."""
+    with LocalBroker(log_path=tmp_path_factory.mktemp("metrics-broker") / "tansu.log") as broker:
+        yield broker.bootstrap
 
 
 @pytest.fixture(scope="session")
