@@ -10,15 +10,13 @@ from gaelp.client import SafetyPolicyClient
 from gaelp.client.jsonview import message_json
 from gaelp.v1 import common_pb2
 
-PHASES = {"simulation": 1, "historical": 2, "real_testing": 3, "scaled": 4}
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     budget = subparsers.add_parser("budget", help="budgets and spend of campaigns")
     verbs = budget.add_subparsers(dest="budget_command", required=True)
     status = verbs.add_parser("status", help="limits, committed and reserved spend of a campaign")
     status.add_argument("--campaign", required=True)
-    status.add_argument("--phase", choices=sorted(PHASES), default="real_testing")
+    status.add_argument("--phase", choices=sorted(targets.PHASES), default="real_testing")
     status.add_argument("--day", default="", help="YYYY-MM-DD in the campaign's zone (default: today)")
     targets.add_grpc_flags(status, "--safety-policy", "safety policy")
     status.set_defaults(func=budget_status)
@@ -29,7 +27,7 @@ def budget_status(args: argparse.Namespace) -> int:
     config = targets.settings()
     target = targets.safety_policy_target(args, config)
     with SafetyPolicyClient(target, targets.deadline(args, config)) as client:
-        status = client.budget_status(args.campaign, PHASES[args.phase], args.day)
+        status = client.budget_status(args.campaign, targets.PHASES[args.phase], args.day)
     if args.json:
         data = message_json(status)
         data["phase"] = common_pb2.Phase.Name(status.phase)

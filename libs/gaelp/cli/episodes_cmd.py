@@ -14,15 +14,13 @@ import sys
 from gaelp.cli import targets
 from gaelp.client.streams import episode_json, tail_episodes
 
-PHASES = {"simulation": 1, "historical": 2, "real_testing": 3, "scaled": 4}
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     episodes = subparsers.add_parser("episodes", help="the episode stream")
     verbs = episodes.add_subparsers(dest="episodes_command", required=True)
     tail = verbs.add_parser("tail", help="episode summaries as JSON lines, from the topic's start")
     tail.add_argument("--run", default="", help="only this run")
-    tail.add_argument("--phase", choices=sorted(PHASES), default=None)
+    tail.add_argument("--phase", choices=sorted(targets.PHASES), default=None)
     tail.add_argument("--follow", action="store_true", help="keep printing new episodes until Ctrl-C")
     tail.add_argument("--last", type=int, default=0, help="without --follow: only the last N episodes")
     tail.add_argument("--bootstrap", default="", help="broker host:port (default from settings)")
@@ -32,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 @targets.one_line_errors
 def tail_command(args: argparse.Namespace) -> int:
     bootstrap = targets.bootstrap(args, targets.settings())
-    phase = PHASES[args.phase] if args.phase else 0
+    phase = targets.PHASES[args.phase] if args.phase else 0
     return asyncio.run(_tail(bootstrap, args.run, phase, args.follow, args.last))
 
 

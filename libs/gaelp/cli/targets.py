@@ -8,6 +8,13 @@ from functools import wraps
 
 from gaelp.client.errors import ClientError
 from gaelp.config import GaelpSettings, load_settings
+from gaelp.v1 import common_pb2
+
+# --phase values: the Phase enum's names without their prefix (simulation, historical, ...).
+PHASES: dict[str, int] = {
+    name.removeprefix("PHASE_").lower(): number
+    for name, number in common_pb2.Phase.items() if number != common_pb2.PHASE_UNSPECIFIED
+}
 
 
 def settings() -> GaelpSettings:
