@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import Any
+
+
+def in_allowed_module(entry_point: str, allowed: Iterable[str]) -> bool:
+    """'gaelp.sim' allows gaelp.sim and gaelp.sim.* (whole module names, never a name prefix)."""
+    module = entry_point.partition(":")[0]
+    return any(module == prefix or module.startswith(f"{prefix}.") for prefix in allowed)
 
 
 def load_entry_point(entry_point: str) -> Any:

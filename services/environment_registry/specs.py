@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from environment_registry.versions import parse_version
 from gaelp.db.registry import EnvironmentContent, Health, RemoteProtocol, StoredEnvironment
+from gaelp.entry_points import in_allowed_module
 from gaelp.service import InvalidArgument
 from gaelp.service.validation import (
     excerpt,
@@ -108,8 +109,7 @@ def validate_spec(spec: registry_pb2.EnvironmentSpec, limits: SpecLimits) -> Val
 
 
 def _require_allowed_module(entry_point: str, allowed: tuple[str, ...]) -> None:
-    module = entry_point.partition(":")[0]
-    if not any(module == prefix or module.startswith(f"{prefix}.") for prefix in allowed):
+    if not in_allowed_module(entry_point, allowed):
         raise InvalidArgument(
             f"spec.entry_point {excerpt(entry_point)} is not in an allowed module "
             f"(allowed: {', '.join(allowed) or 'none'})"

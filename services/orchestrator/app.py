@@ -25,7 +25,8 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     learner_channel = runtime.client_channel(learner_target) if learner_target else None
     registry_target = settings.orchestrator.registry_target
     registry_channel = runtime.client_channel(registry_target) if registry_target else None
-    environment = await resolve_environment(settings.orchestrator, registry_channel)
+    environment = await resolve_environment(settings.orchestrator, registry_channel,
+                                            settings.environment_registry.entry_point_modules)
     if registry_channel is not None:
         await registry_channel.close()
     runs = RunManager(settings, producer, store, learner_channel, environment)

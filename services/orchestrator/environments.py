@@ -13,7 +13,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import grpc
 from gymnasium.vector import VectorEnv
 
 from gaelp.config.sections.orchestrator import OrchestratorSettings
-from gaelp.entry_points import load_entry_point
+from gaelp.entry_points import in_allowed_module, load_entry_point
 from gaelp.v1 import registry_pb2, registry_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -69,8 +69,11 @@ def resolve_shipped(environment_id: str, version: str) -> ResolvedEnvironment:
 
 
 async def resolve_environment(
-    settings: OrchestratorSettings, channel: grpc.aio.Channel | None, attempts: int = 10
+    settings: OrchestratorSettings, channel: grpc.aio.Channel | None, allowed_modules: Sequence[str],
+    attempts: int = 10,
 ) -> ResolvedEnvironment:
+    """The environment to run; one a registry names is imported only from allowed_modules (a
+    registry reachable by others must not be able to make this process import anything)."""
     if channel is None:
         return resolve_shipped(settings.environment_id, settings.environment_version)
     stub = registry_pb2_grpc.EnvironmentRegistryStub(channel)
@@ -91,5 +94,10 @@ async def resolve_environment(
             await asyncio.sleep(min(0.5 * attempt, 3.0))
     logger.info("environment resolved by the registry",
                 extra={"environment": spec.id, "version": spec.version, "entry_point": spec.entry_point})
+    if not in_allowed_module(spec.entry_point, allowed_modules):
+        raise UnknownEnvironment(
+            f"registry named entry point {spec.entry_point[:80]!r} outside the allowed modules"
+            f" ({', '.join(allowed_modules) or 'none'})"
+        )
     config = json.loads(spec.config_json) if spec.config_json else {}
     return ResolvedEnvironment(spec.id, spec.version, spec.entry_point, _load(spec.entry_point, config))
