@@ -423,7 +423,7 @@ class RunManager:
             with root_span(self.tracer, "rollout round", round_attributes):
                 decision = await self._publish_round(run, chunks, refs)
             pace.produced += sum(chunk.samples for chunk in chunks)
-            if decision != "stay" or self._finished(run):
+            if decision != "stay" or self._finished(run) or document.phase != common_pb2.PHASE_SIMULATION:
                 await self._close_task(run, report, decision)
                 return
             if document.batches_published % self.config.checkpoint_every_batches < len(chunks):
@@ -504,8 +504,9 @@ class RunManager:
                 self.config.curriculum.evaluation_envs, report.oracle_roas,
             )
             report.agent_end, report.agent_reward_end = end.fraction, end.reward
-            if decision == "stay":  # the run's own step budget ended it on this task
-                report.decision = "stopped_on_run_budget"
+            if decision == "stay":  # graduation or the run's own step budget ended it on this task
+                report.decision = ("graduated" if document.phase != common_pb2.PHASE_SIMULATION
+                                   else "stopped_on_run_budget")
                 report.episodes = scheduler.state.episodes_on_task
                 report.env_steps = scheduler.state.steps_on_task
             else:  # the scheduler moved on; its history holds the task just left
@@ -513,7 +514,9 @@ class RunManager:
                 report.decision = decision
                 report.episodes = int(str(last["episodes"]))
                 report.env_steps = int(str(last["steps"]))
-        if decision in {"complete", "stopped_on_task_budget"} or self._finished(run):
+        # A run that graduated from phase 1 during this task goes on to phase 2's work instead.
+        graduated = document.phase != common_pb2.PHASE_SIMULATION
+        if not graduated and (decision in {"complete", "stopped_on_task_budget"} or self._finished(run)):
             document.state = "completed"
         await self._save(document)
 
