@@ -158,6 +158,8 @@ class LearnerService:
                                                             "batch_version": batch.policy_version,
                                                             "learner_version": trainer.version})
             self.offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+            # Settled: an update failing below must not dead-letter a batch already taken in.
+            self.consumer.mark_processed(record)
             for trainer in list(self.runs.values()):
                 if trainer.ready():
                     await self._update(trainer)
