@@ -32,7 +32,7 @@ class _PhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Phase.ValueType
     PHASE_SCALED: _Phase.ValueType  # 4
 
 class Phase(_Phase, metaclass=_PhaseEnumTypeWrapper):
-    """The four phases a run graduates through (see ARCHITECTURE.md)."""
+    """The four phases a run graduates through (see docs/architecture.md)."""
 
 PHASE_UNSPECIFIED: Phase.ValueType  # 0
 PHASE_SIMULATION: Phase.ValueType  # 1
