@@ -22,6 +22,7 @@ from gymnasium.vector import VectorEnv
 
 from gaelp.config.sections.orchestrator import OrchestratorSettings
 from gaelp.entry_points import in_allowed_module, load_entry_point
+from gaelp.service.validation import excerpt
 from gaelp.v1 import registry_pb2, registry_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ async def resolve_environment(
                 extra={"environment": spec.id, "version": spec.version, "entry_point": spec.entry_point})
     if not in_allowed_module(spec.entry_point, allowed_modules):
         raise UnknownEnvironment(
-            f"registry named entry point {spec.entry_point[:80]!r} outside the allowed modules"
+            f"registry named entry point {excerpt(spec.entry_point)} outside the allowed modules"
             f" ({', '.join(allowed_modules) or 'none'})"
         )
     config = json.loads(spec.config_json) if spec.config_json else {}
