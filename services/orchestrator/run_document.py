@@ -93,6 +93,7 @@ class RunDocument(BaseModel):
     campaign_ids: list[str] = Field(default_factory=list)  # platform campaigns the run drives
     phase_work_done: bool = False  # the current phase's own work is done; it waits for a decision
     historical: dict[str, float] = Field(default_factory=dict)  # phase-2 figures and OPE estimates
+    consolidation_env_steps: int = 0  # steps on the last task since the curriculum completed
 
     def status(self, task: str, window_mean: float, task_budget: int) -> orchestrator_pb2.RunStatus:
         return orchestrator_pb2.RunStatus(
@@ -114,4 +115,6 @@ class RunDocument(BaseModel):
             failed_episodes=self.failed_episodes,
             max_env_steps=self.max_env_steps,
             phase_history=[entry.message() for entry in self.phase_history],
+            phase_work_done=self.phase_work_done,
+            consolidation_env_steps=self.consolidation_env_steps,
         )

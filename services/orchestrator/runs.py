@@ -219,6 +219,7 @@ class RunManager:
             document.phase = transition.to_phase
             document.phase_entry_policy_version = transition.policy_version
             document.phase_work_done = False
+            document.consolidation_env_steps = 0
             if transition.to_phase == common_pb2.PHASE_SIMULATION and _curriculum_complete(document):
                 # Back to simulation: train on the last task again until the run graduates anew.
                 document.curriculum.history.append({"task": run.scheduler.task.name,
@@ -285,9 +286,14 @@ class RunManager:
             while not run.stop and document.state in {"running", "paused"}:
                 if document.phase == common_pb2.PHASE_SIMULATION and not _curriculum_complete(document):
                     await self._run_task(run)
+                elif document.phase == common_pb2.PHASE_SIMULATION and self._consolidating(run):
+                    await self._run_task(run, consolidate=True)
                 elif document.phase == common_pb2.PHASE_HISTORICAL and not document.phase_work_done:
                     await self._validate_on_logs(run)
                 else:
+                    if not document.phase_work_done:
+                        document.phase_work_done = True
+                        await self._save(document)
                     await self._await_phase_decision(run)
         except Exception as error:
             document.state = "failed"
@@ -379,12 +385,21 @@ class RunManager:
                 return report
         return None
 
-    async def _run_task(self, run: Run) -> None:
+    def _consolidating(self, run: Run) -> bool:
+        """Phase 1 after its curriculum: train on the last task until graduation is decided, within
+        the consolidation budget (the consistency criterion needs a policy that keeps its level)."""
+        document = run.document
+        return (document.kind == "train" and not document.phase_work_done and not self._finished(run)
+                and document.consolidation_env_steps < self.config.curriculum.consolidation_env_steps)
+
+    async def _run_task(self, run: Run, consolidate: bool = False) -> None:
+        """Train on the scheduler's task until it decides to move, or (consolidating) until phase 1
+        is decided or the consolidation budget is spent; the scheduler decides nothing then."""
         document, scheduler = run.document, run.scheduler
         task = scheduler.task
         refs = await self._references(run, task.level)
         report = self._level_report(run)
-        if report is None and document.kind == "train":
+        if report is None and document.kind == "train" and not consolidate:
             start = await asyncio.to_thread(self.evaluation.evaluate, run.policy.agent, task.level,
                                             self.config.curriculum.evaluation_envs, refs["oracle_roas"])
             report = LevelReportDocument(task=task.name, level=task.level, agent_start=start.fraction,
@@ -421,14 +436,35 @@ class RunManager:
             # One trace per round: its transition batches and episodes, and what consumed them.
             round_attributes = {"gaelp.run_id": document.run_id, "gaelp.task": task.name}
             with root_span(self.tracer, "rollout round", round_attributes):
-                decision = await self._publish_round(run, chunks, refs)
-            pace.produced += sum(chunk.samples for chunk in chunks)
-            if decision != "stay" or self._finished(run) or document.phase != common_pb2.PHASE_SIMULATION:
+                decision = await self._publish_round(run, chunks, refs, evaluate=not consolidate)
+            samples = sum(chunk.samples for chunk in chunks)
+            pace.produced += samples
+            if consolidate:
+                document.consolidation_env_steps += samples
+                if not self._consolidating(run) or document.phase != common_pb2.PHASE_SIMULATION:
+                    break
+            elif decision != "stay" or self._finished(run) or document.phase != common_pb2.PHASE_SIMULATION:
                 await self._close_task(run, report, decision)
                 return
             if document.batches_published % self.config.checkpoint_every_batches < len(chunks):
                 await self._save(document)
+        if consolidate and not run.stop:
+            await self._end_consolidation(run)
         await self._save(document)
+
+    async def _end_consolidation(self, run: Run) -> None:
+        """The last level's exit figures are the policy's at the end of phase 1's training."""
+        document = run.document
+        report = document.levels[-1] if document.levels else None
+        if report is not None:
+            end = await asyncio.to_thread(self.evaluation.evaluate, run.policy.agent, report.level,
+                                          self.config.curriculum.evaluation_envs, report.oracle_roas)
+            report.agent_end, report.agent_reward_end = end.fraction, end.reward
+        if document.phase == common_pb2.PHASE_SIMULATION:
+            document.phase_work_done = True
+            if self._finished(run):
+                document.state = "completed"
+                document.detail = "the run's step budget ended phase 1 before its graduation"
 
     def _finished(self, run: Run) -> bool:
         document = run.document
@@ -451,7 +487,8 @@ class RunManager:
         if failures > self.config.env_retries:
             raise EnvironmentFailed(f"environment failed {failures} times in a row: {error!r}") from error
 
-    async def _publish_round(self, run: Run, chunks: list[Chunk], refs: dict[str, float]) -> Decision:
+    async def _publish_round(self, run: Run, chunks: list[Chunk], refs: dict[str, float],
+                             evaluate: bool = True) -> Decision:
         document, scheduler = run.document, run.scheduler
         task = scheduler.task.name
         decision: Decision = "stay"
@@ -484,10 +521,10 @@ class RunManager:
                 document.episodes += 1
         # One wait for the round: the run document is saved only after the broker has it all.
         await asyncio.gather(*deliveries)
-        if document.kind == "train" and self._evaluation_due(run):
+        if evaluate and document.kind == "train" and self._evaluation_due(run):
             score = await asyncio.to_thread(self.evaluation.evaluate, run.policy.agent, scheduler.task.level,
                                             self.config.curriculum.evaluation_envs, refs["oracle_roas"])
-            decision = scheduler.record_evaluation(score.fraction)
+            decision = scheduler.record_evaluation(score.fraction, refs["heuristic"])
         return decision
 
     def _evaluation_due(self, run: Run) -> bool:
@@ -515,8 +552,9 @@ class RunManager:
                 report.episodes = int(str(last["episodes"]))
                 report.env_steps = int(str(last["steps"]))
         # A run that graduated from phase 1 during this task goes on to phase 2's work instead.
+        # A completed curriculum goes on to consolidation (_drive) while phase 1 is decided.
         graduated = document.phase != common_pb2.PHASE_SIMULATION
-        if not graduated and (decision in {"complete", "stopped_on_task_budget"} or self._finished(run)):
+        if not graduated and (decision == "stopped_on_task_budget" or self._finished(run)):
             document.state = "completed"
         await self._save(document)
 

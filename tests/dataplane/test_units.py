@@ -190,6 +190,18 @@ def test_curriculum_advances_on_performance_after_min_steps_and_a_full_window() 
     assert scheduler.state.history[-1]["steps"] == 100
 
 
+def test_curriculum_advances_on_performance_only_above_the_heuristic() -> None:
+    scheduler = _scheduler()
+    scheduler.record_steps(100, 4)
+    scheduler.record_evaluation(0.85, heuristic=0.9)
+    assert scheduler.record_evaluation(0.85, heuristic=0.9) == "stay", "at the bar but below the heuristic"
+    assert scheduler.record_evaluation(1.0, heuristic=0.9) == "advance", "window mean 0.925"
+    plain = _scheduler(advance_over_heuristic=False)
+    plain.record_steps(100, 4)
+    plain.record_evaluation(0.85, heuristic=0.9)
+    assert plain.record_evaluation(0.85, heuristic=0.9) == "advance"
+
+
 def test_curriculum_advances_on_budget_and_regresses_on_collapse() -> None:
     scheduler = _scheduler()
     scheduler.record_steps(1000, 40)

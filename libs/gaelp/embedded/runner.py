@@ -71,7 +71,8 @@ def broker_for(settings: GaelpSettings, log_dir: Path) -> Iterator[str]:
         yield broker.bootstrap
 
 
-def start_services(config: Path, bootstrap: str, run_dir: Path, algorithm: str | None) -> Services:
+def start_services(config: Path, bootstrap: str, run_dir: Path, algorithm: str | None,
+                   seed: int | None = None) -> Services:
     env = {
         CONFIG_ENV_VAR: str(config),
         "GAELP_KAFKA_BOOTSTRAP": bootstrap,
@@ -82,6 +83,8 @@ def start_services(config: Path, bootstrap: str, run_dir: Path, algorithm: str |
     }
     if algorithm:
         env["GAELP_TRAINING_ALGORITHM"] = algorithm
+    if seed is not None:
+        env["GAELP_TRAINING_SEED"] = str(seed)
     dashboard_port = free_port()
     log_dir = run_dir / "logs"
     processes: dict[str, ServiceProcess] = {}
@@ -122,17 +125,8 @@ def _assessment(metrics: metrics_pb2_grpc.MetricsStub, run_id: str,
         raise
 
 
-def _phase_work_done(status: orchestrator_pb2.RunStatus,
-                     assessment: events_pb2.GraduationAssessment | None) -> bool:
-    """Phase 1: the curriculum's last task was passed; phase 2: the figures on the logs were reported."""
-    if status.phase == common_pb2.PHASE_SIMULATION:
-        return bool(status.levels) and status.levels[-1].decision in {"complete", "complete_on_budget"}
-    return status.phase == common_pb2.PHASE_HISTORICAL and assessment is not None \
-        and assessment.episodes_considered > 0
-
-
 def follow_run(control: orchestrator_pb2_grpc.OrchestratorStub, metrics: metrics_pb2_grpc.MetricsStub,
-               run_id: str) -> orchestrator_pb2.RunStatus:
+               run_id: str, consolidation_budget: int) -> orchestrator_pb2.RunStatus:
     """Progress bars per phase and curriculum task until the run completes or fails, or its phase's
     work is done and the metrics service, caught up with every episode, does not graduate it."""
     request = orchestrator_pb2.RunIdRequest(run_id=run_id)
@@ -142,9 +136,12 @@ def follow_run(control: orchestrator_pb2_grpc.OrchestratorStub, metrics: metrics
     with Progress(*columns, console=console) as progress:
         while True:
             status = control.GetRunStatus(request, timeout=10)
-            budget = max(status.task_step_budget, 1)
+            budget, steps = max(status.task_step_budget, 1), status.task_env_steps
             label = (f"phase 1 / {status.task}" if status.phase == common_pb2.PHASE_SIMULATION
                      else f"phase {status.phase} / {common_pb2.Phase.Name(status.phase).lower()}")
+            if status.phase == common_pb2.PHASE_SIMULATION and status.consolidation_env_steps:
+                label, steps = f"phase 1 / {status.task} (consolidating)", status.consolidation_env_steps
+                budget = max(consolidation_budget, 1)
             if label not in bars:
                 for name, bar in bars.items():
                     if name != label:
@@ -153,13 +150,12 @@ def follow_run(control: orchestrator_pb2_grpc.OrchestratorStub, metrics: metrics
             score = f"eval {status.window_mean:.2f}" if status.window_mean else "eval pending"
             progress.update(
                 bars[label],
-                completed=min(status.task_env_steps, budget),
-                info=f"{status.task_env_steps:>7} steps  {score}  policy v{status.policy_version}",
+                completed=min(steps, budget),
+                info=f"{steps:>7} steps  {score}  policy v{status.policy_version}",
             )
             if status.state in {"completed", "failed"}:
                 return status
-            assessment = _assessment(metrics, run_id, status.phase)
-            if _phase_work_done(status, assessment) and _caught_up(metrics, status):
+            if status.phase_work_done and _caught_up(metrics, status):
                 # Re-read: a graduation may have landed between the two calls.
                 latest = control.GetRunStatus(request, timeout=10)
                 assessment = _assessment(metrics, run_id, latest.phase)
@@ -197,15 +193,15 @@ def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.Learner
     )
     console.print(f"  metrics saw {summary.episodes} episodes; learner: {stats.algorithm}, last update "
                   f"{stats.samples_per_second:.0f} samples/s, policy lag max {stats.policy_lag_max}")
-    table = Table(title="Per curriculum task (simulator, same seeds for every policy): ROAS as a fraction "
-                        "of the oracle's | mean episode reward (the objective the agent is trained on)")
-    for column in ("task", "agent ROAS entry→exit", "random", "heuristic", "agent reward entry→exit",
-                   "random", "heuristic", "oracle", "steps", "decision"):
+    table = Table(title="Per curriculum task (simulator, same seeds for every policy): normalized reward "
+                        "(0 = random play, 1 = the upper-bound planner; the graduation figure) | mean "
+                        "episode reward (the objective the agent is trained on)")
+    for column in ("task", "agent normalized entry→exit", "random", "heuristic", "agent reward entry→exit",
+                   "random", "heuristic", "planner", "steps", "decision"):
         table.add_column(column)
-    beats, roas_beats = [], []
+    beats = []
     for level in status.levels:
-        beats.append(level.agent_reward_end > level.heuristic_reward)
-        roas_beats.append(level.agent_end > level.heuristic)
+        beats.append(level.agent_end > level.heuristic)
         table.add_row(level.task, f"{level.agent_start:.2f}→{level.agent_end:.2f}", f"{level.random:.2f}",
                       f"{level.heuristic:.2f}",
                       f"{level.agent_reward_start:.0f}→{level.agent_reward_end:.0f}",
@@ -214,8 +210,10 @@ def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.Learner
     console.print(table)
     improved = sum(level.agent_reward_end > level.agent_reward_start for level in status.levels)
     console.print(f"  reward improved during {improved}/{len(status.levels)} task visits; at exit the agent "
-                  f"beat the heuristic on reward in {sum(beats)}/{len(beats)} and on ROAS in "
-                  f"{sum(roas_beats)}/{len(roas_beats)}")
+                  f"beat the heuristic on the graduation figure in {sum(beats)}/{len(beats)}")
+    if status.consolidation_env_steps:
+        console.print(f"  after the curriculum: {status.consolidation_env_steps} env steps of consolidation "
+                      "on the last task while phase 1's graduation was decided")
     document = phase_report(status, metrics, seconds, metrics_wait_s)
     path = run_dir / "report.json"
     path.write_text(json.dumps(document, indent=2))
@@ -278,17 +276,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithm", choices=("ppo", "sac"), default=None,
                         help="override the preset's training.algorithm")
     parser.add_argument("--max-env-steps", type=int, default=0, help="stop the run after this many steps")
+    parser.add_argument("--seed", type=int, default=None, help="override the preset's training.seed")
     args = parser.parse_args(argv)
     config = args.config.resolve()
     settings = load_settings(config)
     run_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     run_dir = (Path(settings.storage.data_dir) / "runs" / run_id).resolve()
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    console.print(f"GAELP embedded run {run_id}: preset {settings.preset}, environment: ad-market "
-                  f"simulator (simulated market), files in {run_dir}")
+    seed = settings.training.seed if args.seed is None else args.seed
+    console.print(f"GAELP embedded run {run_id}: preset {settings.preset}, seed {seed}, environment: "
+                  f"ad-market simulator (simulated market), files in {run_dir}")
     with broker_for(settings, run_dir / "logs") as bootstrap:
         console.print(f"broker: {bootstrap}" + ("" if settings.kafka.bootstrap else " (local Tansu, memory)"))
-        services = start_services(config, bootstrap, run_dir, args.algorithm)
+        services = start_services(config, bootstrap, run_dir, args.algorithm, args.seed)
         codes: dict[str, int | None] = {}
         try:
             for name, process in services.processes.items():
@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                     run_id=run_id, config_json=json.dumps({"max_env_steps": args.max_env_steps}),
                 ), timeout=30)
                 metrics = metrics_pb2_grpc.MetricsStub(channel_m)
-                status = follow_run(control, metrics, run_id)
+                status = follow_run(control, metrics, run_id,
+                                    settings.orchestrator.curriculum.consolidation_env_steps)
                 ok = report(status, learner_pb2_grpc.LearnerStub(channel_l), metrics,
                             time.monotonic() - started, run_dir)
         finally:

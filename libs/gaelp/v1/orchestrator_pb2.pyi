@@ -153,6 +153,8 @@ class RunStatus(_message.Message):
     FAILED_EPISODES_FIELD_NUMBER: _builtins.int
     MAX_ENV_STEPS_FIELD_NUMBER: _builtins.int
     PHASE_HISTORY_FIELD_NUMBER: _builtins.int
+    PHASE_WORK_DONE_FIELD_NUMBER: _builtins.int
+    CONSOLIDATION_ENV_STEPS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     state: _builtins.str
     """"running", "paused", "completed", "failed" """
@@ -166,13 +168,17 @@ class RunStatus(_message.Message):
     kind: _builtins.str
     """"train" or "smoke" (random policy, no learner)"""
     window_mean: _builtins.float
-    """rolling fraction of oracle ROAS on the current task"""
+    """rolling normalized reward of the deterministic policy on the current task"""
     task_episodes: _builtins.int
     task_env_steps: _builtins.int
     task_step_budget: _builtins.int
     failed_episodes: _builtins.int
     max_env_steps: _builtins.int
     """the run's step budget (0: until the curriculum completes)"""
+    phase_work_done: _builtins.bool
+    """the current phase's own work is done: the run waits for its decision"""
+    consolidation_env_steps: _builtins.int
+    """phase 1: steps on the last task since the curriculum completed"""
     @_builtins.property
     def levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___LevelReport]: ...
     @_builtins.property
@@ -200,10 +206,12 @@ class RunStatus(_message.Message):
         failed_episodes: _builtins.int = ...,
         max_env_steps: _builtins.int = ...,
         phase_history: _abc.Iterable[Global___PhaseHistoryEntry] | None = ...,
+        phase_work_done: _builtins.bool = ...,
+        consolidation_env_steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_published", b"batches_published", "detail", b"detail", "env_steps", b"env_steps", "episodes", b"episodes", "failed_episodes", b"failed_episodes", "kind", b"kind", "levels", b"levels", "max_env_steps", b"max_env_steps", "phase", b"phase", "phase_history", b"phase_history", "policy_version", b"policy_version", "run_id", b"run_id", "state", b"state", "task", b"task", "task_env_steps", b"task_env_steps", "task_episodes", b"task_episodes", "task_step_budget", b"task_step_budget", "window_mean", b"window_mean"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_published", b"batches_published", "consolidation_env_steps", b"consolidation_env_steps", "detail", b"detail", "env_steps", b"env_steps", "episodes", b"episodes", "failed_episodes", b"failed_episodes", "kind", b"kind", "levels", b"levels", "max_env_steps", b"max_env_steps", "phase", b"phase", "phase_history", b"phase_history", "phase_work_done", b"phase_work_done", "policy_version", b"policy_version", "run_id", b"run_id", "state", b"state", "task", b"task", "task_env_steps", b"task_env_steps", "task_episodes", b"task_episodes", "task_step_budget", b"task_step_budget", "window_mean", b"window_mean"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

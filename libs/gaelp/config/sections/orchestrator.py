@@ -34,6 +34,16 @@ class CurriculumSettings(BaseModel):
         " the run stops there instead (the curriculum completes on performance only)",
     )
     evaluation_envs: int = Field(64, ge=1, description="campaigns in each level evaluation")
+    advance_over_heuristic: bool = Field(
+        True,
+        description="a task passes on performance only when its window also beats the heuristic's"
+        " normalized reward on that task (mastery means doing better than the rule of thumb)",
+    )
+    consolidation_env_steps: int = Field(
+        400_000, ge=0,
+        description="after the last task is passed, the run goes on training on it while phase 1's"
+        " graduation is pending, at most this many env steps; it then waits for the decision",
+    )
 
 
 class PhaseTrainingSettings(BaseModel):
