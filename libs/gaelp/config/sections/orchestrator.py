@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class CurriculumSettings(BaseModel):
@@ -103,6 +103,34 @@ class PhaseSettings(BaseModel):
         default_factory=_default_phase_training, description="learner settings per phase (1-4)"
     )
 
+class LeaseSettings(BaseModel):
+    """Run leases: each unfinished run is driven by the one orchestrator replica holding its lease."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replica_id: str = Field(
+        "", max_length=128,
+        description="this replica's name, unique among live replicas (empty: the host name, which a"
+        " StatefulSet makes unique); a restart under the same name takes its runs back at once",
+    )
+    duration_s: float = Field(
+        30.0, gt=0,
+        description="a lease not renewed for this long expires and another replica takes the run over;"
+        " must exceed the replicas' clock skew",
+    )
+    renew_interval_s: float = Field(
+        10.0, gt=0,
+        description="how often a replica renews its leases, applies operators' pause/resume requests"
+        " and scans the store for unfinished runs without a live lease",
+    )
+
+    @model_validator(mode="after")
+    def _renew_within_duration(self) -> LeaseSettings:
+        if self.renew_interval_s >= self.duration_s:
+            raise ValueError("renew_interval_s must be shorter than duration_s")
+        return self
+
+
 class OrchestratorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -135,4 +163,5 @@ class OrchestratorSettings(BaseModel):
     curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
     smoke_episodes: int = Field(20, ge=1, description="episodes of a smoke run unless StartRun says")
     phases: PhaseSettings = Field(default_factory=PhaseSettings)
+    leases: LeaseSettings = Field(default_factory=LeaseSettings)
 
