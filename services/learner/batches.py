@@ -8,7 +8,7 @@ import numpy as np
 
 from gaelp.bus.tensors import TensorError, from_tensor
 from gaelp.rl.spaces import ActionLayout
-from gaelp.v1 import events_pb2
+from gaelp.v1 import common_pb2, events_pb2
 
 
 class InvalidBatch(ValueError):
@@ -22,6 +22,7 @@ class DecodedBatch:
     batch_id: str
     policy_version: int
     task: str
+    phase: int                # the run's phase when the batch was collected (training.phases)
     obs: np.ndarray           # [T, N, D]
     actions: np.ndarray       # [T, N, A] (or [T, N] for Discrete)
     rewards: np.ndarray       # [T, N]
@@ -36,6 +37,11 @@ class DecodedBatch:
     @property
     def steps(self) -> int:
         return int(self.rewards.shape[0])
+
+    @property
+    def episodes(self) -> int:
+        """Episodes that ended in the batch (terminated or truncated)."""
+        return int(np.count_nonzero(np.maximum(self.dones, self.truncations)))
 
     @property
     def lanes(self) -> int:
@@ -101,6 +107,7 @@ def decode_batch(
         batch_id=message.batch_id,
         policy_version=message.policy_version,
         task=message.task,
+        phase=message.phase or common_pb2.PHASE_SIMULATION,
         obs=obs.astype(np.float32, copy=False),
         actions=actions.astype(np.float32, copy=False),
         rewards=rewards.astype(np.float32, copy=False),

@@ -9,6 +9,9 @@ n_steps, learning_starts, train_freq and gradient_steps mean on the learner what
 and counted (not importance-corrected: PPO's clipped ratio already corrects the small lag it keeps);
 off-policy agents keep old data, which is what replay is for.
 A batch id seen before is ignored, so redelivery after a crash trains nothing twice.
+The run's phase (each batch carries it) sets how the updates train (training.phases): an update
+also waits for `update_every_episodes` finished episodes, and runs `epochs` passes at
+`learning_rate_scale` times the algorithm's learning rate.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 
 from gaelp.config.sections.learner import LearnerSettings
-from gaelp.config.sections.training import TrainingSettings
+from gaelp.config.sections.training import PhaseTrainingSettings, TrainingSettings
 from gaelp.rl.algorithms.base import Agent
 from gaelp.rl.factory import make_agent
 from gaelp.rl.rollout import Rollout
@@ -56,6 +59,8 @@ class RunTrainer:
     last_update: UpdateResult | None = None
     lanes: int = 0
     """lanes of the batches seen (0 before the first)"""
+    phases: dict[int, PhaseTrainingSettings] = field(default_factory=dict)
+    """training.phases; a phase not named trains as the algorithm's settings say"""
 
     def accepts(self, batch: DecodedBatch) -> str | None:
         """None when the batch is to be trained on, else the reason it is not."""
@@ -86,11 +91,21 @@ class RunTrainer:
         """Transitions between policy versions (also what paces the actors: PolicyUpdate.rollout_samples)."""
         return max(self.agent.rollout_steps() * self.lanes, self.settings.rollout_samples)
 
+    def phase_training(self) -> PhaseTrainingSettings:
+        """The settings of the phase of the newest pending batch."""
+        phase = self.pending[-1].phase if self.pending else 1
+        return self.phases.get(phase) or self.phases.get(1) or PhaseTrainingSettings()
+
     def ready(self) -> bool:
-        return sum(b.samples for b in self.pending) >= self.samples_per_update()
+        if sum(b.samples for b in self.pending) < self.samples_per_update():
+            return False
+        episodes = self.phase_training().update_every_episodes
+        return episodes is None or sum(b.episodes for b in self.pending) >= episodes
 
     def update(self) -> UpdateResult:
         """Train on everything pending and bump the version (runs in a worker thread)."""
+        phase = self.phase_training()
+        self.agent.configure_updates(phase.epochs, phase.learning_rate_scale)
         batches, self.pending = self.pending, []
         before = _flat_parameters(self.agent.policy)
         started = time.perf_counter()
@@ -151,4 +166,4 @@ def build_run_trainer(
         device=settings.device,
         seed=training.seed,
     )
-    return RunTrainer(run_id, agent, settings)
+    return RunTrainer(run_id, agent, settings, phases=training.phases)

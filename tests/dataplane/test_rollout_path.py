@@ -114,3 +114,31 @@ def test_dqn_actors_follow_the_epsilon_schedule_between_policy_versions() -> Non
         seen.append(holder.agent.policy.epsilon)  # type: ignore[attr-defined]
     # epsilon = 1 - steps / 500, at the learner's 200 steps plus the 4 lanes' steps acted since
     assert seen == pytest.approx([1 - (200 + 4 * k) / 500 for k in range(5)])
+
+
+def test_the_learner_trains_each_phase_with_its_own_settings() -> None:
+    """Phase 3's settings (training.phases): an update waits for 8 finished episodes, runs 2 epochs
+    at a tenth of the learning rate; phase 1 trains as the algorithm's settings say."""
+    env = gym.vector.SyncVectorEnv([TimeLimitedEnv] * 2, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    config = {"n_steps": 3, "batch_size": 6, "n_epochs": 5, "learning_rate": 0.01, "target_kl": None}
+    learner_agent = make_agent("ppo", env.single_observation_space, env.single_action_space, config, "cpu")
+    layout = ActionLayout.from_space(env.single_action_space)
+    collector = RolloutCollector(env, seed=0)
+    trainer = RunTrainer("run", learner_agent, LearnerSettings(rollout_samples=1),
+                         phases=TrainingSettings().phases)
+
+    def batch(index: int, phase: int) -> Any:
+        message = transition_batch(collector.collect(learner_agent, 3), "run", "run-actor-0",
+                                   f"run:0:{index}", trainer.version, "task", phase)
+        raw = message.SerializeToString()
+        return decode_batch(events_pb2.TransitionBatch.FromString(raw), 1, layout, raw)
+
+    assert trainer.add(batch(0, 1)) is None and trainer.ready()
+    stats = trainer.update().losses
+    assert stats["epochs_run"] == 5 and stats["learning_rate"] == pytest.approx(0.01)
+    for index in range(1, 4):  # 2 lanes truncated every 3 steps: 2 episodes per batch
+        assert trainer.add(batch(index, 3)) is None
+        assert not trainer.ready(), f"{2 * index} episodes < 8"
+    assert trainer.add(batch(4, 3)) is None and trainer.ready()
+    stats = trainer.update().losses
+    assert stats["epochs_run"] == 2 and stats["learning_rate"] == pytest.approx(0.001)

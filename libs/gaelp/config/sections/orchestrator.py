@@ -46,26 +46,6 @@ class CurriculumSettings(BaseModel):
     )
 
 
-class PhaseTrainingSettings(BaseModel):
-    """How the learner trains a run while it is in one phase (carried on each TransitionBatch)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    update_every_episodes: int = Field(ge=1, description="episodes of data per learner update")
-    epochs: int = Field(ge=1, description="passes over each update's data")
-    learning_rate_scale: float = Field(gt=0, le=1, description="multiplies the algorithm's learning rate")
-
-
-def _default_phase_training() -> dict[int, PhaseTrainingSettings]:
-    # Fewer, smaller steps where real money is at stake (phases 3 and 4).
-    return {
-        1: PhaseTrainingSettings(update_every_episodes=32, epochs=10, learning_rate_scale=1.0),
-        2: PhaseTrainingSettings(update_every_episodes=16, epochs=4, learning_rate_scale=0.5),
-        3: PhaseTrainingSettings(update_every_episodes=8, epochs=2, learning_rate_scale=0.1),
-        4: PhaseTrainingSettings(update_every_episodes=16, epochs=2, learning_rate_scale=0.1),
-    }
-
-
 class HistoricalValidationSettings(BaseModel):
     """Phase 2: the sandbox market's logs the run's policy is scored on."""
 
@@ -78,7 +58,8 @@ class HistoricalValidationSettings(BaseModel):
 
 
 class PhaseSettings(BaseModel):
-    """The phase machine: where a run demotes to, the highest phase enabled, training per phase."""
+    """The phase machine: where a run demotes to and the highest phase enabled (training per phase:
+    training.phases)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -99,9 +80,6 @@ class PhaseSettings(BaseModel):
         description="how long a run whose phase work is done waits for a graduating assessment",
     )
     historical: HistoricalValidationSettings = Field(default_factory=HistoricalValidationSettings)
-    training: dict[int, PhaseTrainingSettings] = Field(
-        default_factory=_default_phase_training, description="learner settings per phase (1-4)"
-    )
 
 class LeaseSettings(BaseModel):
     """Run leases: each unfinished run is driven by the one orchestrator replica holding its lease."""

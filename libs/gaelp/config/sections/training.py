@@ -14,6 +14,36 @@ from gaelp.config.sections.algorithms import ALGORITHM_CONFIGS
 from gaelp.entry_points import load_entry_point
 
 
+class PhaseTrainingSettings(BaseModel):
+    """How the learner trains a run while it is in one phase (each TransitionBatch says its phase)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    update_every_episodes: int | None = Field(
+        None, ge=1,
+        description="an update also waits until its data holds this many finished episodes; none: the"
+        " algorithm's rollout alone decides (PPO n_steps, SAC/DQN train_freq)",
+    )
+    epochs: int | None = Field(
+        None, ge=1,
+        description="passes over each update's data: PPO's n_epochs, SAC/DQN's gradient_steps; none:"
+        " the algorithm's own",
+    )
+    learning_rate_scale: float = Field(
+        1.0, gt=0, le=1, description="multiplies the algorithm's learning rate"
+    )
+
+
+def _default_phase_training() -> dict[int, PhaseTrainingSettings]:
+    # Phase 1 trains as the algorithm's settings say; fewer, smaller steps where real money is at
+    # stake (phases 3 and 4). Phase 2 scores the policy on logs and trains nothing.
+    return {
+        1: PhaseTrainingSettings(),
+        3: PhaseTrainingSettings(update_every_episodes=8, epochs=2, learning_rate_scale=0.1),
+        4: PhaseTrainingSettings(update_every_episodes=16, epochs=2, learning_rate_scale=0.1),
+    }
+
+
 class TrainingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -40,6 +70,15 @@ class TrainingSettings(BaseModel):
         description="per algorithm, overrides of its config (gaelp.rl PPOConfig / SACConfig / DQNConfig)",
     )
 
+    phases: dict[int, PhaseTrainingSettings] = Field(
+        default_factory=_default_phase_training,
+        description="learner settings per phase (1, 3, 4; phase 2 trains nothing); a phase not named"
+        " trains as phase 1",
+    )
+
+    def phase_training(self, phase: int) -> PhaseTrainingSettings:
+        return self.phases.get(phase) or self.phases.get(1) or PhaseTrainingSettings()
+
     def algorithm_config(self) -> dict[str, Any]:
         """The overrides of the configured algorithm (or the user agent's config)."""
         if self.agent_entry_point:
@@ -52,6 +91,13 @@ class TrainingSettings(BaseModel):
 
     def make_space_env(self) -> Any:
         return load_entry_point(self.space_entry_point)(**self.space_kwargs)
+
+    @model_validator(mode="after")
+    def _phases_exist(self) -> TrainingSettings:
+        unknown = sorted(set(self.phases) - {1, 3, 4})
+        if unknown:
+            raise ValueError(f"training.phases: no training in phase(s) {unknown}; phases 1, 3 and 4 train")
+        return self
 
     @model_validator(mode="after")
     def _algorithm_fits(self) -> TrainingSettings:

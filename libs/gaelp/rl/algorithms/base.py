@@ -95,6 +95,10 @@ class Agent(ABC):
         self.acted_steps = 0
         """steps acted since the last `add_rollout` or policy load: exploration schedules read
         `env_steps + acted_steps`, so actors follow them between policy versions"""
+        self.update_epochs: int | None = None
+        """passes over each update's data set by the run's phase (None: the algorithm's own)"""
+        self.learning_rate_scale = 1.0
+        """factor on the algorithm's learning rate set by the run's phase"""
 
     # ---- the training contract ----------------------------------------------------------------
     @abstractmethod
@@ -108,6 +112,11 @@ class Agent(ABC):
     @abstractmethod
     def update(self) -> dict[str, float]:
         """Train on what `add_rollout` gave since the last update; the stats of what it did."""
+
+    def configure_updates(self, epochs: int | None, learning_rate_scale: float) -> None:
+        """What the run's phase asks of the next updates (training.phases): an agent's update reads
+        `update_epochs` and `learning_rate_scale`."""
+        self.update_epochs, self.learning_rate_scale = epochs, learning_rate_scale
 
     def learn(
         self,
@@ -289,4 +298,4 @@ class ReplayAgent(Agent):
         rounds, self.owed_vector_steps = divmod(self.owed_vector_steps, self.train_freq)
         if rounds == 0:
             return {}
-        return self.train_steps(rounds * self.gradient_steps)
+        return self.train_steps(rounds * (self.update_epochs or self.gradient_steps))

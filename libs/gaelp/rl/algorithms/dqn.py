@@ -129,7 +129,8 @@ class DQNAgent(ReplayAgent):
             raise RuntimeError("no transitions yet: call add_transitions first")
         cfg = self.config
         beta = cfg.priority_beta_start + self._progress() * (1.0 - cfg.priority_beta_start)
-        learning_rate = scheduled(cfg.learning_rate, cfg.lr_schedule, self._progress())
+        learning_rate = self.learning_rate_scale * scheduled(cfg.learning_rate, cfg.lr_schedule,
+                                                             self._progress())
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
         history: list[torch.Tensor] = []

@@ -113,7 +113,7 @@ class PPOAgent(Agent):
             as_tensor(advantages, self.device),
             as_tensor(returns, self.device),
         )
-        learning_rate = self._schedule(cfg.learning_rate, cfg.lr_schedule)
+        learning_rate = self._schedule(cfg.learning_rate, cfg.lr_schedule) * self.learning_rate_scale
         clip_range = self._schedule(cfg.clip_range, cfg.clip_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
@@ -133,7 +133,7 @@ class PPOAgent(Agent):
         names = ("policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm", "clip_frac")
         history: list[torch.Tensor] = []
         epochs_run = 0
-        for _ in range(cfg.n_epochs):
+        for _ in range(self.update_epochs or cfg.n_epochs):
             epoch_kl: list[torch.Tensor] = []
             for sample in buffer.minibatches(cfg.batch_size, self.generator):
                 log_prob, entropy, value = self.policy.evaluate(sample.obs, sample.actions)

@@ -133,6 +133,9 @@ class SACAgent(ReplayAgent):
         if self.buffer is None or len(self.buffer) == 0:
             raise RuntimeError("no transitions yet: call add_transitions first")
         cfg = self.config
+        for optimizer in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.learning_rate * self.learning_rate_scale
         history: list[torch.Tensor] = []
         for _ in range(n):
             sample = self.buffer.sample(cfg.batch_size, self.generator)
