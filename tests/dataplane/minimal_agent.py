@@ -25,8 +25,8 @@ class AdvantageActorCritic(Agent):
         with seeded_init(seed):
             self.policy = ActorCriticPolicy(self.obs_dim, self.layout, NetworkConfig(), NormalizationConfig())
         self.policy.to(self.device).generator = self.generator
-        learning_rate = float(config.get("learning_rate", 1e-3))
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=learning_rate)
+        self.learning_rate = float(config.get("learning_rate", 1e-3))
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.learning_rate)
         self.pending: list[Rollout] = []
 
     def rollout_steps(self) -> int:
@@ -38,6 +38,8 @@ class AdvantageActorCritic(Agent):
 
     def update(self) -> dict[str, float]:
         rollouts, self.pending = self.pending, []
+        for group in self.optimizer.param_groups:  # the run's phase may scale it (training.phases)
+            group["lr"] = self.learning_rate * self.learning_rate_scale
         losses = []
         for rollout in rollouts:
             with torch.no_grad():  # a time limit is not the end: bootstrap from the final observation
@@ -50,7 +52,7 @@ class AdvantageActorCritic(Agent):
             advantage = torch.as_tensor(advantages).reshape(-1)
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
             target = torch.as_tensor(returns).reshape(-1)
-            for _ in range(self.epochs):
+            for _ in range(self.update_epochs or self.epochs):
                 log_prob, _, value = self.policy.evaluate(obs, actions)
                 loss = -(log_prob * advantage).mean() + 0.5 * (value - target).pow(2).mean()
                 self.optimizer.zero_grad()
