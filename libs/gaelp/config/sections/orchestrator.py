@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gaelp.config.sections.money import MoneySettings
+
 
 class CurriculumSettings(BaseModel):
     """When the scheduler moves a run between tasks (curriculum levels of the simulator)."""
@@ -142,4 +144,5 @@ class OrchestratorSettings(BaseModel):
     smoke_episodes: int = Field(20, ge=1, description="episodes of a smoke run unless StartRun says")
     phases: PhaseSettings = Field(default_factory=PhaseSettings)
     leases: LeaseSettings = Field(default_factory=LeaseSettings)
+    money: MoneySettings = Field(default_factory=MoneySettings, description="phases 3-4 on the ad platform")
 

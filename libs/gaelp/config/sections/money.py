@@ -1,0 +1,55 @@
+"""Settings of the money phases (3: small-budget testing, 4: scaled) as the orchestrator drives them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gaelp.sim.platform.mcp_client import McpConnectorConfig
+
+
+class PlatformRules(BaseModel):
+    """How much the ad platform may spend of a daily budget (Google Ads' rules; the sandbox's too)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overdelivery_factor: float = Field(2.0, ge=1.0, description="one day may spend this x the daily budget")
+    monthly_budget_factor: float = Field(30.4, gt=0, description="a month spends at most this x the budget")
+
+
+class MoneySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    safety_policy_target: str = Field("127.0.0.1:50054", description="host:port of the safety policy")
+    rpc_deadline_s: float = Field(10.0, gt=0, description="deadline of each safety-policy call")
+    platform: McpConnectorConfig = Field(
+        default_factory=McpConnectorConfig,
+        description="the ad platform's MCP server (the sandbox: the driver moves its clock by its"
+        " sandbox_advance_time tool)",
+    )
+    rules: PlatformRules = Field(default_factory=PlatformRules)
+    ledger_campaigns: list[str] = Field(
+        default_factory=lambda: ["gaelp-money-1"],
+        min_length=1,
+        description="campaign ids registered at the safety policy that the run's spend is booked on;"
+        " phase 3 uses the first",
+    )
+    products: list[str] = Field(
+        default_factory=list, description="catalogue products phase-3 campaigns sell; empty: the sandbox's"
+    )
+    daily_budget_min: float = Field(10.0, gt=0, description="phase-3 campaign budgets, dollars a day")
+    daily_budget_max: float = Field(50.0, gt=0)
+    campaigns: int = Field(6, ge=1, description="phase-3 campaigns (one episode each), one after another")
+    campaign_days: int = Field(1, ge=1, le=31, description="platform days each phase-3 campaign runs")
+    step_hours: int = Field(6, ge=1, le=24, description="platform hours between the policy's decisions")
+    settle_max_hours: int = Field(
+        48, ge=1, description="platform hours a paused campaign's last report may take to arrive"
+    )
+    approval_poll_s: float = Field(1.0, gt=0, description="how often a pending approval is checked")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MoneySettings:
+        if self.daily_budget_min > self.daily_budget_max:
+            raise ValueError("daily_budget_min must be <= daily_budget_max")
+        if 24 % self.step_hours:
+            raise ValueError("step_hours must divide 24 (a decision window never spans two platform days)")
+        return self
