@@ -128,3 +128,24 @@ async def test_connector_speaks_to_a_stdio_server_process() -> None:
             CampaignSpec(name="stdio", product="video_game", daily_budget=15.0, bid=0.8), request_id="stdio-1"
         )
         assert campaign.campaign_id.startswith("sandbox-")
+
+
+async def test_spend_log_and_call_log(sandbox_url: str) -> None:
+    """The sandbox's own records: spend per campaign and platform day, and every operation received."""
+    async with _connector(sandbox_url) as platform:
+        first = (await platform.call("sandbox_call_log", {}))["total"]
+        campaign = await platform.create_campaign(
+            CampaignSpec(name="log", product="meal_kit", daily_budget=12.0, bid=2.0), request_id="log-1"
+        )
+        start = (await platform.health())["hour"]
+        await platform.call("sandbox_advance_time", {"hours": 30})
+        await platform.update_budget(campaign.campaign_id, 14.0)
+        calls = (await platform.call("sandbox_call_log", {"since": first}))["calls"]
+        assert [c["operation"] for c in calls] == ["create_campaign", "update_budget"]
+        assert calls[1]["campaign_id"] == campaign.campaign_id
+        assert calls[1]["arguments"] == {"daily_budget": 14.0}
+        days = (await platform.call("sandbox_spend_log", {}))["campaigns"][campaign.campaign_id]
+        spend = (await platform.account_spend()).by_campaign[campaign.campaign_id]
+        assert sum(days.values()) == pytest.approx(spend)
+        assert set(days) == {str(d) for d in range(start // 24, (start + 30 - 1) // 24 + 1)}
+        assert all(day <= 2 * 12.0 + 1e-6 for day in days.values())

@@ -148,6 +148,21 @@ def build_server(
         return {"hour": platform.advance(hours)}
 
     @server.tool()
+    def sandbox_spend_log() -> dict[str, Any]:
+        """Sandbox only: the platform's spend per campaign and platform day (day = hour // 24)."""
+        return {"hour": platform.hour,
+                "campaigns": {cid: {str(day): spend for day, spend in days.items()}
+                              for cid, days in platform.spend_log().items()}}
+
+    @server.tool()
+    def sandbox_call_log(since: int = 0) -> dict[str, Any]:
+        """Sandbox only: every operation received (failed attempts included), from index `since`."""
+        if since < 0:
+            payload = {"code": "invalid_argument", "retryable": False, "message": "since must be >= 0"}
+            raise ToolError(json.dumps(payload))
+        return {"calls": platform.calls[since:], "total": len(platform.calls)}
+
+    @server.tool()
     def sandbox_fail_next(calls: int) -> dict[str, Any]:
         """Sandbox only: make the next `calls` operations fail with a transient error."""
         platform.fail_next(calls)

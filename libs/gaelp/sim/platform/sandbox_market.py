@@ -100,6 +100,8 @@ class SandboxPlatform:
         self._by_request: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._forced_failures = 0
+        # Every operation the platform received (failed attempts included), for audits and tests.
+        self.calls: list[dict[str, object]] = []
         self._products = {p.name: i for i, p in enumerate(self.config.market.products)}
         self._audiences = {a.name: i for i, a in enumerate(self.config.market.audiences)}
 
@@ -107,6 +109,10 @@ class SandboxPlatform:
     def fail_next(self, calls: int) -> None:
         """Make the next `calls` operations fail transiently (for drills and tests)."""
         self._forced_failures = calls
+
+    def _received(self, operation: str, campaign_id: str, **arguments: object) -> None:
+        self.calls.append({"hour": self.hour, "operation": operation, "campaign_id": campaign_id,
+                           "arguments": arguments})
 
     def _maybe_fail(self, operation: str) -> None:
         if self._forced_failures > 0:
@@ -117,6 +123,7 @@ class SandboxPlatform:
 
     # Campaign operations
     def create_campaign(self, spec: CampaignSpec, request_id: str) -> Campaign:
+        self._received("create_campaign", "", request_id=request_id, **spec.model_dump())
         self._maybe_fail("create_campaign")
         if request_id in self._by_request:  # a retried create returns the first one
             return self._campaigns[self._by_request[request_id]].campaign
@@ -146,7 +153,8 @@ class SandboxPlatform:
                 operation, f"daily budget must be in (0, {self.config.max_daily_budget}]", "invalid_argument"
             )
 
-    def _get(self, operation: str, campaign_id: str) -> _CampaignState:
+    def _get(self, operation: str, campaign_id: str, **arguments: object) -> _CampaignState:
+        self._received(operation, campaign_id, **arguments)
         self._maybe_fail(operation)
         state = self._campaigns.get(campaign_id)
         if state is None:
@@ -154,7 +162,7 @@ class SandboxPlatform:
         return state
 
     def _update(self, operation: str, campaign_id: str, **changes: object) -> Campaign:
-        state = self._get(operation, campaign_id)
+        state = self._get(operation, campaign_id, **changes)
         state.campaign = Campaign.model_validate(state.campaign.model_dump() | changes)
         return state.campaign
 
@@ -219,6 +227,16 @@ class SandboxPlatform:
             spend_this_month=sum(s.spend_by_month.get(month, 0.0) for s in self._campaigns.values()),
             by_campaign=by_campaign,
         )
+
+    def spend_log(self) -> dict[str, dict[int, float]]:
+        """The platform's own spend record: per campaign, per platform day (hour // 24)."""
+        log: dict[str, dict[int, float]] = {}
+        for campaign_id, state in self._campaigns.items():
+            days = log.setdefault(campaign_id, {})
+            for row in state.history:
+                day = row.hour // HOURS_PER_DAY
+                days[day] = days.get(day, 0.0) + row.spend
+        return log
 
     # Time
     def _month(self, hour: int) -> int:
