@@ -1,4 +1,9 @@
-"""The Learner gRPC API: GetPolicy, WatchPolicy (server streaming) and GetLearnerStats."""
+"""The Learner gRPC API: OpenRun, GetPolicy, WatchPolicy (server streaming) and GetLearnerStats.
+
+Only OpenRun (the orchestrator, when it starts or resumes a run) and the run's first TransitionBatch
+create a run's state; the read methods answer NOT_FOUND for any other run id, so a caller cannot
+make the learner grow by asking about ids it invents.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +22,22 @@ class LearnerServicer(learner_pb2_grpc.LearnerServicer):
         self.learner = learner
 
     @rpc
+    async def OpenRun(
+        self, request: learner_pb2.OpenRunRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.PolicyUpdate:
+        """The run's newest policy; a run not open yet is started at version 0 (seeded)."""
+        run_id = require_identifier("run_id", request.run_id)
+        self.learner.run(run_id)
+        return self.learner.policies[run_id]
+
+    @rpc
     async def GetPolicy(
         self, request: learner_pb2.GetPolicyRequest, context: grpc.aio.ServicerContext
     ) -> events_pb2.PolicyUpdate:
-        """The run's newest policy; a run not seen before is started at version 0 (seeded)."""
+        """The run's newest policy, of at least min_version."""
         run_id = require_identifier("run_id", request.run_id)
         require_number("min_version", request.min_version, minimum=0)
-        self.learner.run(run_id)
-        policy = self.learner.policies[run_id]
+        policy = self._policy(run_id)
         if policy.version < request.min_version:
             raise NotFound(f"run {run_id} is at version {policy.version} < {request.min_version}")
         return policy
@@ -36,7 +49,7 @@ class LearnerServicer(learner_pb2_grpc.LearnerServicer):
         """Every newer version of the run's policy as it is published (the newest when several)."""
         run_id = require_identifier("run_id", request.run_id)
         require_number("after_version", request.after_version, minimum=-1)
-        self.learner.run(run_id)
+        self._policy(run_id)
         sent = request.after_version
         while True:
             policy = self.learner.policies[run_id]
@@ -46,6 +59,12 @@ class LearnerServicer(learner_pb2_grpc.LearnerServicer):
                 continue
             async with self.learner.policy_changed:
                 await self.learner.policy_changed.wait()
+
+    def _policy(self, run_id: str) -> events_pb2.PolicyUpdate:
+        policy = self.learner.policies.get(run_id)
+        if policy is None:
+            raise NotFound(f"no run {run_id} at the learner (OpenRun opens one)")
+        return policy
 
     @rpc
     async def GetLearnerStats(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import uuid
 
 from gaelp.bus import ASSESSMENTS, POLICY, VIOLATIONS, BusConsumer, BusProducer, Delivery, ensure_topics
@@ -10,8 +12,12 @@ from gaelp.service import ServiceRuntime
 from gaelp.v1 import orchestrator_pb2_grpc
 from orchestrator.control import OrchestratorServicer
 from orchestrator.environments import resolve_environment
+from orchestrator.leases import owner_name
+from orchestrator.ownership import LeaseKeeper
 from orchestrator.run_store import RunStore
 from orchestrator.runs import RunManager
+
+logger = logging.getLogger(__name__)
 
 
 async def serve(settings: GaelpSettings | None = None) -> int:
@@ -20,7 +26,9 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     await ensure_topics(settings.kafka)
     producer = BusProducer(settings.kafka, client_id="orchestrator")
     await producer.start()
-    store = await RunStore.open(settings.database.url)
+    leases = settings.orchestrator.leases
+    owner = owner_name(leases.replica_id or socket.gethostname(), uuid.uuid4().hex[:8])
+    store = await RunStore.open(settings.database.url, owner, leases.duration_s)
     learner_target = settings.orchestrator.learner_target
     learner_channel = runtime.client_channel(learner_target) if learner_target else None
     registry_target = settings.orchestrator.registry_target
@@ -30,6 +38,7 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     if registry_channel is not None:
         await registry_channel.close()
     runs = RunManager(settings, producer, store, learner_channel, environment)
+    keeper = LeaseKeeper(runs, store, leases)
     # Every orchestrator process needs every policy update: a group of its own, newest first.
     policies = BusConsumer(settings.kafka, [POLICY], f"orchestrator-{uuid.uuid4().hex[:8]}", producer,
                            client_id="orchestrator", auto_offset_reset="latest")
@@ -38,30 +47,36 @@ async def serve(settings: GaelpSettings | None = None) -> int:
         await runs.offer_policy(delivery.value)
 
     # Assessments and violations move runs between phases; what cannot be decoded goes to the DLQ.
+    # One group for all replicas: each input reaches one, which forwards what concerns runs it does
+    # not drive (ownership.py).
     phase_group = settings.orchestrator.phases.group_id
     phase_inputs = BusConsumer(settings.kafka, [ASSESSMENTS, VIOLATIONS], phase_group, producer,
                                client_id="orchestrator")
 
     async def on_phase_input(delivery: Delivery) -> None:
         if delivery.topic == ASSESSMENTS.name:
-            await runs.on_assessment(delivery.value)
+            await keeper.on_assessment(delivery.value)
         else:
-            await runs.on_violation(delivery.value)
+            await keeper.on_violation(delivery.value)
 
     runtime.add_servicer(
         lambda server: orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
-            OrchestratorServicer(runs), server
+            OrchestratorServicer(runs, keeper), server
         ),
         "gaelp.v1.Orchestrator",
     )
     await policies.start()
     consume = runtime.start_task(policies.run(on_policy), "policy-consumer")
-    await runs.resume_unfinished()
+    taken = await runs.resume_unfinished()
+    logger.info("orchestrator replica up", extra={"owner": owner, "runs_taken_over": taken})
+    keeping = runtime.start_task(keeper.keep(), "lease-keeper")
     await phase_inputs.start()
     consume_phases = runtime.start_task(phase_inputs.run(on_phase_input), "phase-consumer")
 
     async def drain() -> None:
+        keeping.cancel()  # no take-overs while draining
         await runs.drain()
+        await store.release_all()  # the other replicas take these runs over at their next scan
         await policies.finish(consume, settings.grpc.grace_period_s / 3)
         await policies.stop()
         await phase_inputs.finish(consume_phases, settings.grpc.grace_period_s / 3)

@@ -11,6 +11,10 @@ Rules:
   partitioned away) can never overwrite the state written by the replica that took over.
 - Operators may ask any replica to pause or resume any run: the request is written next to the
   lease (`requested_state`) and the holder applies it at its next renewal.
+- An owner is `<replica id>#<incarnation>`: replica ids are unique among live replicas (a
+  StatefulSet's pod names), each process start is a new incarnation. A replica that restarts takes
+  its previous incarnation's leases at once, with a new token, instead of waiting for them to
+  expire: that process is dead, since no two live processes share a replica id.
 Time is wall-clock seconds from the replicas' clocks; the lease duration must exceed their skew.
 """
 
@@ -42,17 +46,29 @@ class Lease:
     expires_at: float
 
 
+def owner_name(replica_id: str, incarnation: str) -> str:
+    return f"{replica_id}#{incarnation}"
+
+
+def replica_of(owner: str) -> str:
+    return owner.split("#", 1)[0]
+
+
 class RunLeases:
     def __init__(self, db: Database, owner: str, duration_s: float) -> None:
         self.db = db
         self.owner = owner
         self.duration_s = duration_s
 
+    def succeeds(self, owner: str) -> bool:
+        """Is `owner` an earlier incarnation of this replica (dead, so its leases are ours)?"""
+        return owner != self.owner and "#" in owner and replica_of(owner) == replica_of(self.owner)
+
     async def migrate(self) -> None:
         await self.db.migrate("orchestrator-leases", MIGRATIONS)
 
     async def acquire(self, run_id: str, now: float) -> Lease | None:
-        """Take or keep the run's lease; None while another replica holds a live one."""
+        """Take or keep the run's lease; None while another live replica holds it."""
         async with self.db.transaction(lock_key=f"lease:{run_id}") as tx:
             row = await tx.fetchrow("SELECT owner, token, expires_at FROM run_leases WHERE run_id = $1",
                                     run_id)
@@ -63,12 +79,12 @@ class RunLeases:
                     run_id, self.owner, expires_at,
                 )
                 return Lease(run_id, self.owner, 1, expires_at)
-            live = row["expires_at"] > now
-            if live and row["owner"] != self.owner:
+            live, ours = row["expires_at"] > now, row["owner"] == self.owner
+            if live and not ours and not self.succeeds(str(row["owner"])):
                 return None
-            # Ours and live: same token. Expired (even if it was ours): a new token fences the old
-            # holder's writes, which may still be in flight.
-            token = int(row["token"]) if live else int(row["token"]) + 1
+            # Ours and live: same token. Expired (even if it was ours) or our predecessor's: a new
+            # token fences the old holder's writes, which may still be in flight.
+            token = int(row["token"]) if live and ours else int(row["token"]) + 1
             await tx.execute(
                 "UPDATE run_leases SET owner = $1, token = $2, expires_at = $3 WHERE run_id = $4",
                 self.owner, token, expires_at, run_id,

@@ -11,10 +11,12 @@ bounds the backlog on the bus and keeps PPO's data within the learner's lag boun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import grpc
@@ -30,6 +32,7 @@ from orchestrator.actor import Actor, Chunk
 from orchestrator.curriculum import CurriculumScheduler, Decision
 from orchestrator.environments import ResolvedEnvironment
 from orchestrator.evaluation import RandomActionAgent, evaluation_for
+from orchestrator.leases import LeaseLost
 from orchestrator.messages import episode_summary, transition_batch
 from orchestrator.phase2 import historical_figures
 from orchestrator.phases import PhaseMachine, Transition, phase_name
@@ -117,10 +120,11 @@ class RunManager:
 
     async def start(self, run_id: str, kind: str, max_env_steps: int, smoke_episodes: int) -> Run:
         run_id = run_id or uuid.uuid4().hex[:12]
-        if run_id in self.runs or await self.store.load(run_id) is not None:
-            raise FailedPrecondition(f"run {run_id} exists already")
         if kind == "train" and self.learner is None:
             raise FailedPrecondition("no learner configured: only smoke runs can start")
+        # The run's lease first: of two replicas starting the same id, one creates it.
+        if run_id in self.runs or not await self.store.claim_new(run_id, time.time()):
+            raise FailedPrecondition(f"run {run_id} exists already")
         document = RunDocument(
             run_id=run_id, kind=kind, seed=self.settings.training.seed, max_env_steps=max_env_steps,
             smoke_episodes=smoke_episodes, actor_batches=[0] * self.config.actors,
@@ -134,9 +138,10 @@ class RunManager:
         return run
 
     async def resume_unfinished(self) -> list[str]:
-        """Relaunch every run the store has as running or paused (after a restart)."""
+        """Take over and relaunch every running or paused run no live replica holds (at start, and
+        periodically: ownership.py), from its stored document."""
         resumed = []
-        for raw in await self.store.unfinished():
+        for raw in await self.store.take_over(time.time()):
             document = RunDocument.model_validate(raw)
             if document.run_id in self.runs:
                 continue
@@ -146,6 +151,12 @@ class RunManager:
                                               "episodes": document.episodes,
                                               "env_steps": document.env_steps})
         return resumed
+
+    def abandon(self, run_id: str) -> None:
+        """Another replica holds the run's lease now: stop driving it at once (saves are refused)."""
+        run = self.runs.get(run_id)
+        if run is not None and run.task is not None:
+            run.task.cancel()
 
     def get(self, run_id: str) -> Run:
         try:
@@ -185,9 +196,9 @@ class RunManager:
             run.last_assessment = assessment.reason
         await self._apply_transition(run, run.phases.on_assessment(assessment, run.policy.version))
 
-    async def on_violation(self, violation: events_pb2.Violation) -> None:
+    async def on_violation(self, violation: events_pb2.Violation, run_ids: Collection[str]) -> None:
         for run in list(self.runs.values()):
-            if run.document.state not in {"running", "paused"}:
+            if run.document.state not in {"running", "paused"} or run.document.run_id not in run_ids:
                 continue
             transition = run.phases.on_violation(violation, run.document.campaign_ids, run.policy.version)
             await self._apply_transition(run, transition)
@@ -295,6 +306,9 @@ class RunManager:
                         document.phase_work_done = True
                         await self._save(document)
                     await self._await_phase_decision(run)
+        except LeaseLost as lost:
+            logger.warning("stopped driving run %s: %s", document.run_id, lost)
+            return
         except Exception as error:
             document.state = "failed"
             document.detail = f"{type(error).__name__}: {error}"
@@ -302,7 +316,8 @@ class RunManager:
         finally:
             if watch is not None:
                 watch.cancel()
-        await self._save(document)
+        with contextlib.suppress(LeaseLost):  # lost at the last moment: the new holder's state stands
+            await self._save(document)
 
     async def _watch_policy(self, run: Run) -> None:
         """Learner.WatchPolicy pushes each new version as it is made: the low-latency path next to
@@ -329,8 +344,9 @@ class RunManager:
         delay = 0.5
         while True:
             try:
-                update = await self.learner.GetPolicy(
-                    learner_pb2.GetPolicyRequest(run_id=run.document.run_id), timeout=10
+                # Opens the run at the learner (idempotent), which answers with its newest policy.
+                update = await self.learner.OpenRun(
+                    learner_pb2.OpenRunRequest(run_id=run.document.run_id), timeout=10
                 )
                 break
             except grpc.aio.AioRpcError as error:

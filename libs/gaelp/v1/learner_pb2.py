@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from gaelp.v1 import events_pb2 as gaelp_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gaelp/v1/learner.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/events.proto\"7\n\x10GetPolicyRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bmin_version\x18\x02 \x01(\x03\";\n\x12WatchPolicyRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x03\"(\n\x16GetLearnerStatsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t2\xde\x01\n\x07Learner\x12?\n\tGetPolicy\x12\x1a.gaelp.v1.GetPolicyRequest\x1a\x16.gaelp.v1.PolicyUpdate\x12\x45\n\x0bWatchPolicy\x12\x1c.gaelp.v1.WatchPolicyRequest\x1a\x16.gaelp.v1.PolicyUpdate0\x01\x12K\n\x0fGetLearnerStats\x12 .gaelp.v1.GetLearnerStatsRequest\x1a\x16.gaelp.v1.LearnerStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gaelp/v1/learner.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/events.proto\" \n\x0eOpenRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"7\n\x10GetPolicyRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bmin_version\x18\x02 \x01(\x03\";\n\x12WatchPolicyRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x03\"(\n\x16GetLearnerStatsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t2\x9b\x02\n\x07Learner\x12;\n\x07OpenRun\x12\x18.gaelp.v1.OpenRunRequest\x1a\x16.gaelp.v1.PolicyUpdate\x12?\n\tGetPolicy\x12\x1a.gaelp.v1.GetPolicyRequest\x1a\x16.gaelp.v1.PolicyUpdate\x12\x45\n\x0bWatchPolicy\x12\x1c.gaelp.v1.WatchPolicyRequest\x1a\x16.gaelp.v1.PolicyUpdate0\x01\x12K\n\x0fGetLearnerStats\x12 .gaelp.v1.GetLearnerStatsRequest\x1a\x16.gaelp.v1.LearnerStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gaelp.v1.learner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETPOLICYREQUEST']._serialized_start=59
-  _globals['_GETPOLICYREQUEST']._serialized_end=114
-  _globals['_WATCHPOLICYREQUEST']._serialized_start=116
-  _globals['_WATCHPOLICYREQUEST']._serialized_end=175
-  _globals['_GETLEARNERSTATSREQUEST']._serialized_start=177
-  _globals['_GETLEARNERSTATSREQUEST']._serialized_end=217
-  _globals['_LEARNER']._serialized_start=220
-  _globals['_LEARNER']._serialized_end=442
+  _globals['_OPENRUNREQUEST']._serialized_start=59
+  _globals['_OPENRUNREQUEST']._serialized_end=91
+  _globals['_GETPOLICYREQUEST']._serialized_start=93
+  _globals['_GETPOLICYREQUEST']._serialized_end=148
+  _globals['_WATCHPOLICYREQUEST']._serialized_start=150
+  _globals['_WATCHPOLICYREQUEST']._serialized_end=209
+  _globals['_GETLEARNERSTATSREQUEST']._serialized_start=211
+  _globals['_GETLEARNERSTATSREQUEST']._serialized_end=251
+  _globals['_LEARNER']._serialized_start=254
+  _globals['_LEARNER']._serialized_end=537
 # @@protoc_insertion_point(module_scope)

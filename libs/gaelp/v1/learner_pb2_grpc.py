@@ -35,6 +35,11 @@ class LearnerStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.OpenRun = channel.unary_unary(
+                '/gaelp.v1.Learner/OpenRun',
+                request_serializer=gaelp_dot_v1_dot_learner__pb2.OpenRunRequest.SerializeToString,
+                response_deserializer=gaelp_dot_v1_dot_events__pb2.PolicyUpdate.FromString,
+                _registered_method=True)
         self.GetPolicy = channel.unary_unary(
                 '/gaelp.v1.Learner/GetPolicy',
                 request_serializer=gaelp_dot_v1_dot_learner__pb2.GetPolicyRequest.SerializeToString,
@@ -54,6 +59,15 @@ class LearnerStub:
 
 class LearnerServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def OpenRun(self, request, context):
+        """Opens a run at the learner (its trainer at version 0, seeded) or finds it open; idempotent.
+        The orchestrator calls it when it starts or resumes a run; the read methods below answer
+        NOT_FOUND for a run that was never opened and never sent a batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetPolicy(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -76,6 +90,11 @@ class LearnerServicer:
 
 def add_LearnerServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'OpenRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenRun,
+                    request_deserializer=gaelp_dot_v1_dot_learner__pb2.OpenRunRequest.FromString,
+                    response_serializer=gaelp_dot_v1_dot_events__pb2.PolicyUpdate.SerializeToString,
+            ),
             'GetPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPolicy,
                     request_deserializer=gaelp_dot_v1_dot_learner__pb2.GetPolicyRequest.FromString,
@@ -101,6 +120,33 @@ def add_LearnerServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Learner:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def OpenRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaelp.v1.Learner/OpenRun',
+            gaelp_dot_v1_dot_learner__pb2.OpenRunRequest.SerializeToString,
+            gaelp_dot_v1_dot_events__pb2.PolicyUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetPolicy(request,

@@ -32,6 +32,11 @@ class LearnerStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> LearnerAsyncStub: ...
+    OpenRun: _grpc.UnaryUnaryMultiCallable[_learner_pb2.OpenRunRequest, _events_pb2.PolicyUpdate]
+    """Opens a run at the learner (its trainer at version 0, seeded) or finds it open; idempotent.
+    The orchestrator calls it when it starts or resumes a run; the read methods below answer
+    NOT_FOUND for a run that was never opened and never sent a batch.
+    """
     GetPolicy: _grpc.UnaryUnaryMultiCallable[_learner_pb2.GetPolicyRequest, _events_pb2.PolicyUpdate]
     WatchPolicy: _grpc.UnaryStreamMultiCallable[_learner_pb2.WatchPolicyRequest, _events_pb2.PolicyUpdate]
     GetLearnerStats: _grpc.UnaryUnaryMultiCallable[_learner_pb2.GetLearnerStatsRequest, _events_pb2.LearnerStats]
@@ -39,11 +44,27 @@ class LearnerStub:
 @_typing.type_check_only
 class LearnerAsyncStub(LearnerStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
+    OpenRun: _aio.UnaryUnaryMultiCallable[_learner_pb2.OpenRunRequest, _events_pb2.PolicyUpdate]  # type: ignore[assignment]
+    """Opens a run at the learner (its trainer at version 0, seeded) or finds it open; idempotent.
+    The orchestrator calls it when it starts or resumes a run; the read methods below answer
+    NOT_FOUND for a run that was never opened and never sent a batch.
+    """
     GetPolicy: _aio.UnaryUnaryMultiCallable[_learner_pb2.GetPolicyRequest, _events_pb2.PolicyUpdate]  # type: ignore[assignment]
     WatchPolicy: _aio.UnaryStreamMultiCallable[_learner_pb2.WatchPolicyRequest, _events_pb2.PolicyUpdate]  # type: ignore[assignment]
     GetLearnerStats: _aio.UnaryUnaryMultiCallable[_learner_pb2.GetLearnerStatsRequest, _events_pb2.LearnerStats]  # type: ignore[assignment]
 
 class LearnerServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def OpenRun(
+        self,
+        request: _learner_pb2.OpenRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_pb2.PolicyUpdate, _abc.Awaitable[_events_pb2.PolicyUpdate]]:
+        """Opens a run at the learner (its trainer at version 0, seeded) or finds it open; idempotent.
+        The orchestrator calls it when it starts or resumes a run; the read methods below answer
+        NOT_FOUND for a run that was never opened and never sent a batch.
+        """
+
     @_abc_1.abstractmethod
     def GetPolicy(
         self,
