@@ -30,6 +30,7 @@ from gaelp.config.sections.infra import (
 )
 from gaelp.config.sections.learner import LearnerSettings
 from gaelp.config.sections.metrics import MetricsSettings
+from gaelp.config.sections.operator import OperatorSettings
 from gaelp.config.sections.orchestrator import OrchestratorSettings
 from gaelp.config.sections.pubsub import PubSubSettings
 from gaelp.config.sections.safety_policy import SafetyPolicySettings
@@ -78,6 +79,7 @@ class GaelpSettings(BaseSettings):
         default_factory=EnvironmentRegistrySettings
     )
     pubsub: PubSubSettings = Field(default_factory=PubSubSettings)
+    operator: OperatorSettings = Field(default_factory=OperatorSettings)
 
     @classmethod
     def settings_customise_sources(
