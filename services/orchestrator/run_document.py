@@ -117,4 +117,5 @@ class RunDocument(BaseModel):
             phase_history=[entry.message() for entry in self.phase_history],
             phase_work_done=self.phase_work_done,
             consolidation_env_steps=self.consolidation_env_steps,
+            historical=self.historical,
         )

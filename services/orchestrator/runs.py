@@ -439,6 +439,9 @@ class RunManager:
                         pace.restart(run.policy.version)
                 document.policy_version = run.policy.version
             agent = run.policy.agent if document.kind == "train" else RandomActionAgent(run.policy.agent)
+            # The round's data belongs to the phase it was collected in, even when a transition
+            # lands while it is collected or published.
+            round_phase = document.phase
             try:
                 chunks = await asyncio.gather(*(
                     asyncio.to_thread(actor.collect, agent, self.config.chunk_steps) for actor in actors
@@ -452,7 +455,7 @@ class RunManager:
             # One trace per round: its transition batches and episodes, and what consumed them.
             round_attributes = {"gaelp.run_id": document.run_id, "gaelp.task": task.name}
             with root_span(self.tracer, "rollout round", round_attributes):
-                decision = await self._publish_round(run, chunks, refs, evaluate=not consolidate)
+                decision = await self._publish_round(run, chunks, refs, round_phase, evaluate=not consolidate)
             samples = sum(chunk.samples for chunk in chunks)
             pace.produced += samples
             if consolidate:
@@ -503,7 +506,7 @@ class RunManager:
         if failures > self.config.env_retries:
             raise EnvironmentFailed(f"environment failed {failures} times in a row: {error!r}") from error
 
-    async def _publish_round(self, run: Run, chunks: list[Chunk], refs: dict[str, float],
+    async def _publish_round(self, run: Run, chunks: list[Chunk], refs: dict[str, float], phase: int,
                              evaluate: bool = True) -> Decision:
         document, scheduler = run.document, run.scheduler
         task = scheduler.task.name
@@ -522,7 +525,7 @@ class RunManager:
             if document.kind == "train":
                 batch = transition_batch(chunk, document.run_id, actor_id,
                                          f"{document.run_id}:{index}:{sequences[index]}",
-                                         run.policy.version, task, document.phase)
+                                         run.policy.version, task, phase)
                 deliveries.append(await self.producer.enqueue(TRANSITIONS, actor_id, batch))
                 document.batches_published += 1
             document.env_steps += chunk.samples
@@ -531,7 +534,7 @@ class RunManager:
                 summary = episode_summary(
                     episode, document.run_id, actor_id, episode_policy_version, task, refs,
                     curriculum_level=scheduler.task.difficulty + 1,
-                    curriculum_levels=len(scheduler.tasks), phase=document.phase,
+                    curriculum_levels=len(scheduler.tasks), phase=phase,
                 )
                 deliveries.append(await self.producer.enqueue(EPISODES, document.run_id, summary))
                 document.episodes += 1

@@ -244,13 +244,28 @@ def phase_report(status: orchestrator_pb2.RunStatus, metrics: metrics_pb2_grpc.M
         else:
             decisions[name] = ("READY to graduate" if assessment.ready_to_graduate else "not graduated") + \
                 f" ({assessment.reason})"
-        criteria[name] = [] if assessment is None else [
-            {"name": c.name, "value": c.value, "threshold": c.threshold, "comparison": c.comparison,
-             "passed": c.passed} for c in assessment.criteria]
+        # A phase the run left is shown with the figures that decided it, not later assessments.
+        decided = [entry.transition for entry in status.phase_history if entry.transition.from_phase == phase]
+        shown = decided[-1].criteria if decided and decided[-1].criteria else (
+            assessment.criteria if assessment is not None else [])
+        criteria[name] = [{"name": c.name, "value": c.value, "threshold": c.threshold,
+                           "comparison": c.comparison, "passed": c.passed} for c in shown]
         console.print(f"  [bold]{name}[/bold]: {decisions[name]}")
         for c in criteria[name]:
             console.print(f"    {c['name']:<24} {c['value']:10.3f} {c['comparison']} {c['threshold']:<8g} "
                           f"{'pass' if c['passed'] else 'fail'}")
+    historical = dict(status.historical)
+    if historical:
+        console.print("  phase 2 on the sandbox market's logs (clicks per campaign-hour; estimate "
+                      "[95% interval])")
+        for policy in ("agent", "heuristic", "random"):
+            if f"simulator_{policy}" not in historical:
+                continue
+            estimates = "  ".join(
+                f"{name} {historical[f'{name}_{policy}']:.2f} [{historical[f'{name}_{policy}_ci_low']:.2f}, "
+                f"{historical[f'{name}_{policy}_ci_high']:.2f}]"
+                for name in ("ipw", "snipw", "dm", "dr") if f"{name}_{policy}" in historical)
+            console.print(f"    {policy:<10} simulator {historical[f'simulator_{policy}']:.2f}  {estimates}")
     for t in transitions:
         console.print(f"  transition {t['time']}: phase {t['from']} → {t['to'] or 'run completed'} "
                       f"({t['reason']}, policy v{t['policy_version']})")
@@ -266,7 +281,7 @@ def phase_report(status: orchestrator_pb2.RunStatus, metrics: metrics_pb2_grpc.M
         "levels": [json_format.MessageToDict(level, preserving_proto_field_name=True,
                                              always_print_fields_with_no_presence=True)
                    for level in status.levels],
-        "wall_s": seconds, "metrics_wait_s": metrics_wait_s,
+        "historical": historical, "wall_s": seconds, "metrics_wait_s": metrics_wait_s,
     }
 
 

@@ -27,13 +27,15 @@ from gaelp.v1 import events_pb2 as gaelp_dot_v1_dot_events__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgaelp/v1/orchestrator.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/common.proto\x1a\x15gaelp/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x02 \x01(\t\"\x1e\n\x0cRunIdRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xbf\x02\n\x0bLevelReport\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\x12\x13\n\x0b\x61gent_start\x18\x03 \x01(\x01\x12\x11\n\tagent_end\x18\x04 \x01(\x01\x12\x0e\n\x06random\x18\x05 \x01(\x01\x12\x11\n\theuristic\x18\x06 \x01(\x01\x12\x13\n\x0boracle_roas\x18\x07 \x01(\x01\x12\x10\n\x08\x65pisodes\x18\x08 \x01(\x03\x12\x11\n\tenv_steps\x18\t \x01(\x03\x12\x10\n\x08\x64\x65\x63ision\x18\n \x01(\t\x12\x1a\n\x12\x61gent_reward_start\x18\x0b \x01(\x01\x12\x18\n\x10\x61gent_reward_end\x18\x0c \x01(\x01\x12\x15\n\rrandom_reward\x18\r \x01(\x01\x12\x18\n\x10heuristic_reward\x18\x0e \x01(\x01\x12\x15\n\roracle_reward\x18\x0f \x01(\x01\"\xf1\x03\n\tRunStatus\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x1e\n\x05phase\x18\x03 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x10\n\x08\x65pisodes\x18\x05 \x01(\x03\x12\x11\n\tenv_steps\x18\x06 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x07 \x01(\x03\x12\x19\n\x11\x62\x61tches_published\x18\x08 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x0c\n\x04kind\x18\n \x01(\t\x12%\n\x06levels\x18\x0b \x03(\x0b\x32\x15.gaelp.v1.LevelReport\x12\x13\n\x0bwindow_mean\x18\x0c \x01(\x01\x12\x15\n\rtask_episodes\x18\r \x01(\x03\x12\x16\n\x0etask_env_steps\x18\x0e \x01(\x03\x12\x18\n\x10task_step_budget\x18\x0f \x01(\x03\x12\x17\n\x0f\x66\x61iled_episodes\x18\x10 \x01(\x03\x12\x15\n\rmax_env_steps\x18\x11 \x01(\x03\x12\x32\n\rphase_history\x18\x12 \x03(\x0b\x32\x1b.gaelp.v1.PhaseHistoryEntry\x12\x17\n\x0fphase_work_done\x18\x13 \x01(\x08\x12\x1f\n\x17\x63onsolidation_env_steps\x18\x14 \x01(\x03\"j\n\x11PhaseHistoryEntry\x12-\n\ntransition\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.PhaseTransition\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x0fListRunsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"5\n\x10ListRunsResponse\x12!\n\x04runs\x18\x01 \x03(\x0b\x32\x13.gaelp.v1.RunStatus2\xbd\x02\n\x0cOrchestrator\x12:\n\x08StartRun\x12\x19.gaelp.v1.StartRunRequest\x1a\x13.gaelp.v1.RunStatus\x12\x37\n\x08PauseRun\x12\x16.gaelp.v1.RunIdRequest\x1a\x13.gaelp.v1.RunStatus\x12\x38\n\tResumeRun\x12\x16.gaelp.v1.RunIdRequest\x1a\x13.gaelp.v1.RunStatus\x12;\n\x0cGetRunStatus\x12\x16.gaelp.v1.RunIdRequest\x1a\x13.gaelp.v1.RunStatus\x12\x41\n\x08ListRuns\x12\x19.gaelp.v1.ListRunsRequest\x1a\x1a.gaelp.v1.ListRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgaelp/v1/orchestrator.proto\x12\x08gaelp.v1\x1a\x15gaelp/v1/common.proto\x1a\x15gaelp/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x02 \x01(\t\"\x1e\n\x0cRunIdRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xbf\x02\n\x0bLevelReport\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\x12\x13\n\x0b\x61gent_start\x18\x03 \x01(\x01\x12\x11\n\tagent_end\x18\x04 \x01(\x01\x12\x0e\n\x06random\x18\x05 \x01(\x01\x12\x11\n\theuristic\x18\x06 \x01(\x01\x12\x13\n\x0boracle_roas\x18\x07 \x01(\x01\x12\x10\n\x08\x65pisodes\x18\x08 \x01(\x03\x12\x11\n\tenv_steps\x18\t \x01(\x03\x12\x10\n\x08\x64\x65\x63ision\x18\n \x01(\t\x12\x1a\n\x12\x61gent_reward_start\x18\x0b \x01(\x01\x12\x18\n\x10\x61gent_reward_end\x18\x0c \x01(\x01\x12\x15\n\rrandom_reward\x18\r \x01(\x01\x12\x18\n\x10heuristic_reward\x18\x0e \x01(\x01\x12\x15\n\roracle_reward\x18\x0f \x01(\x01\"\xdd\x04\n\tRunStatus\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x1e\n\x05phase\x18\x03 \x01(\x0e\x32\x0f.gaelp.v1.Phase\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x10\n\x08\x65pisodes\x18\x05 \x01(\x03\x12\x11\n\tenv_steps\x18\x06 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x07 \x01(\x03\x12\x19\n\x11\x62\x61tches_published\x18\x08 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x0c\n\x04kind\x18\n \x01(\t\x12%\n\x06levels\x18\x0b \x03(\x0b\x32\x15.gaelp.v1.LevelReport\x12\x13\n\x0bwindow_mean\x18\x0c \x01(\x01\x12\x15\n\rtask_episodes\x18\r \x01(\x03\x12\x16\n\x0etask_env_steps\x18\x0e \x01(\x03\x12\x18\n\x10task_step_budget\x18\x0f \x01(\x03\x12\x17\n\x0f\x66\x61iled_episodes\x18\x10 \x01(\x03\x12\x15\n\rmax_env_steps\x18\x11 \x01(\x03\x12\x32\n\rphase_history\x18\x12 \x03(\x0b\x32\x1b.gaelp.v1.PhaseHistoryEntry\x12\x17\n\x0fphase_work_done\x18\x13 \x01(\x08\x12\x1f\n\x17\x63onsolidation_env_steps\x18\x14 \x01(\x03\x12\x37\n\nhistorical\x18\x15 \x03(\x0b\x32#.gaelp.v1.RunStatus.HistoricalEntry\x1a\x31\n\x0fHistoricalEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"j\n\x11PhaseHistoryEntry\x12-\n\ntransition\x18\x01 \x01(\x0b\x32\x19.gaelp.v1.PhaseTransition\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x0fListRunsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"5\n\x10ListRunsResponse\x12!\n\x04runs\x18\x01 \x03(\x0b\x32\x13.gaelp.v1.RunStatus2\xbd\x02\n\x0cOrchestrator\x12:\n\x08StartRun\x12\x19.gaelp.v1.StartRunRequest\x1a\x13.gaelp.v1.RunStatus\x12\x37\n\x08PauseRun\x12\x16.gaelp.v1.RunIdRequest\x1a\x13.gaelp.v1.RunStatus\x12\x38\n\tResumeRun\x12\x16.gaelp.v1.RunIdRequest\x1a\x13.gaelp.v1.RunStatus\x12;\n\x0cGetRunStatus\x12\x16.gaelp.v1.RunIdRequest\x1a\x13.gaelp.v1.RunStatus\x12\x41\n\x08ListRuns\x12\x19.gaelp.v1.ListRunsRequest\x1a\x1a.gaelp.v1.ListRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gaelp.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RUNSTATUS_HISTORICALENTRY']._loaded_options = None
+  _globals['_RUNSTATUS_HISTORICALENTRY']._serialized_options = b'8\001'
   _globals['_STARTRUNREQUEST']._serialized_start=120
   _globals['_STARTRUNREQUEST']._serialized_end=174
   _globals['_RUNIDREQUEST']._serialized_start=176
@@ -41,13 +43,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEVELREPORT']._serialized_start=209
   _globals['_LEVELREPORT']._serialized_end=528
   _globals['_RUNSTATUS']._serialized_start=531
-  _globals['_RUNSTATUS']._serialized_end=1028
-  _globals['_PHASEHISTORYENTRY']._serialized_start=1030
-  _globals['_PHASEHISTORYENTRY']._serialized_end=1136
-  _globals['_LISTRUNSREQUEST']._serialized_start=1138
-  _globals['_LISTRUNSREQUEST']._serialized_end=1185
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1187
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1240
-  _globals['_ORCHESTRATOR']._serialized_start=1243
-  _globals['_ORCHESTRATOR']._serialized_end=1560
+  _globals['_RUNSTATUS']._serialized_end=1136
+  _globals['_RUNSTATUS_HISTORICALENTRY']._serialized_start=1087
+  _globals['_RUNSTATUS_HISTORICALENTRY']._serialized_end=1136
+  _globals['_PHASEHISTORYENTRY']._serialized_start=1138
+  _globals['_PHASEHISTORYENTRY']._serialized_end=1244
+  _globals['_LISTRUNSREQUEST']._serialized_start=1246
+  _globals['_LISTRUNSREQUEST']._serialized_end=1293
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1295
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1348
+  _globals['_ORCHESTRATOR']._serialized_start=1351
+  _globals['_ORCHESTRATOR']._serialized_end=1668
 # @@protoc_insertion_point(module_scope)

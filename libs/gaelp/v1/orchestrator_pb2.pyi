@@ -135,6 +135,26 @@ Global___LevelReport: _TypeAlias = LevelReport  # noqa: Y015
 class RunStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class HistoricalEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     RUN_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     PHASE_FIELD_NUMBER: _builtins.int
@@ -155,6 +175,7 @@ class RunStatus(_message.Message):
     PHASE_HISTORY_FIELD_NUMBER: _builtins.int
     PHASE_WORK_DONE_FIELD_NUMBER: _builtins.int
     CONSOLIDATION_ENV_STEPS_FIELD_NUMBER: _builtins.int
+    HISTORICAL_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     state: _builtins.str
     """"running", "paused", "completed", "failed" """
@@ -185,6 +206,10 @@ class RunStatus(_message.Message):
     def phase_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseHistoryEntry]:
         """every phase transition of the run, oldest first"""
 
+    @_builtins.property
+    def historical(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """phase 2: figures, simulator predictions, OPE estimates and intervals"""
+
     def __init__(
         self,
         *,
@@ -208,10 +233,11 @@ class RunStatus(_message.Message):
         phase_history: _abc.Iterable[Global___PhaseHistoryEntry] | None = ...,
         phase_work_done: _builtins.bool = ...,
         consolidation_env_steps: _builtins.int = ...,
+        historical: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_published", b"batches_published", "consolidation_env_steps", b"consolidation_env_steps", "detail", b"detail", "env_steps", b"env_steps", "episodes", b"episodes", "failed_episodes", b"failed_episodes", "kind", b"kind", "levels", b"levels", "max_env_steps", b"max_env_steps", "phase", b"phase", "phase_history", b"phase_history", "phase_work_done", b"phase_work_done", "policy_version", b"policy_version", "run_id", b"run_id", "state", b"state", "task", b"task", "task_env_steps", b"task_env_steps", "task_episodes", b"task_episodes", "task_step_budget", b"task_step_budget", "window_mean", b"window_mean"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches_published", b"batches_published", "consolidation_env_steps", b"consolidation_env_steps", "detail", b"detail", "env_steps", b"env_steps", "episodes", b"episodes", "failed_episodes", b"failed_episodes", "historical", b"historical", "kind", b"kind", "levels", b"levels", "max_env_steps", b"max_env_steps", "phase", b"phase", "phase_history", b"phase_history", "phase_work_done", b"phase_work_done", "policy_version", b"policy_version", "run_id", b"run_id", "state", b"state", "task", b"task", "task_env_steps", b"task_env_steps", "task_episodes", b"task_episodes", "task_step_budget", b"task_step_budget", "window_mean", b"window_mean"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

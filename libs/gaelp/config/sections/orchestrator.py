@@ -53,7 +53,12 @@ class HistoricalValidationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    simulator_level: int = Field(3, ge=0, description="simulator level whose predictions are compared")
+    simulator_level: int = Field(
+        2, ge=0,
+        description="simulator level whose predictions are compared: the sandbox's market has many"
+        " personas and adaptive competitors, the structure of level 2 (level 3 adds drift, noise,"
+        " seasonality and tight budget caps the sandbox does not have)",
+    )
     campaigns: int = Field(96, ge=8, description="logged campaigns (one row per campaign-hour)")
     days: int = Field(2, ge=1, description="logged days per campaign")
     tolerance: float = Field(0.15, gt=0, description="relative gap within which a prediction is accurate")
