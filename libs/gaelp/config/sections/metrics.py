@@ -84,11 +84,13 @@ class Phase4Criteria(BaseModel):
 class AnomalySettings(BaseModel):
     """Downward-shift rule per phase, task and metric (all watched metrics are higher-is-better).
 
-    Consecutive blocks of block_episodes non-failed episodes are averaged; a block mean with
-    (mean - median) / scale <= -z_threshold is a breach, where median and scale (1.4826 x MAD,
-    floored at min_relative_std x |median|) come from the task's last reference_blocks block means.
-    persistence breaching blocks in a row raise one alert; scoring starts once
-    min_reference_blocks blocks are in the reference.
+    Consecutive blocks of block_episodes non-failed episodes are averaged; a block mean is a breach
+    when (mean - median) / scale <= -z_threshold and it lies at least min_drop units below the
+    median, where median and scale (1.4826 x MAD, floored at min_relative_std units) come from the
+    task's last reference_blocks block means; the unit is |median| for ROAS and CTR and the
+    random-to-planner span (1) for the normalized reward. persistence breaching blocks in a row
+    raise one alert. Each stay on a task starts afresh: scoring starts once min_reference_blocks
+    blocks of the stay are in the reference (services/metrics/anomaly.py).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -101,7 +103,10 @@ class AnomalySettings(BaseModel):
     min_reference_blocks: int = Field(3, ge=3, description="blocks seen before a block may be scored")
     z_threshold: float = Field(4.0, gt=0, description="robust z of a block mean that counts as a breach")
     persistence: int = Field(2, ge=1, description="breaching blocks in a row that raise an alert")
-    min_relative_std: float = Field(0.05, ge=0, description="scale floor as a share of |median|")
+    min_relative_std: float = Field(0.05, ge=0, description="scale floor, in units of the metric")
+    min_drop: float = Field(
+        0.3, ge=0, description="smallest fall below the median that can alert, in units of the metric"
+    )
     demote_on_collapse: bool = Field(True, description="a downward ROAS/reward alert sets demote")
     history: int = Field(50, ge=1, description="alerts kept per run")
 
