@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from gaelp.config.sections.metrics import AnomalySettings, MetricsSettings
-from gaelp.v1 import common_pb2, events_pb2
-
-COLLAPSE_METRICS = ("roas", "normalized_reward")
+from gaelp.config.sections.metrics import MetricsSettings
+from gaelp.v1 import events_pb2
+from metrics.anomaly import Alert, ShiftDetector
+from metrics.anomaly import detect_anomalies as _detect_anomalies
 
 
 class WindowPoint(BaseModel):
@@ -34,64 +34,6 @@ class WindowPoint(BaseModel):
     prediction_accuracy: float
     prediction_correlation: float
     transfer: bool
-
-
-class ShiftDetector(BaseModel):
-    """Downward shift of one metric of one task: windowed means against a robust reference.
-
-    Episodes are grouped into consecutive blocks of anomaly.block_episodes; each block mean is
-    scored against the median of the recent reference block means, scaled by their MAD (x 1.4826,
-    the normal-consistent factor; floored at min_relative_std x |median|):
-        z = (block mean - median) / scale.
-    A block with z <= -z_threshold is a breach; anomaly.persistence consecutive breaches raise one
-    alert, and the next alert needs a block back within the threshold first. Breaching blocks stay
-    out of the reference, so a collapse does not become its own yardstick; the others enter it and
-    the oldest leave (reference_blocks kept), so the reference follows learning. Block means and the
-    median/MAD make one heavy-tailed episode or one noisy block harmless, which single-episode
-    z-scores against an EWMA were not.
-    """
-
-    block_sum: float = 0.0
-    block_count: int = 0
-    reference: list[float] = Field(default_factory=list, description="recent block means")
-    breaches: int = 0
-    alerted: bool = False
-
-    def add(self, value: float, settings: AnomalySettings) -> tuple[float, float, float] | None:
-        """Fold one value; at an alert return (block mean, reference median, z)."""
-        self.block_sum += value
-        self.block_count += 1
-        if self.block_count < settings.block_episodes:
-            return None
-        block_mean = self.block_sum / self.block_count
-        self.block_sum, self.block_count = 0.0, 0
-        if len(self.reference) < settings.min_reference_blocks:
-            self.reference.append(block_mean)
-            return None
-        center = median(self.reference)
-        spread = 1.4826 * median([abs(x - center) for x in self.reference])
-        z = (block_mean - center) / max(spread, settings.min_relative_std * abs(center), 1e-12)
-        if z > -settings.z_threshold:
-            self.breaches, self.alerted = 0, False
-            self.reference.append(block_mean)
-            del self.reference[:-settings.reference_blocks]
-            return None
-        self.breaches += 1
-        if self.breaches < settings.persistence or self.alerted:
-            return None
-        self.alerted = True
-        return block_mean, center, z
-
-
-class Alert(BaseModel):
-    run_id: str
-    phase: int
-    metric: str
-    value: float
-    expected: float
-    z_score: float
-    episode_index: int
-    message: str
 
 
 class CurvePoint(BaseModel):
@@ -180,12 +122,6 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def window_reward(state: PhaseState) -> float:
     return state.window_reward_sum / len(state.window) if state.window else 0.0
 
@@ -262,34 +198,6 @@ def _add_curve_point(curve: list[CurvePoint], point: CurvePoint, max_points: int
     if len(curve) % 2:
         merged.append(curve[-1])
     curve[:] = merged
-
-
-def _detect_anomalies(
-    run_id: str, state: PhaseState, task: str, point: WindowPoint, settings: AnomalySettings
-) -> list[Alert]:
-    alerts: list[Alert] = []
-    detectors = state.detectors.setdefault(task, {})
-    for metric in settings.metrics:
-        found = detectors.setdefault(metric, ShiftDetector()).add(float(getattr(point, metric)), settings)
-        if found is None:
-            continue
-        block_mean, expected, z = found
-        phase_name = common_pb2.Phase.Name(common_pb2.Phase.ValueType(state.phase))
-        alerts.append(Alert(
-            run_id=run_id,
-            phase=state.phase,
-            metric=metric,
-            value=block_mean,
-            expected=expected,
-            z_score=z,
-            episode_index=state.episodes,
-            message=(f"{phase_name} episode {state.episodes}: {metric} collapse on task {task!r}: "
-                     f"mean {block_mean:.4g} over the last {settings.block_episodes} episodes vs "
-                     f"median {expected:.4g} (robust z={z:.1f}, {settings.persistence} windows in a row)"),
-        ))
-        if metric in COLLAPSE_METRICS:
-            state.collapse_at_episode = state.episodes
-    return alerts
 
 
 def apply_episode(
