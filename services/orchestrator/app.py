@@ -9,10 +9,11 @@ import uuid
 from gaelp.bus import ASSESSMENTS, POLICY, VIOLATIONS, BusConsumer, BusProducer, Delivery, ensure_topics
 from gaelp.config import GaelpSettings, load_settings
 from gaelp.service import ServiceRuntime
-from gaelp.v1 import orchestrator_pb2_grpc
+from gaelp.v1 import money_pb2_grpc, orchestrator_pb2_grpc
 from orchestrator.control import OrchestratorServicer
 from orchestrator.environments import resolve_environment
 from orchestrator.leases import owner_name
+from orchestrator.money.control import MoneyControlServicer
 from orchestrator.ownership import LeaseKeeper
 from orchestrator.run_store import RunStore
 from orchestrator.runs import RunManager
@@ -64,6 +65,12 @@ async def serve(settings: GaelpSettings | None = None) -> int:
             OrchestratorServicer(runs, keeper), server
         ),
         "gaelp.v1.Orchestrator",
+    )
+    runtime.add_servicer(
+        lambda server: money_pb2_grpc.add_MoneyControlServicer_to_server(
+            MoneyControlServicer(runs.money), server
+        ),
+        "gaelp.v1.MoneyControl",
     )
     await policies.start()
     consume = runtime.start_task(policies.run(on_policy), "policy-consumer")

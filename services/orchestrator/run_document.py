@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from gaelp.v1 import common_pb2, events_pb2, orchestrator_pb2
 
 RunKind = Literal["train", "smoke"]
-RunState = Literal["running", "paused", "completed", "failed"]
+RunState = Literal["running", "paused", "awaiting_approval", "completed", "failed"]
 
 
 class CurriculumDocument(BaseModel):

@@ -92,7 +92,8 @@ class RunStore:
         predecessor = replica_of(self.owner) + "#"
         rows = await self.db.fetch(
             "SELECT r.run_id FROM runs r LEFT JOIN run_leases l ON l.run_id = r.run_id"
-            " WHERE r.state IN ('running', 'paused') AND (l.run_id IS NULL OR l.expires_at <= $1"
+            " WHERE r.state IN ('running', 'paused', 'awaiting_approval')"
+            " AND (l.run_id IS NULL OR l.expires_at <= $1"
             " OR (substr(l.owner, 1, $2) = $3 AND l.owner <> $4)) ORDER BY r.updated_at",
             now, len(predecessor), predecessor, self.owner,
         )
@@ -175,7 +176,8 @@ class RunStore:
 
     async def unfinished(self) -> list[dict[str, Any]]:
         rows = await self.db.fetch(
-            "SELECT document FROM runs WHERE state IN ('running', 'paused') ORDER BY updated_at"
+            "SELECT document FROM runs WHERE state IN ('running', 'paused', 'awaiting_approval')"
+            " ORDER BY updated_at"
         )
         return [json.loads(row["document"]) for row in rows]
 

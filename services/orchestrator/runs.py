@@ -34,6 +34,7 @@ from orchestrator.environments import ResolvedEnvironment
 from orchestrator.evaluation import RandomActionAgent, evaluation_for
 from orchestrator.leases import LeaseLost
 from orchestrator.messages import episode_summary, transition_batch
+from orchestrator.money.phase import ACTIVE_STATES, MONEY_PHASES, MoneyPhaseRunner
 from orchestrator.phase2 import historical_figures
 from orchestrator.phases import PhaseMachine, Transition, phase_name
 from orchestrator.policy import PolicyHolder
@@ -106,6 +107,7 @@ class RunManager:
         self.host = socket.gethostname()
         self.runs: dict[str, Run] = {}
         self.tracer = trace.get_tracer("gaelp.orchestrator")
+        self.money = MoneyPhaseRunner(self.config.money, store.db, producer)
 
     # ---- control ---------------------------------------------------------------------------
     def _new_run(self, document: RunDocument) -> Run:
@@ -190,7 +192,7 @@ class RunManager:
     # ---- phases ----------------------------------------------------------------------------
     async def on_assessment(self, assessment: events_pb2.GraduationAssessment) -> None:
         run = self.runs.get(assessment.run_id)
-        if run is None or run.document.state not in {"running", "paused"}:
+        if run is None or run.document.state not in ACTIVE_STATES:
             return
         if assessment.phase == run.document.phase:
             run.last_assessment = assessment.reason
@@ -198,7 +200,7 @@ class RunManager:
 
     async def on_violation(self, violation: events_pb2.Violation, run_ids: Collection[str]) -> None:
         for run in list(self.runs.values()):
-            if run.document.state not in {"running", "paused"} or run.document.run_id not in run_ids:
+            if run.document.state not in ACTIVE_STATES or run.document.run_id not in run_ids:
                 continue
             transition = run.phases.on_violation(violation, run.document.campaign_ids, run.policy.version)
             await self._apply_transition(run, transition)
@@ -268,7 +270,7 @@ class RunManager:
         try:
             await asyncio.wait_for(run.phase_changed.wait(), self.config.phases.graduation_wait_s)
         except TimeoutError:
-            if document.phase == phase and document.state in {"running", "paused"}:
+            if document.phase == phase and document.state in ACTIVE_STATES:
                 document.state = "completed"
                 document.detail = (f"phase {phase} ({phase_name(phase)}) did not graduate within "
                                    f"{self.config.phases.graduation_wait_s:.0f} s; last assessment: "
@@ -282,6 +284,7 @@ class RunManager:
             run.resume.set()
             run.phase_changed.set()
         await asyncio.gather(*(r.task for r in self.runs.values() if r.task), return_exceptions=True)
+        await self.money.close()
 
     async def _save(self, document: RunDocument) -> None:
         await self.store.save(document.run_id, document.state, document.model_dump(mode="json"), time.time())
@@ -294,13 +297,15 @@ class RunManager:
             if document.kind == "train":
                 await self._fetch_initial_policy(run)
                 watch = asyncio.create_task(self._watch_policy(run), name=f"watch-{document.run_id}")
-            while not run.stop and document.state in {"running", "paused"}:
+            while not run.stop and document.state in ACTIVE_STATES:
                 if document.phase == common_pb2.PHASE_SIMULATION and not _curriculum_complete(document):
                     await self._run_task(run)
                 elif document.phase == common_pb2.PHASE_SIMULATION and self._consolidating(run):
                     await self._run_task(run, consolidate=True)
                 elif document.phase == common_pb2.PHASE_HISTORICAL and not document.phase_work_done:
                     await self._validate_on_logs(run)
+                elif document.phase in MONEY_PHASES and not document.phase_work_done:
+                    await self.money.work(run, self._save)
                 else:
                     if not document.phase_work_done:
                         document.phase_work_done = True

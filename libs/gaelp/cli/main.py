@@ -16,6 +16,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gaelp.cli.budget_cmd",
     "gaelp.cli.episodes_cmd",
     "gaelp.cli.traces_cmd",
+    "gaelp.cli.approvals_cmd",
+    "gaelp.cli.stop_cmd",
 )
 
 

@@ -1,0 +1,56 @@
+"""The money gates' approvals: a run enters phase 3 only with an operator's approved request.
+
+The request goes to the safety policy (RequestApproval, kind enter_phase_3, for the ledger campaign
+the phase books on); while it is pending the run's state is awaiting_approval. The safety policy has
+no call that reads one approval, so the decision is read from what it changes: once the request has
+left the pending list, the campaign's phase_entry_approved flag (GetBudgetStatus) says approved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from orchestrator.money.records import ApprovalRecord, MoneyRunDocument
+from orchestrator.money.safety import SafetyCalls
+
+if TYPE_CHECKING:
+    from orchestrator.money.driver import RunHandle
+
+Save = Callable[[], Awaitable[None]]
+
+
+class EntryGate:
+    def __init__(self, safety: SafetyCalls, poll_s: float) -> None:
+        self.safety = safety
+        self.poll_s = poll_s
+
+    async def enter(self, money: MoneyRunDocument, run: RunHandle, ledger_campaign: str, save: Save) -> str:
+        """"approved", "rejected", or "interrupted" when the run stops while it waits."""
+        kind = "enter_phase_3"
+        record = next((a for a in money.approvals
+                       if a.kind == kind and a.campaign_id == ledger_campaign), None)
+        if record is not None and record.status in {"approved", "rejected"}:
+            return record.status
+        if record is None:
+            asked = await self.safety.request_approval(
+                kind, ledger_campaign, run.run_id, run.phase,
+                f"run {run.run_id} graduated to phase 3: its policy will run sandbox campaigns on"
+                f" {ledger_campaign}")
+            record = ApprovalRecord(approval_id=asked.approval_id, kind=kind, campaign_id=ledger_campaign,
+                                    requested_at=time.time())
+            money.approvals.append(record)
+            await save()
+        await run.set_state("awaiting_approval", f"waiting for approval {record.approval_id} ({kind})")
+        while not run.stopping():
+            pending = {a.approval_id: a for a in await self.safety.pending()}
+            if record.approval_id not in pending:
+                status = await self.safety.budget_status(ledger_campaign, run.phase)
+                record.status = "approved" if status.phase_entry_approved else "rejected"
+                record.decided_at = time.time()
+                await save()
+                return record.status
+            await asyncio.sleep(self.poll_s)
+        return "interrupted"

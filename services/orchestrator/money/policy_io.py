@@ -1,0 +1,106 @@
+"""The run's policy on a live campaign: the platform's reports as the simulator's observation layout,
+and the policy's action as campaign settings within the phase's limits.
+
+The platform reports less than the simulator shows (no market context, no per-persona mix): those
+features stay 0; what it does report (delivery, spend and revenue so far, the hour, the budget, the
+settings in force) goes where the simulator puts it (gaelp.sim.market.observation's layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+import numpy as np
+
+from gaelp.sim.market.config import BID_STRATEGIES, CREATIVE_TYPES, HOURS_PER_DAY
+from gaelp.sim.market.spaces import OBSERVATION_BOUND, OBSERVATION_SIZE
+from gaelp.sim.platform.connector import BidStrategy, CampaignReport, CreativeType
+from orchestrator.evaluation import RandomActionAgent
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    daily_budget: float
+    bid: float
+    bid_strategy: BidStrategy
+    creative: CreativeType
+    audience: str
+    audience_size: float
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / max(denominator, 1e-9)
+
+
+def platform_observation(report: CampaignReport | None, settings: CampaignSettings | None, hour: int,
+                         hours_total: int, hours_done: int, audiences: list[str]) -> np.ndarray:
+    rows = np.zeros(OBSERVATION_SIZE, dtype=np.float32)
+    budget = settings.daily_budget if settings is not None else 0.0
+    if report is not None and settings is not None:
+        last = report.hourly_spend[-1] if report.hourly_spend else 0.0
+        rows[19] = last / budget * 24.0
+        totals = (report.impressions, report.clicks, report.conversions, report.spend, report.revenue)
+        rows[26] = totals[0] / 10_000.0
+        rows[27] = totals[1] / 200.0
+        rows[28] = totals[2] / 50.0
+        rows[29] = totals[3] / budget * 2.4
+        rows[30] = totals[4] / budget * 2.4 / 5.0
+        rows[31] = _ratio(totals[1], totals[0]) / 0.02
+        rows[32] = _ratio(totals[2], totals[1]) * 10.0
+        rows[33] = min(_ratio(totals[4], totals[3]), 50.0) / 5.0
+        rows[34] = _ratio(totals[3], totals[1]) / 5.0
+        rows[35] = _ratio(totals[3], totals[2]) / 50.0
+        rows[43] = (report.revenue - report.spend) / budget
+        rows[98] = report.revenue / budget
+        rows[99] = _ratio(report.revenue, report.spend) / 5.0
+    angle = 2 * np.pi * (hour % HOURS_PER_DAY) / HOURS_PER_DAY
+    rows[72], rows[73] = np.sin(angle), np.cos(angle)
+    angle_next = 2 * np.pi * ((hour + 1) % HOURS_PER_DAY) / HOURS_PER_DAY
+    rows[74], rows[75] = np.sin(angle_next), np.cos(angle_next)
+    weekday = (hour // HOURS_PER_DAY) % 7
+    rows[76], rows[77] = np.sin(2 * np.pi * weekday / 7), np.cos(2 * np.pi * weekday / 7)
+    rows[80] = rows[89] = hours_done / max(hours_total, 1)
+    rows[81] = (hours_total - hours_done) / max(hours_total, 1)
+    rows[82] = weekday >= 5
+    rows[83] = float(hour % HOURS_PER_DAY < 6)
+    if settings is not None:
+        rows[84] = budget / 200.0
+        rows[93] = settings.bid / 20.0
+        rows[94] = settings.audience_size
+        rows[100 + CREATIVE_TYPES.index(settings.creative)] = 1.0
+        audience = audiences.index(settings.audience) if settings.audience in audiences else -1
+        if 0 <= audience < 6:
+            rows[103 + audience] = 1.0
+        rows[109 + BID_STRATEGIES.index(settings.bid_strategy)] = 1.0
+    np.clip(rows, -OBSERVATION_BOUND, OBSERVATION_BOUND, out=rows)
+    return rows[None, :]
+
+
+def _scalar(value: Any) -> float:
+    return float(np.asarray(value).reshape(-1)[0])
+
+
+def decide(agent: Any, observation: np.ndarray, audiences: list[str], budget_range: tuple[float, float],
+           max_bid: float) -> CampaignSettings:
+    """The policy's action as settings: the budget clamped to the phase's range, the bid to the
+    ledger's maximum bid (a bid above it would only be refused)."""
+    if isinstance(agent, RandomActionAgent):
+        actions, _, _ = agent.explore(observation)
+    else:
+        actions, _, _ = agent.act(observation, True)
+    env_actions = agent.env_actions(actions)
+    low, high = budget_range
+    return CampaignSettings(
+        daily_budget=round(min(max(_scalar(env_actions["daily_budget"]), low), high), 2),
+        bid=round(min(max(_scalar(env_actions["bid"]), 0.01), max_bid), 2),
+        bid_strategy=cast(BidStrategy, BID_STRATEGIES[int(_scalar(env_actions["bid_strategy"]))]),
+        creative=cast(CreativeType, CREATIVE_TYPES[int(_scalar(env_actions["creative"]))]),
+        audience=audiences[int(_scalar(env_actions["audience"])) % len(audiences)],
+        audience_size=round(min(max(_scalar(env_actions["audience_size"]), 0.1), 1.0), 3),
+    )
+
+
+def keep_creative(settings: CampaignSettings, creative: CreativeType) -> CampaignSettings:
+    """Creatives change only through validation: the live one stays until another is approved."""
+    return replace(settings, creative=creative)

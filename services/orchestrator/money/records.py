@@ -1,0 +1,131 @@
+"""What the money phases of a run have done, persisted next to the run document (its own table).
+
+Every reservation is recorded before the platform call it covers is sent, and every commit as the
+ledger answered it, so that a restarted orchestrator resumes with the same idempotency keys and the
+reconciliation at the end compares the platform's spend with what the ledger holds.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, Field
+
+from gaelp.db import Database, Migration
+
+MIGRATIONS = [
+    Migration(
+        1,
+        "money runs",
+        "CREATE TABLE money_runs (run_id TEXT PRIMARY KEY, document TEXT NOT NULL,"
+        " updated_at DOUBLE PRECISION NOT NULL)",
+    ),
+]
+
+
+class WindowRecord(BaseModel):
+    """One decision window's reservation: what the platform may spend in [start_hour, end_hour)."""
+
+    key: str
+    reservation_id: str = ""
+    granted: bool = False
+    refused_by: str = ""
+    reason: str = ""
+    day: int  # platform day (hour // 24)
+    start_hour: int
+    end_hour: int
+    amount: float
+    bid: float
+    daily_budget: float
+    committed: float | None = None  # as the ledger answered CommitSpend
+    released: float = 0.0
+
+
+class CampaignRecord(BaseModel):
+    index: int
+    phase: int
+    ledger_campaign: str
+    product: str
+    campaign_id: str = ""  # the platform's id, once created
+    created_hour: int = -1
+    status: str = "planned"  # planned, active, paused, settled, refused, failed
+    detail: str = ""
+    creative_approved: bool = False
+    creative_reasons: list[str] = Field(default_factory=list)
+    creative_scores: dict[str, float] = Field(default_factory=dict)
+    windows: list[WindowRecord] = Field(default_factory=list)
+    spend: float = 0.0
+    revenue: float = 0.0
+    budget: float = 0.0  # daily budget x days the campaign ran (budget efficiency = spend / budget)
+    transfer: bool = False
+
+    @property
+    def reserved(self) -> float:
+        return sum(w.amount for w in self.windows if w.granted)
+
+    @property
+    def committed(self) -> float:
+        return sum(w.committed or 0.0 for w in self.windows)
+
+
+class ApprovalRecord(BaseModel):
+    approval_id: str
+    kind: str
+    campaign_id: str
+    amount: float = 0.0
+    status: str = "pending"
+    decided_by: str = ""
+    requested_at: float
+    decided_at: float = 0.0
+
+
+class ViolationRecord(BaseModel):
+    at: float
+    campaign_id: str
+    rule: str
+    detail: str
+
+
+class Reconciliation(BaseModel):
+    platform_spend: float = 0.0
+    committed: float = 0.0
+    unreserved_cents: int = 0
+    difference_cents: int = 0
+    by_campaign_day: list[dict[str, object]] = Field(default_factory=list)
+    source: str = ""
+
+
+class MoneyRunDocument(BaseModel):
+    run_id: str
+    campaigns: list[CampaignRecord] = Field(default_factory=list)
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    violations: list[ViolationRecord] = Field(default_factory=list)
+    reconciliation: Reconciliation | None = None
+    emergency_stop_latency_s: float | None = None
+
+
+class MoneyStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, db: Database) -> MoneyStore:
+        await db.migrate("orchestrator-money", MIGRATIONS)
+        return cls(db)
+
+    async def find(self, run_id: str) -> MoneyRunDocument | None:
+        row = await self.db.fetchrow("SELECT document FROM money_runs WHERE run_id = $1", run_id)
+        return None if row is None else MoneyRunDocument.model_validate(json.loads(row["document"]))
+
+    async def load(self, run_id: str) -> MoneyRunDocument:
+        return await self.find(run_id) or MoneyRunDocument(run_id=run_id)
+
+    async def save(self, document: MoneyRunDocument, at: float) -> None:
+        text = document.model_dump_json()
+        async with self.db.transaction(lock_key=f"money:{document.run_id}") as tx:
+            changed = await tx.execute(
+                "UPDATE money_runs SET document = $1, updated_at = $2 WHERE run_id = $3",
+                text, at, document.run_id)
+            if not changed:
+                await tx.execute("INSERT INTO money_runs (run_id, document, updated_at) VALUES ($1, $2, $3)",
+                                 document.run_id, text, at)
