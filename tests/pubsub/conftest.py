@@ -4,9 +4,7 @@ Pub/Sub on against it as a real process."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,74 +19,28 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gaelp.bus.local_broker import free_port
+from gaelp.embedded.pubsub_emulator import PubSubEmulator, missing_reason
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER = "cloud-pubsub-emulator"
-SDK_ROOTS = (Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sdk"),
-             Path("/opt/google-cloud-sdk"))
-
-
-def find_emulator() -> Path | None:
-    """The emulator launcher: on PATH, or in the SDK's platform/pubsub-emulator/bin."""
-    on_path = shutil.which(LAUNCHER)
-    if on_path:
-        return Path(on_path)
-    gcloud = shutil.which("gcloud")
-    roots = [Path(gcloud).resolve().parents[1]] if gcloud else []
-    for root in [*roots, *SDK_ROOTS]:
-        candidate = root / "platform" / "pubsub-emulator" / "bin" / LAUNCHER
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Pub/Sub emulator exited with {process.returncode}:\n{log.read_text()}")
-        with socket.socket() as probe:
-            probe.settimeout(1)
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.3)
-    raise TimeoutError(f"Pub/Sub emulator not listening after {timeout_s}s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")
 def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """host:port of a fresh emulator; PUBSUB_EMULATOR_HOST points the test's own clients at it."""
-    launcher = find_emulator()
-    if launcher is None:
-        reason = (f"{LAUNCHER} not found (Debian package google-cloud-cli-pubsub-emulator, "
-                  "or `gcloud components install pubsub-emulator`)")
+    reason = missing_reason()
+    if reason is not None:
         print(f"SKIP: {reason}")
         pytest.skip(reason)
-    if shutil.which("java") is None:
-        print("SKIP: the Pub/Sub emulator needs Java, and there is none on PATH")
-        pytest.skip("the Pub/Sub emulator needs Java, and there is none on PATH")
-    port = free_port()
-    log = tmp_path_factory.mktemp("pubsub-emulator") / "emulator.log"
-    process = subprocess.Popen([str(launcher), "--host=127.0.0.1", f"--port={port}"],
-                               stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    host = f"127.0.0.1:{port}"
     before = os.environ.get("PUBSUB_EMULATOR_HOST")
-    try:
-        _wait_listening(process, port, log, timeout_s=120)
-        os.environ["PUBSUB_EMULATOR_HOST"] = host
-        yield host
-    finally:
-        if before is None:
-            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        else:
-            os.environ["PUBSUB_EMULATOR_HOST"] = before
-        # The launcher is a shell script around java: stop the whole group it leads.
-        os.killpg(process.pid, signal.SIGTERM)
+    with PubSubEmulator(tmp_path_factory.mktemp("pubsub-emulator") / "emulator.log") as emulator:
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            yield emulator.host
+        finally:
+            if before is None:
+                os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+            else:
+                os.environ["PUBSUB_EMULATOR_HOST"] = before
 
 
 @dataclass

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from gaelp.bus.local_broker import LocalBroker, free_port
 from gaelp.config import GaelpSettings, load_settings
 from gaelp.config.settings import CONFIG_ENV_VAR
 from gaelp.embedded.processes import ServiceProcess
+from gaelp.embedded.pubsub_emulator import OperatorEventTap, PubSubEmulator
 from gaelp.v1 import (
     common_pb2,
     events_pb2,
@@ -71,8 +73,9 @@ def broker_for(settings: GaelpSettings, log_dir: Path) -> Iterator[str]:
         yield broker.bootstrap
 
 
-def start_services(config: Path, bootstrap: str, run_dir: Path, algorithm: str | None,
-                   seed: int | None = None) -> Services:
+def start_services(config: Path, bootstrap: str, run_dir: Path,
+                   overrides: Mapping[str, str] | None = None) -> Services:
+    """overrides: settings as GAELP_* environment variables, for every service."""
     env = {
         CONFIG_ENV_VAR: str(config),
         "GAELP_KAFKA_BOOTSTRAP": bootstrap,
@@ -81,10 +84,7 @@ def start_services(config: Path, bootstrap: str, run_dir: Path, algorithm: str |
         "GAELP_DATABASE_URL": f"sqlite:///{run_dir / 'gaelp.db'}",
         "GAELP_TELEMETRY_FILE_DIR": str(run_dir / "traces"),
     }
-    if algorithm:
-        env["GAELP_TRAINING_ALGORITHM"] = algorithm
-    if seed is not None:
-        env["GAELP_TRAINING_SEED"] = str(seed)
+    env |= overrides or {}
     dashboard_port = free_port()
     log_dir = run_dir / "logs"
     processes: dict[str, ServiceProcess] = {}
@@ -292,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the preset's training.algorithm")
     parser.add_argument("--max-env-steps", type=int, default=0, help="stop the run after this many steps")
     parser.add_argument("--seed", type=int, default=None, help="override the preset's training.seed")
+    parser.add_argument("--pubsub", action="store_true",
+                        help="start the Pub/Sub emulator and publish operator events to it")
     args = parser.parse_args(argv)
     config = args.config.resolve()
     settings = load_settings(config)
@@ -301,9 +303,21 @@ def main(argv: list[str] | None = None) -> int:
     seed = settings.training.seed if args.seed is None else args.seed
     console.print(f"GAELP embedded run {run_id}: preset {settings.preset}, seed {seed}, environment: "
                   f"ad-market simulator (simulated market), files in {run_dir}")
-    with broker_for(settings, run_dir / "logs") as bootstrap:
+    overrides = {"GAELP_TRAINING_SEED": str(seed)}
+    if args.algorithm:
+        overrides["GAELP_TRAINING_ALGORITHM"] = args.algorithm
+    with contextlib.ExitStack() as stack:
+        bootstrap = stack.enter_context(broker_for(settings, run_dir / "logs"))
         console.print(f"broker: {bootstrap}" + ("" if settings.kafka.bootstrap else " (local Tansu, memory)"))
-        services = start_services(config, bootstrap, run_dir, args.algorithm, args.seed)
+        tap = None
+        if args.pubsub:
+            emulator = stack.enter_context(PubSubEmulator(run_dir / "logs" / "pubsub-emulator.log"))
+            os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host  # this process's own subscriber
+            overrides |= {"GAELP_PUBSUB_ENABLED": "true", "GAELP_PUBSUB_EMULATOR_HOST": emulator.host}
+            tap = OperatorEventTap(settings.pubsub.project_id, settings.pubsub.topics.model_dump())
+            stack.callback(tap.close)
+            console.print(f"Pub/Sub: emulator at {emulator.host}, project {settings.pubsub.project_id}")
+        services = start_services(config, bootstrap, run_dir, overrides)
         codes: dict[str, int | None] = {}
         try:
             for name, process in services.processes.items():
@@ -325,6 +339,13 @@ def main(argv: list[str] | None = None) -> int:
                             time.monotonic() - started, run_dir)
         finally:
             codes = services.stop()
+        if tap is not None:
+            received = tap.drain()
+            console.print("  Pub/Sub operator events received by a demo subscription (de-duplicated): " +
+                          "; ".join(f"{kind} {sum(by_type.values())}" +
+                                    (f" ({', '.join(f'{t} {n}' for t, n in sorted(by_type.items()))})"
+                                     if by_type else "")
+                                    for kind, by_type in received.items()))
     clean = all(code == 0 for code in codes.values())
     console.print(f"  services stopped: {codes}" + ("" if clean else " (a service did not exit cleanly)"))
     return 0 if ok and clean else 1
