@@ -7,26 +7,33 @@ committed + outstanding can never pass a limit. Limits are per campaign: the day
 time zone, all phases), the episode of a phase and the phase total. The emergency-stop row is read
 FOR SHARE on PostgreSQL so that a stop waits for reservations in flight and every later one sees it.
 
-On PostgreSQL the reserve decision is the function safety_reserve (ledger_schema.py), one round trip
-with the lock held only inside the server; on SQLite the same rules run here in Python.
+On PostgreSQL the reserve decision is the function safety_reserve (ledger_schema.py), with the lock
+held only inside the server, and usage comes from running totals a trigger keeps. Requests that
+arrive while earlier ones are with the database are decided together (group commit): one round trip
+and one transaction (one WAL flush) for the lot, in arrival order within each campaign, each against
+the committed + reserved totals as the earlier ones of the batch left them. A request is answered
+only once its batch is committed, so every acknowledged reservation is durable. On SQLite the same
+rules run here in Python, one request per transaction.
 
 Every answer is idempotent across restarts: a reservation and a refusal are stored under the
 request's idempotency key and a retry gets the stored answer; violations carry ids derived from what
 caused them, so a retry never writes one twice. Spend the platform reports is always recorded: a
 commit for a reservation that expired or was released is recorded too, and raises a violation for
-every limit it makes the campaign pass. Commits and releases of an open reservation only lower usage,
-so they take no campaign lock: one conditional UPDATE each.
+every limit it makes the campaign pass. Commits of open reservations are batched the same way: one
+conditional UPDATE for the lot, under the campaigns' locks (they change the running totals).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -196,10 +203,92 @@ _USAGE_SQL = (
     "   FROM safety_reservations WHERE campaign_id = $1 AND state IN ('reserved', 'committed')"
     " ) AS active"
 )
-_RESERVE_SQL = (
-    "SELECT outcome, refused_by, reason, remaining FROM safety_reserve("
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+_TOTALS_SQL = (
+    "SELECT"
+    " COALESCE(SUM(spend_micros) FILTER (WHERE scope = $2), 0) AS day_used,"
+    " COALESCE(SUM(spend_micros) FILTER (WHERE scope = $3), 0) AS phase_used,"
+    " COALESCE(SUM(spend_micros) FILTER (WHERE scope = $4), 0) AS episode_used"
+    " FROM safety_spend_totals WHERE campaign_id = $1 AND scope IN ($2, $3, $4)"
 )
+_RESERVE_BATCH_SQL = (
+    "SELECT item, outcome, refused_by, reason, remaining FROM safety_reserve_batch("
+    "$1::text[], $2::text[], $3::integer[], $4::bigint[], $5::text[], $6::text[], $7::text[],"
+    " $8::bigint[], $9::text[], $10::float8[], $11::float8[], $12::bigint[], $13::bigint[],"
+    " $14::bigint[], $15::bigint[], $16::boolean[], $17::boolean[])"
+)
+_COMMIT_BATCH_SQL = (
+    "SELECT reservation_id, amount_micros FROM safety_commit_batch("
+    "$1::text[], $2::bigint[], $3::text[], $4::float8[])"
+)
+_COMMIT_SQL = (
+    "UPDATE safety_reservations SET state = 'committed', committed_micros = $2,"
+    " commit_key = $3, closed_at = $4"
+    " WHERE reservation_id = $1 AND state = 'reserved' AND expires_at > $4"
+    " AND amount_micros >= $2 RETURNING amount_micros"
+)
+
+# A batch goes to the database as soon as fewer than _BATCHES_IN_FLIGHT of its kind are there; what
+# arrives meanwhile waits for the next one. No timer: a lone request is sent at once, so batching
+# adds no latency when the ledger is idle, and batches grow with the load.
+_BATCHES_IN_FLIGHT = 2
+_MAX_BATCH = 256
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class _GroupCommit(Generic[Item, Result]):
+    """Runs requests in batches: run_batch answers a list of items with one result or error each
+    (an error is returned, not raised, so that it fails its own request only)."""
+
+    def __init__(self, run_batch: Callable[[list[Item]], Awaitable[Sequence[Result | Exception]]]) -> None:
+        self._run_batch = run_batch
+        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: Item) -> Result:
+        answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, answer))
+        self._dispatch()
+        # A caller that gives up (its RPC was cancelled) cancels only its wait: the batch goes on,
+        # its request is decided all the same, and a retry with the same key gets the stored answer.
+        return await answer
+
+    def _dispatch(self) -> None:
+        while self._waiting and self._in_flight < _BATCHES_IN_FLIGHT:
+            batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
+            self._in_flight += 1
+            task = asyncio.create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        try:
+            results = await self._run_batch([item for item, _ in batch])
+        except Exception as error:  # the database failed the whole batch: every caller hears it
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(error)
+        else:
+            for (_, answer), result in zip(batch, results, strict=True):
+                if answer.done():
+                    continue
+                if isinstance(result, Exception):
+                    answer.set_exception(result)
+                else:
+                    answer.set_result(result)
+        finally:
+            self._in_flight -= 1
+            self._dispatch()
+
+
+@dataclass(frozen=True)
+class _CommitRequest:
+    reservation_id: str
+    actual_micros: int
+    commit_key: str
+    now: float
 
 
 class SpendLedger:
@@ -209,6 +298,10 @@ class SpendLedger:
         # A campaign's time zone never changes once registered (re-registering differently is a
         # conflict), so the zone that decides a reservation's day is looked up once per campaign.
         self._time_zones: dict[str, str] = {}
+        self._reserves = _GroupCommit[tuple[Reservation, SpendLimits], ReserveOutcome | None](
+            self._reserve_batch
+        )
+        self._commits = _GroupCommit[_CommitRequest, int | None](self._commit_batch)
 
     @staticmethod
     def lock_key(campaign_id: str) -> str:
@@ -285,47 +378,52 @@ class SpendLedger:
         )
         try:
             if self.db.dialect == "postgresql":
-                outcome = await self._reserve_postgres(reservation, limits)
+                outcome = await self._reserves.submit((reservation, limits))
             else:
                 async with self.db.transaction(lock_key=self.lock_key(request.campaign_id)) as tx:
                     outcome = await self._reserve_sqlite(tx, reservation, limits)
-        except (sqlite3.IntegrityError, asyncpg.UniqueViolationError) as error:
+        except sqlite3.IntegrityError as error:
             # Only a concurrent reuse of the key for another campaign gets here (same-campaign
             # retries are serialized by the lock and answered from the stored decision).
-            raise IdempotencyConflict(
-                f"idempotency key {request.idempotency_key[:64]!r} is already used by another reservation"
-            ) from error
+            raise _key_conflict(request.idempotency_key) from error
         return outcome if outcome is not None else await self._replay(request)
 
-    async def _reserve_postgres(self, reservation: Reservation, limits: SpendLimits) -> ReserveOutcome | None:
-        row = await self.db.fetchrow(
-            _RESERVE_SQL,
-            reservation.reservation_id,
-            reservation.campaign_id,
-            reservation.phase,
-            reservation.amount_micros,
-            reservation.idempotency_key,
-            reservation.episode_id,
-            reservation.run_id,
-            reservation.bid_micros,
-            reservation.day,
-            reservation.created_at,
-            reservation.expires_at,
-            limits.episode_micros,
-            limits.phase_total_micros,
-            limits.max_bid_micros,
-            limits.daily_ceiling_micros,
-            limits.requires_entry_approval,
-            limits.budget_steps_apply,
-        )
-        assert row is not None
-        if row["outcome"] == "replay":
-            return None
-        if row["outcome"] == "unknown_campaign":
-            raise UnknownCampaign(f"campaign {reservation.campaign_id!r} is not registered")
-        if row["outcome"] == "refused":
-            return ReserveOutcome(False, None, row["refused_by"], row["reason"], row["remaining"])
-        return ReserveOutcome(True, reservation, "", "", row["remaining"])
+    async def _reserve_batch(
+        self, batch: list[tuple[Reservation, SpendLimits]]
+    ) -> list[ReserveOutcome | Exception | None]:
+        """Decide a batch in one call of safety_reserve_batch. When the database refuses a batch of
+        several (e.g. one key reused by another campaign), each request is decided alone, so that
+        only the offending one fails."""
+        if len(batch) > 1:
+            try:
+                return await self._decide(batch)
+            except asyncpg.PostgresError:
+                pass
+        return [await self._decide_alone(request) for request in batch]
+
+    async def _decide_alone(
+        self, request: tuple[Reservation, SpendLimits]
+    ) -> ReserveOutcome | Exception | None:
+        try:
+            return (await self._decide([request]))[0]
+        except asyncpg.UniqueViolationError:
+            # Only a concurrent reuse of the key for another campaign gets here (same-campaign
+            # retries are serialized by the lock and answered from the stored decision).
+            return _key_conflict(request[0].idempotency_key)
+        except asyncpg.PostgresError as error:
+            return error
+
+    async def _decide(
+        self, batch: list[tuple[Reservation, SpendLimits]]
+    ) -> list[ReserveOutcome | Exception | None]:
+        arguments = [_reserve_arguments(reservation, limits) for reservation, limits in batch]
+        columns = [list(column) for column in zip(*arguments, strict=True)]
+        rows = await self.db.fetch(_RESERVE_BATCH_SQL, *columns)
+        by_item = {row["item"]: row for row in rows}
+        return [
+            _reserve_outcome(reservation, by_item[index])
+            for index, (reservation, _) in enumerate(batch, start=1)
+        ]
 
     async def _reserve_sqlite(
         self, tx: Executor, reservation: Reservation, limits: SpendLimits
@@ -353,7 +451,7 @@ class SpendLedger:
             now,
         )
         headroom = await _headroom(tx, campaign, reservation.day, reservation.phase,
-                                   reservation.episode_id, limits)
+                                   reservation.episode_id, limits, postgres=False)
         remaining = min(headroom.values())
         refusal = await _refusal(tx, campaign, reservation, limits, headroom)
         if refusal is not None:
@@ -430,17 +528,13 @@ class SpendLedger:
 
         Spend on a reservation that expired or was released is recorded all the same (the platform
         spent it), with a violation for each limit the campaign then passes."""
-        # Fast path: an open reservation; one statement, its own transaction.
-        amount = await self.db.fetchval(
-            "UPDATE safety_reservations SET state = 'committed', committed_micros = $2,"
-            " commit_key = $3, closed_at = $4"
-            " WHERE reservation_id = $1 AND state = 'reserved' AND expires_at > $4"
-            " AND amount_micros >= $2 RETURNING amount_micros",
-            reservation_id,
-            actual_micros,
-            commit_key,
-            now,
-        )
+        # Fast path: an open reservation; one conditional UPDATE (on PostgreSQL, batched).
+        if self.db.dialect == "postgresql":
+            amount = await self._commits.submit(
+                _CommitRequest(reservation_id, actual_micros, commit_key, now)
+            )
+        else:
+            amount = await self.db.fetchval(_COMMIT_SQL, reservation_id, actual_micros, commit_key, now)
         if amount is not None:
             return CommitOutcome(reservation_id, actual_micros, amount - actual_micros)
         found = await self.reservation(reservation_id)
@@ -478,6 +572,35 @@ class SpendLedger:
                 await self._late_commit_violations(tx, current, actual_micros, was, now, limits_of)
         return CommitOutcome(reservation_id, actual_micros, current.amount_micros - actual_micros)
 
+    async def _commit_batch(self, batch: list[_CommitRequest]) -> list[int | Exception | None]:
+        """The fast path of a batch of commits: the reserved amount of each open reservation
+        committed, None for the others (and for a second commit of one reservation in the same
+        batch), which take the slow path."""
+        first: dict[str, _CommitRequest] = {}
+        for request in batch:
+            first.setdefault(request.reservation_id, request)
+        try:
+            committed = await self._commit_open(list(first.values()))
+        except asyncpg.PostgresError:
+            # Refused as a whole: one by one, so that only the offending commit fails.
+            committed = {}
+            for request in first.values():
+                committed.update(await self._commit_open([request]))
+        return [
+            committed.get(request.reservation_id) if first[request.reservation_id] is request else None
+            for request in batch
+        ]
+
+    async def _commit_open(self, requests: list[_CommitRequest]) -> dict[str, int]:
+        rows = await self.db.fetch(
+            _COMMIT_BATCH_SQL,
+            [request.reservation_id for request in requests],
+            [request.actual_micros for request in requests],
+            [request.commit_key for request in requests],
+            [request.now for request in requests],
+        )
+        return {row["reservation_id"]: int(row["amount_micros"]) for row in rows}
+
     async def _late_commit_violations(
         self,
         tx: Executor,
@@ -494,7 +617,8 @@ class SpendLedger:
         assert campaign_row is not None
         limits = limits_of(reservation.phase)
         headroom = await _headroom(tx, _campaign(campaign_row), reservation.day, reservation.phase,
-                                   reservation.episode_id, limits)
+                                   reservation.episode_id, limits,
+                                   postgres=self.db.dialect == "postgresql")
         for limit_name, left in headroom.items():
             if left >= 0:
                 continue
@@ -519,25 +643,33 @@ class SpendLedger:
 
     async def release(self, reservation_id: str, now: float) -> int:
         """Release an open reservation; return what it freed (0 when it was already closed)."""
-        amount = await self.db.fetchval(
-            "UPDATE safety_reservations SET state = 'released', closed_at = $2"
-            " WHERE reservation_id = $1 AND state = 'reserved' RETURNING amount_micros",
-            reservation_id,
-            now,
+        campaign_id = await self.db.fetchval(
+            "SELECT campaign_id FROM safety_reservations WHERE reservation_id = $1", reservation_id
         )
-        if amount is not None:
-            return int(amount)
-        state = await self.db.fetchval(
-            "SELECT state FROM safety_reservations WHERE reservation_id = $1", reservation_id
-        )
-        if state is None:
+        if campaign_id is None:
             raise UnknownReservation(f"reservation {reservation_id!r} does not exist")
+        # Under the campaign's lock: on PostgreSQL a release changes the campaign's running totals.
+        async with self.db.transaction(lock_key=self.lock_key(campaign_id)) as tx:
+            amount = await tx.fetchval(
+                "UPDATE safety_reservations SET state = 'released', closed_at = $2"
+                " WHERE reservation_id = $1 AND state = 'reserved' RETURNING amount_micros",
+                reservation_id,
+                now,
+            )
+            if amount is not None:
+                return int(amount)
+            state = await tx.fetchval(
+                "SELECT state FROM safety_reservations WHERE reservation_id = $1", reservation_id
+            )
         if state == "committed":
             raise ReservationClosed(f"reservation {reservation_id} is already committed")
         return 0
 
     async def expire_due(self, now: float) -> int:
         """Release every reservation past its expiry (the background sweeper calls this)."""
+        if self.db.dialect == "postgresql":
+            # safety_expire_due takes the locks of the campaigns concerned, in lock order.
+            return int(await self.db.fetchval("SELECT safety_expire_due($1)", now))
         async with self.db.transaction() as tx:
             return await tx.execute(
                 "UPDATE safety_reservations SET state = 'expired', closed_at = $1"
@@ -585,11 +717,24 @@ class SpendLedger:
 
 
 async def _headroom(
-    tx: Executor, campaign: Campaign, day: str, phase: int, episode_id: str, limits: SpendLimits
+    tx: Executor,
+    campaign: Campaign,
+    day: str,
+    phase: int,
+    episode_id: str,
+    limits: SpendLimits,
+    *,
+    postgres: bool,
 ) -> dict[str, int]:
-    """What is left under each limit (negative when passed), in the order the rules check them."""
+    """What is left under each limit (negative when passed), in the order the rules check them:
+    from the running totals on PostgreSQL, from the rows on SQLite."""
     daily_limit = await _daily_limit(tx, campaign, limits)
-    usage = await tx.fetchrow(_USAGE_SQL, campaign.campaign_id, day, phase, episode_id)
+    if postgres:
+        usage = await tx.fetchrow(
+            _TOTALS_SQL, campaign.campaign_id, f"day:{day}", f"phase:{phase}", f"episode:{phase}:{episode_id}"
+        )
+    else:
+        usage = await tx.fetchrow(_USAGE_SQL, campaign.campaign_id, day, phase, episode_id)
     assert usage is not None
     return {
         "episode_limit": limits.episode_micros - int(usage["episode_used"]),
@@ -663,3 +808,41 @@ def _commit_outcome(reservation: Reservation) -> CommitOutcome:
         reservation.committed_micros,
         reservation.amount_micros - reservation.committed_micros,
     )
+
+
+def _key_conflict(key: str) -> IdempotencyConflict:
+    return IdempotencyConflict(f"idempotency key {key[:64]!r} is already used by another reservation")
+
+
+def _reserve_arguments(reservation: Reservation, limits: SpendLimits) -> tuple[object, ...]:
+    """The parameters of safety_reserve, in its order (one column each of safety_reserve_batch)."""
+    return (
+        reservation.reservation_id,
+        reservation.campaign_id,
+        reservation.phase,
+        reservation.amount_micros,
+        reservation.idempotency_key,
+        reservation.episode_id,
+        reservation.run_id,
+        reservation.bid_micros,
+        reservation.day,
+        reservation.created_at,
+        reservation.expires_at,
+        limits.episode_micros,
+        limits.phase_total_micros,
+        limits.max_bid_micros,
+        limits.daily_ceiling_micros,
+        limits.requires_entry_approval,
+        limits.budget_steps_apply,
+    )
+
+
+def _reserve_outcome(reservation: Reservation, row: Row) -> ReserveOutcome | Exception | None:
+    """What safety_reserve decided; None when the key was already decided (the stored answer holds)."""
+    if row["outcome"] == "replay":
+        return None
+    if row["outcome"] == "unknown_campaign":
+        return UnknownCampaign(f"campaign {reservation.campaign_id!r} is not registered")
+    if row["outcome"] == "refused":
+        return ReserveOutcome(False, None, row["refused_by"], row["reason"], row["remaining"])
+    return ReserveOutcome(True, reservation, "", "", row["remaining"])
