@@ -13,6 +13,7 @@ from typing import Any
 from gaelp.client.errors import ClientError
 
 EPISODE_PUBLISH = "publish gaelp.episodes.v1"
+EPISODE_PROCESS = "process gaelp.episodes.v1"
 
 
 class TraceNotFound(ClientError):
@@ -85,13 +86,17 @@ def read_spans(directory: Path) -> list[Span]:
 
 
 def find_trace(spans: list[Span], run_id: str, episode_id: str = "") -> list[Span]:
-    """The spans of the trace that published the episode (default: the run's latest episode)."""
+    """The spans of the trace that published the episode. Default: the run's latest episode whose
+    trace also holds the episode consumer's spans (each service writes its spans in batches, so the
+    very newest episodes may not have been consumed or written yet), else the latest episode."""
     publishes = [s for s in spans if s.name == EPISODE_PUBLISH and s.attributes.get("gaelp.run_id") == run_id
                  and (not episode_id or s.attributes.get("gaelp.episode_id") == episode_id)]
     if not publishes:
         wanted = f"episode {episode_id} of run {run_id}" if episode_id else f"run {run_id}"
         raise TraceNotFound(f"no published episode of {wanted} in the trace files")
-    chosen = max(publishes, key=lambda s: s.start_ns)
+    processed = {span.trace_id for span in spans if span.name == EPISODE_PROCESS}
+    consumed = [s for s in publishes if s.trace_id in processed]
+    chosen = max(consumed or publishes, key=lambda s: s.start_ns)
     return [s for s in spans if s.trace_id == chosen.trace_id]
 
 
