@@ -72,7 +72,8 @@ class LearnerService:
 
     # ---- runs and policies -------------------------------------------------------------------
     def run(self, run_id: str) -> RunTrainer:
-        """The run's trainer; a run seen for the first time starts at version 0 (seeded init)."""
+        """The run's trainer; a run opened (OpenRun) or sending its first batch starts at version 0
+        (seeded init). Read methods never call this for ids they do not know."""
         trainer = self.runs.get(run_id)
         if trainer is None:
             trainer = build_run_trainer(

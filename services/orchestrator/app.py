@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import uuid
@@ -15,6 +16,7 @@ from orchestrator.environments import resolve_environment
 from orchestrator.leases import owner_name
 from orchestrator.money.control import MoneyControlServicer
 from orchestrator.ownership import LeaseKeeper
+from orchestrator.policy import PolicyHolder
 from orchestrator.run_store import RunStore
 from orchestrator.runs import RunManager
 
@@ -74,14 +76,19 @@ async def serve(settings: GaelpSettings | None = None) -> int:
     )
     await policies.start()
     consume = runtime.start_task(policies.run(on_policy), "policy-consumer")
+    # The first policy a process builds costs seconds (torch initializes lazily): pay it now, not
+    # while taking a run over from a replica that died.
+    await asyncio.to_thread(PolicyHolder, settings.training, runs.observation_space, runs.action_space)
     taken = await runs.resume_unfinished()
     logger.info("orchestrator replica up", extra={"owner": owner, "runs_taken_over": taken})
     keeping = runtime.start_task(keeper.keep(), "lease-keeper")
+    scanning = runtime.start_task(keeper.scan(), "take-over-scan")
     await phase_inputs.start()
     consume_phases = runtime.start_task(phase_inputs.run(on_phase_input), "phase-consumer")
 
     async def drain() -> None:
-        keeping.cancel()  # no take-overs while draining
+        scanning.cancel()  # no take-overs while draining
+        keeping.cancel()
         await runs.drain()
         await store.release_all()  # the other replicas take these runs over at their next scan
         await policies.finish(consume, settings.grpc.grace_period_s / 3)

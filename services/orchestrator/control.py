@@ -11,6 +11,7 @@ request is still pending.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from gaelp.service import FailedPrecondition, InvalidArgument, NotFound, rpc
 from gaelp.service.validation import excerpt, parse_json_object, require_identifier
 from gaelp.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from orchestrator.curriculum import CurriculumScheduler
+from orchestrator.leases import LeaseLost
 from orchestrator.ownership import LeaseKeeper
 from orchestrator.run_document import RunDocument
 from orchestrator.runs import RunManager
@@ -58,7 +60,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     ) -> orchestrator_pb2.RunStatus:
         run_id = require_identifier("run_id", request.run_id)
         if self.keeper.drives(run_id):
-            return (await self.runs.pause(run_id)).status()
+            with contextlib.suppress(LeaseLost):  # lost meanwhile: ask the new holder
+                return (await self.runs.pause(run_id)).status()
         return await self._request_elsewhere(run_id, "running", "paused", context)
 
     @rpc
@@ -67,7 +70,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     ) -> orchestrator_pb2.RunStatus:
         run_id = require_identifier("run_id", request.run_id)
         if self.keeper.drives(run_id):
-            return (await self.runs.resume(run_id)).status()
+            with contextlib.suppress(LeaseLost):  # lost meanwhile: ask the new holder
+                return (await self.runs.resume(run_id)).status()
         return await self._request_elsewhere(run_id, "paused", "running", context)
 
     @rpc

@@ -10,7 +10,8 @@ Rules:
   writer's (owner, token) in the lease row, so a replica that lost its lease (paused by the kernel,
   partitioned away) can never overwrite the state written by the replica that took over.
 - Operators may ask any replica to pause or resume any run: the request is written next to the
-  lease (`requested_state`) and the holder applies it at its next renewal.
+  lease (`requested_state`); the holder sees it at its next renewal and settles it once applied
+  (or found moot), so a request survives a hand-over between renewal and application.
 - An owner is `<replica id>#<incarnation>`: replica ids are unique among live replicas (a
   StatefulSet's pod names), each process start is a new incarnation. A replica that restarts takes
   its previous incarnation's leases at once, with a new token, instead of waiting for them to
@@ -103,7 +104,7 @@ class RunLeases:
                 raise LeaseLost(f"lease of run {lease.run_id} lost")
             expires_at = now + self.duration_s
             await tx.execute(
-                "UPDATE run_leases SET expires_at = $1, requested_state = '' WHERE run_id = $2",
+                "UPDATE run_leases SET expires_at = $1 WHERE run_id = $2",
                 expires_at, lease.run_id,
             )
             return Lease(lease.run_id, self.owner, lease.token, expires_at), str(row["requested_state"])
@@ -118,6 +119,13 @@ class RunLeases:
     async def request_state(self, run_id: str, state: str) -> None:
         """An operator's pause/resume for a run another replica drives."""
         await self.db.execute("UPDATE run_leases SET requested_state = $1 WHERE run_id = $2", state, run_id)
+
+    async def settle_request(self, run_id: str, state: str) -> None:
+        """The holder applied the request (or found it moot); a newer, different one stays."""
+        await self.db.execute(
+            "UPDATE run_leases SET requested_state = '' WHERE run_id = $1 AND requested_state = $2",
+            run_id, state,
+        )
 
     async def holder(self, run_id: str, now: float) -> Lease | None:
         row = await self.db.fetchrow("SELECT owner, token, expires_at FROM run_leases WHERE run_id = $1",

@@ -1,6 +1,7 @@
 """How orchestrator replicas share runs: leases kept, runs taken over, phase inputs routed.
 
-One task per replica (`LeaseKeeper.keep`), every `orchestrator.leases.renew_interval_s`:
+Two tasks per replica (`LeaseKeeper.keep`, `LeaseKeeper.scan`), every
+`orchestrator.leases.renew_interval_s`:
 1. renew the leases this replica holds; stop driving (cancel) every run whose lease was lost;
 2. apply the pause/resume requests operators made through other replicas;
 3. give up the leases of runs whose task ended (completed, failed, stopped);
@@ -40,17 +41,34 @@ class LeaseKeeper:
         self.settings = settings
 
     async def keep(self) -> None:
+        """Steps 1-3, every renew interval."""
+        interval = self.settings.renew_interval_s
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.settings.renew_interval_s)
+            await asyncio.sleep(interval)
+            gap, last = time.monotonic() - last, time.monotonic()
+            if gap > 2 * interval:
+                # Leases expire when renewals come this late: the process is starved or blocked.
+                logger.warning("lease renewal %.1f s after the previous one (every %.1f s, leases last"
+                               " %.1f s)", gap, interval, self.settings.duration_s)
             try:
-                await self.tick()
+                await self.renew_round()
             except Exception:
                 # A database outage must not stop the replica; leases it could not renew count
                 # as lost once they expire (RunStore.renew), which stops their runs.
-                logger.exception("lease round failed; retrying in %.1f s", self.settings.renew_interval_s)
+                logger.exception("lease renewal failed; retrying in %.1f s", interval)
 
-    async def tick(self) -> list[str]:
-        """One round (see the module doc); returns the runs taken over."""
+    async def scan(self) -> None:
+        """Steps 4-5, every renew interval, in a task of their own: resuming a run takes seconds
+        (its policy is built), and renewals must not wait for it."""
+        while True:
+            await asyncio.sleep(self.settings.renew_interval_s)
+            try:
+                await self.scan_round()
+            except Exception:
+                logger.exception("take-over scan failed; retrying in %.1f s", self.settings.renew_interval_s)
+
+    async def renew_round(self) -> None:
         lost, requests = await self.store.renew(time.time())
         for run_id in lost:
             logger.warning("lease lost: another replica drives run %s now", run_id)
@@ -61,12 +79,17 @@ class LeaseKeeper:
             if run.task is not None and run.task.done():
                 del self.runs.runs[run_id]
                 await self.store.release(run_id)
+
+    async def scan_round(self) -> list[str]:
+        """Returns the runs taken over."""
         for run_id in list(self.store.held):
             with contextlib.suppress(LeaseLost):  # lost meanwhile: the entries wait for the new holder
                 await self.apply_forwarded(run_id)
         return await self.runs.resume_unfinished()
 
     async def _apply_request(self, run_id: str, state: str) -> None:
+        """Apply an operator's pause/resume made through another replica, then settle it; a
+        request this replica could not apply (lease lost) stays for the run's next holder."""
         if not self.drives(run_id):
             return
         try:
@@ -74,8 +97,11 @@ class LeaseKeeper:
                 await self.runs.pause(run_id)
             elif state == "running":
                 await self.runs.resume(run_id)
-        except FailedPrecondition as refused:
-            logger.info("operator request for run %s not applied: %s", run_id, refused)
+        except LeaseLost:
+            return
+        except FailedPrecondition as moot:
+            logger.info("operator request for run %s is moot: %s", run_id, moot)
+        await self.store.settle_request(run_id, state)
 
     def drives(self, run_id: str) -> bool:
         """This replica holds the run's lease and its task is alive."""

@@ -77,6 +77,8 @@ class RunStore:
 
     async def claim_new(self, run_id: str, now: float) -> bool:
         """Take the lease of a run about to be created; False when the run exists already."""
+        if run_id in self.held:
+            return False  # being created or driven here
         lease = await self.leases.acquire(run_id, now)
         if lease is None:
             return False
@@ -148,6 +150,9 @@ class RunStore:
 
     async def request_state(self, run_id: str, state: str) -> None:
         await self.leases.request_state(run_id, state)
+
+    async def settle_request(self, run_id: str, state: str) -> None:
+        await self.leases.settle_request(run_id, state)
 
     # ---- documents ---------------------------------------------------------------------------
     async def save(self, run_id: str, state: str, document: dict[str, Any], updated_at: float) -> None:

@@ -132,7 +132,7 @@ class RunManager:
             smoke_episodes=smoke_episodes, actor_batches=[0] * self.config.actors,
         )
         await self._save(document)
-        return self._launch(self._new_run(document))
+        return self._launch(await asyncio.to_thread(self._new_run, document))
 
     def _launch(self, run: Run) -> Run:
         self.runs[run.document.run_id] = run
@@ -147,7 +147,8 @@ class RunManager:
             document = RunDocument.model_validate(raw)
             if document.run_id in self.runs:
                 continue
-            self._launch(self._new_run(document))
+            # Off the event loop: building the policy takes seconds of CPU, and leases must renew.
+            self._launch(await asyncio.to_thread(self._new_run, document))
             resumed.append(document.run_id)
             logger.info("resumed run", extra={"run_id": document.run_id, "state": document.state,
                                               "episodes": document.episodes,

@@ -51,13 +51,19 @@ async def test_an_expired_lease_moves_with_a_new_token_and_fences_the_old_holder
         assert await holds(tx, new)
 
 
-async def test_renewal_extends_and_carries_operator_requests_once(database: Database) -> None:
+async def test_renewal_extends_and_carries_operator_requests_until_settled(database: Database) -> None:
     leases = RunLeases(database, "replica-a", 10.0)
     lease = await leases.acquire("run-1", now=100.0)
     assert lease is not None
     await RunLeases(database, "replica-b", 10.0).request_state("run-1", "paused")
     renewed, requested = await leases.renew(lease, now=108.0)
     assert requested == "paused" and renewed.expires_at == 118.0 and renewed.token == lease.token
+    _, requested = await leases.renew(renewed, now=109.0)
+    assert requested == "paused"  # not applied yet: it waits, also for a next holder
+    await leases.settle_request("run-1", "running")  # settling another request changes nothing
+    _, requested = await leases.renew(renewed, now=110.0)
+    assert requested == "paused"
+    await leases.settle_request("run-1", "paused")
     _, requested = await leases.renew(renewed, now=115.0)
     assert requested == ""
     with pytest.raises(LeaseLost):  # expired before the renewal came
@@ -123,9 +129,12 @@ async def test_renewal_reports_lost_leases_and_operator_requests(database: Datab
     await second.request_state("run-2", "paused")
     lost, requests = await first.renew(now=105.0)
     assert lost == [] and requests == {"run-2": "paused"}
+    assert not await first.claim_new("run-1", now=105.5)  # driven here already
     assert [d["run_id"] for d in await second.take_over(now=120.0)] == ["run-1", "run-2"]
     lost, requests = await first.renew(now=121.0)
     assert sorted(lost) == ["run-1", "run-2"] and requests == {} and first.held == {}
+    _, requests = await second.renew(now=121.0)
+    assert requests == {"run-2": "paused"}  # the request not applied before the hand-over waits
     await second.release_all()
     assert [d["run_id"] for d in await first.take_over(now=121.5)] == ["run-1", "run-2"]
 
