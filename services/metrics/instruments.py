@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -20,6 +20,7 @@ class MetricsInstruments:
 
     def __init__(self, meter: metrics.Meter) -> None:
         self._latest: dict[tuple[str, str], dict[str, float]] = {}
+        self._episode_attributes: dict[tuple[int, str], dict[str, str]] = {}
         self.episodes = meter.create_counter("gaelp.metrics.episodes", description="episodes consumed")
         self.failed = meter.create_counter("gaelp.metrics.episodes.failed", description="failed episodes")
         # A gauge, not a histogram: normalized reward is negative below random play, and
@@ -52,14 +53,35 @@ class MetricsInstruments:
 
         return observe
 
-    def record_episode(self, episode: events_pb2.EpisodeSummary) -> None:
-        attributes = {"phase": common_pb2.Phase.Name(episode.phase), "task": episode.task}
-        self.episodes.add(1, attributes)
-        if episode.failed:
-            self.failed.add(1, attributes)
-            return
-        self.reward.set(episode.normalized_reward, attributes)
-        self.roas.record(episode.roas, attributes)
+    def record_episodes(self, episodes: Sequence[events_pb2.EpisodeSummary]) -> None:
+        """A batch's episodes: one counter add per phase and task (an add costs as much as a fold)."""
+        counts: dict[tuple[int, str], list[int]] = {}
+        latest: dict[tuple[int, str], float] = {}
+        for episode in episodes:
+            key = (int(episode.phase), episode.task)
+            count = counts.setdefault(key, [0, 0])
+            count[0] += 1
+            if episode.failed:
+                count[1] += 1
+                continue
+            latest[key] = episode.normalized_reward
+            self.roas.record(episode.roas, self._attributes(key))
+        for counted, (total, failed) in counts.items():
+            attributes = self._attributes(counted)
+            self.episodes.add(total, attributes)
+            if failed:
+                self.failed.add(failed, attributes)
+            if counted in latest:
+                self.reward.set(latest[counted], attributes)
+
+    def _attributes(self, key: tuple[int, str]) -> dict[str, str]:
+        found = self._episode_attributes.get(key)
+        if found is None:
+            phase, task = key
+            found = self._episode_attributes[key] = {
+                "phase": common_pb2.Phase.Name(common_pb2.Phase.ValueType(phase)), "task": task,
+            }
+        return found
 
     def record_window(self, run_id: str, phase: int, figures: dict[str, float]) -> None:
         self._latest[(run_id, common_pb2.Phase.Name(common_pb2.Phase.ValueType(phase)))] = figures

@@ -7,6 +7,7 @@ pure functions that fold one event into it, so the stream agents stay thin and t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -83,18 +84,6 @@ class PhaseState(BaseModel):
     def resum_window(self) -> None:
         self.window_reward_sum = math.fsum(point.normalized_reward for point in self.window)
         self.window_successes = sum(1 for point in self.window if point.success)
-
-    def push_window(self, point: WindowPoint, size: int) -> None:
-        self.window.append(point)
-        self.window_reward_sum += point.normalized_reward
-        self.window_successes += point.success
-        if len(self.window) > size:
-            for old in self.window[:-size]:
-                self.window_reward_sum -= old.normalized_reward
-                self.window_successes -= old.success
-            del self.window[:-size]
-            if self.completed % size == 0:
-                self.resum_window()
 
     @property
     def completed(self) -> int:
@@ -203,54 +192,118 @@ def _add_curve_point(curve: list[CurvePoint], point: CurvePoint, max_points: int
 def apply_episode(
     run: RunState, episode: events_pb2.EpisodeSummary, partition: int, offset: int, settings: MetricsSettings
 ) -> list[Alert]:
-    """Fold one episode into the run; return the alerts it raised.
+    """Fold one episode into the run; return the alerts it raised."""
+    return apply_episodes(run, [(partition, offset, episode)], settings)
+
+
+def apply_episodes(
+    run: RunState, episodes: Sequence[tuple[int, int, events_pb2.EpisodeSummary]], settings: MetricsSettings
+) -> list[Alert]:
+    """Fold a run's episodes (source partition, offset, episode) in order; return the alerts raised.
 
     Failed episodes (the environment broke) count but stay out of the windows, curves and detectors:
-    they say nothing about the policy.
+    they say nothing about the policy. The result is that of folding them one at a time.
     """
-    run.next_offsets[partition] = offset + 1
-    run.current_phase = episode.phase
-    run.last_policy_version = max(run.last_policy_version, episode.policy_version)
-    state = run.phases.setdefault(episode.phase, PhaseState(phase=episode.phase))
-    state.episodes += 1
-    state.last_policy_version = max(state.last_policy_version, episode.policy_version)
-    state.curriculum_level = max(state.curriculum_level, episode.curriculum_level)
-    state.curriculum_levels = max(state.curriculum_levels, episode.curriculum_levels)
-    if episode.reference_rewards:
-        state.references[episode.task] = dict(episode.reference_rewards)
-    if episode.failed:
-        state.failed_episodes += 1
-        return []
-
-    point = _point(episode)
-    state.sum_reward += point.reward
-    state.sum_normalized_reward += point.normalized_reward
-    state.sum_roas += point.roas
-    state.sum_ctr += point.ctr
-    state.successes += int(point.success)
-    state.total_spend += point.spend
-    state.total_revenue += point.revenue
-    state.total_budget += point.budget
-    state.push_window(point, settings.window_episodes)
-    if len(state.baseline) < settings.baseline_episodes:
-        state.baseline.append(point.normalized_reward)
-
-    phase1 = settings.phase1
-    holds = (window_reward(state) >= phase1.avg_normalized_reward.threshold
-             and window_success_rate(state) >= phase1.success_rate.threshold)
-    state.consistency_streak = state.consistency_streak + 1 if holds else 0
-    positive_roi = point.spend > 0 and point.revenue > point.spend
-    state.positive_roi_streak = state.positive_roi_streak + 1 if positive_roi else 0
-
-    _add_curve_point(
-        state.curves.setdefault(episode.task, []),
-        CurvePoint(episode=state.episodes, normalized_reward=point.normalized_reward, reward=point.reward,
-                   roas=point.roas, spend=point.spend, budget=point.budget),
-        settings.curve_points,
-    )
-    alerts = _detect_anomalies(run.run_id, state, episode.task, point, settings.anomaly)
+    alerts: list[Alert] = []
+    start = 0
+    while start < len(episodes):
+        phase = episodes[start][2].phase
+        end = start + 1
+        while end < len(episodes) and episodes[end][2].phase == phase:
+            end += 1
+        alerts += _fold_phase(run, episodes[start:end], settings)
+        start = end
     run.alerts.extend(alerts)
     del run.alerts[:-settings.anomaly.history]
+    return alerts
+
+
+def _fold_phase(
+    run: RunState, episodes: Sequence[tuple[int, int, events_pb2.EpisodeSummary]], settings: MetricsSettings
+) -> list[Alert]:
+    """Consecutive episodes of one phase. The running figures live in locals while they fold and are
+    written back once: a pydantic attribute write costs about as much as the arithmetic of a fold."""
+    phase = episodes[0][2].phase
+    state = run.phases.get(phase)
+    if state is None:
+        state = run.phases[phase] = PhaseState(phase=phase)
+    size, baseline_size = settings.window_episodes, settings.baseline_episodes
+    reward_threshold = settings.phase1.avg_normalized_reward.threshold
+    success_threshold = settings.phase1.success_rate.threshold
+    window, baseline, curves, references = state.window, state.baseline, state.curves, state.references
+    count, failed = state.episodes, state.failed_episodes
+    run_version, version = run.last_policy_version, state.last_policy_version
+    level, levels = state.curriculum_level, state.curriculum_levels
+    sum_reward, sum_normalized, sum_roas, sum_ctr = (state.sum_reward, state.sum_normalized_reward,
+                                                     state.sum_roas, state.sum_ctr)
+    successes, spend, revenue, budget = (state.successes, state.total_spend, state.total_revenue,
+                                         state.total_budget)
+    window_sum, window_successes = state.window_reward_sum, state.window_successes
+    streak, roi_streak = state.consistency_streak, state.positive_roi_streak
+    alerts: list[Alert] = []
+    for partition, offset, episode in episodes:
+        run.next_offsets[partition] = offset + 1
+        count += 1
+        run_version = max(run_version, episode.policy_version)
+        version = max(version, episode.policy_version)
+        level = max(level, episode.curriculum_level)
+        levels = max(levels, episode.curriculum_levels)
+        if episode.reference_rewards:
+            references[episode.task] = dict(episode.reference_rewards)
+        if episode.failed:
+            failed += 1
+            continue
+
+        point = _point(episode)
+        sum_reward += point.reward
+        sum_normalized += point.normalized_reward
+        sum_roas += point.roas
+        sum_ctr += point.ctr
+        successes += int(point.success)
+        spend += point.spend
+        revenue += point.revenue
+        budget += point.budget
+        # The window and its running sums (exact again at every wrap, see PhaseState).
+        window.append(point)
+        window_sum += point.normalized_reward
+        window_successes += point.success
+        if len(window) > size:
+            for old in window[:-size]:
+                window_sum -= old.normalized_reward
+                window_successes -= old.success
+            del window[:-size]
+            if (count - failed) % size == 0:
+                window_sum = math.fsum(p.normalized_reward for p in window)
+                window_successes = sum(1 for p in window if p.success)
+        if len(baseline) < baseline_size:
+            baseline.append(point.normalized_reward)
+
+        holds = (window_sum / len(window) >= reward_threshold
+                 and window_successes / len(window) >= success_threshold)
+        streak = streak + 1 if holds else 0
+        positive_roi = point.spend > 0 and point.revenue > point.spend
+        roi_streak = roi_streak + 1 if positive_roi else 0
+
+        _add_curve_point(
+            curves.setdefault(episode.task, []),
+            CurvePoint(episode=count, normalized_reward=point.normalized_reward, reward=point.reward,
+                       roas=point.roas, spend=point.spend, budget=point.budget),
+            settings.curve_points,
+        )
+        state.episodes = count  # the detectors name the episode they alert at
+        alerts += _detect_anomalies(run.run_id, state, episode.task, point, settings.anomaly)
+
+    run.current_phase = phase
+    run.last_policy_version = run_version
+    state.episodes, state.failed_episodes = count, failed
+    state.last_policy_version = version
+    state.curriculum_level, state.curriculum_levels = level, levels
+    state.sum_reward, state.sum_normalized_reward, state.sum_roas, state.sum_ctr = (
+        sum_reward, sum_normalized, sum_roas, sum_ctr)
+    state.successes, state.total_spend, state.total_revenue, state.total_budget = (
+        successes, spend, revenue, budget)
+    state.window_reward_sum, state.window_successes = window_sum, window_successes
+    state.consistency_streak, state.positive_roi_streak = streak, roi_streak
     return alerts
 
 

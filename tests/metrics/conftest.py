@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,6 +51,13 @@ class MetricsProcess:
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
+
+    def assessment_spans(self) -> set[str]:
+        """Span ids of the assessments this process published (complete once it stopped): other
+        services on the broker assess the same episodes, the traceparent header tells them apart."""
+        spans = [json.loads(line) for line in self.span_file.read_text().splitlines()]
+        name = f"publish {ASSESSMENTS.name}"
+        return {s["span_id"] for s in spans if s["kind"] == "PRODUCER" and s["name"] == name}
 
 
 def start_metrics(bootstrap: str, work_dir: Path, group_id: str, **metrics: Any) -> MetricsProcess:
@@ -115,29 +123,57 @@ def metrics_service(
     assert service.stop() == 0, service.log()
 
 
+class AssessmentFeed:
+    """The assessments published for one run, read from the start of the topic as they come."""
+
+    def __init__(self, bootstrap: str, run_id: str, published_by: set[str] | None = None) -> None:
+        self.run_id = run_id
+        self.published_by = published_by  # only these publish spans (MetricsProcess.assessment_spans)
+        self.read: list[events_pb2.GraduationAssessment] = []
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+    async def __aenter__(self) -> AssessmentFeed:
+        await self._consumer.start()
+        await self._consumer.topics()  # loads the metadata partitions_for_topic reads
+        partitions = [TopicPartition(ASSESSMENTS.name, p)
+                      for p in sorted(self._consumer.partitions_for_topic(ASSESSMENTS.name) or {0})]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._consumer.stop()
+
+    async def poll(self, timeout_ms: int = 500) -> list[events_pb2.GraduationAssessment]:
+        """What arrived for the run within timeout_ms (also kept in self.read)."""
+        found = []
+        for records in (await self._consumer.getmany(timeout_ms=timeout_ms)).values():
+            found += [ASSESSMENTS.decode(r.value) for r in records
+                      if r.key == self.run_id.encode() and self._published_by_us(r.headers)]
+        self.read += found
+        return found
+
+    def _published_by_us(self, headers: Any) -> bool:
+        if self.published_by is None:
+            return True
+        parents = [value.decode().split("-")[2] for key, value in headers if key == "traceparent"]
+        return bool(parents) and parents[0] in self.published_by
+
+    async def until(self, done: Callable[[list[events_pb2.GraduationAssessment]], bool],
+                    timeout_s: float = 60.0) -> list[events_pb2.GraduationAssessment]:
+        """Read until done(everything read so far) holds or timeout_s passes; return everything read."""
+        deadline = time.monotonic() + timeout_s
+        while not done(self.read) and time.monotonic() < deadline:
+            await self.poll()
+        return self.read
+
+
 async def _read_assessments(
     bootstrap: str, run_id: str, count: int, timeout_s: float = 60.0
 ) -> list[events_pb2.GraduationAssessment]:
     """The first `count` assessments published for run_id, read from the start of the topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()  # loads the metadata partitions_for_topic reads
-        partitions = [TopicPartition(ASSESSMENTS.name, p)
-                      for p in sorted(consumer.partitions_for_topic(ASSESSMENTS.name) or {0})]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        found: list[events_pb2.GraduationAssessment] = []
-        deadline = time.monotonic() + timeout_s
-        while len(found) < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    if record.key == run_id.encode():
-                        found.append(ASSESSMENTS.decode(record.value))
-        return found
-    finally:
-        await consumer.stop()
+    async with AssessmentFeed(bootstrap, run_id) as feed:
+        return (await feed.until(lambda read: len(read) >= count, timeout_s))[:count]
 
 
 AssessmentReader = Callable[[str, int], Awaitable[list[events_pb2.GraduationAssessment]]]
@@ -151,6 +187,12 @@ def read_assessments(kafka_bootstrap: str) -> AssessmentReader:
         return await _read_assessments(kafka_bootstrap, run_id, count)
 
     return read
+
+
+@pytest.fixture
+def assessment_feed(kafka_bootstrap: str) -> Callable[..., AssessmentFeed]:
+    """assessment_feed(run_id[, published_by]): `async with` it, then poll()/until() the run's assessments."""
+    return lambda run_id, published_by=None: AssessmentFeed(kafka_bootstrap, run_id, published_by)
 
 
 @pytest.fixture

@@ -1,7 +1,12 @@
-"""Episodes through the broker into the metrics service: phase-1 criteria flip exactly at their thresholds."""
+"""Episodes through the broker into the metrics service: phase-1 criteria flip exactly at their thresholds;
+a backlog is folded in batches with one assessment per run and batch, none again after a restart."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,17 +47,18 @@ FIRST_PASS = {
 }
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_phase1_criteria_flip_exactly_when_data_crosses_thresholds(
-    metrics_service: Any, kafka_bootstrap: str, unique_name: str, read_assessments: Any
+    metrics_service: Any, kafka_bootstrap: str, unique_name: str, assessment_feed: Any
 ) -> None:
     run_id = f"grad-{unique_name}"
     settings = load_settings(kafka={"bootstrap": kafka_bootstrap, "enable_idempotence": False, "acks": "1"})
-    async with BusProducer(settings.kafka) as producer:
+    # The service assesses a run once per batch: one episode at a time, each batch holds one.
+    async with BusProducer(settings.kafka) as producer, assessment_feed(run_id) as feed:
         for index in range(1, EPISODE_COUNT + 1):
             await producer.send(EPISODES, run_id, phase1_episode(run_id, index))
-
-    assessments = await read_assessments(run_id, EPISODE_COUNT)
+            await feed.until(lambda read, count=index: len(read) >= count)
+    assessments = feed.read
     assert len(assessments) == EPISODE_COUNT, metrics_service.log()[-3000:]
     for index, assessment in enumerate(assessments, start=1):
         assert assessment.phase == common_pb2.PHASE_SIMULATION
@@ -83,3 +89,75 @@ async def test_phase1_criteria_flip_exactly_when_data_crosses_thresholds(
     assert phase.window_spend_efficiency == pytest.approx(10 / 12)
     assert phase.curriculum_level == 3
     assert not summary.alerts
+
+
+def passing_episode(run_id: str, index: int) -> events_pb2.EpisodeSummary:
+    """Every criterion's reward and success hold from the first episode: consistency counts episodes."""
+    return events_pb2.EpisodeSummary(
+        run_id=run_id, episode_id=f"{run_id}-{index}", phase=common_pb2.PHASE_SIMULATION, task="basic",
+        normalized_reward=0.9, success=True, roas=2.0, ctr=0.03, spend=10.0, revenue=20.0, budget=12.0,
+        clicks=30, conversions=3,
+    )
+
+
+def consistency(assessment: events_pb2.GraduationAssessment) -> float:
+    return next(criterion.value for criterion in assessment.criteria if criterion.name == "consistency")
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 90.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def summary_episodes(service: Any, run_id: str) -> int:
+    request = metrics_pb2.GetRunSummaryRequest(run_id=run_id)
+    return int(service.stub().GetRunSummary(request, timeout=5).episodes)
+
+
+BACKLOG = 400
+
+
+@pytest.mark.timeout(240)
+async def test_a_backlog_is_assessed_once_per_batch_and_not_again_after_a_restart(
+    metrics_launcher: Any, kafka_bootstrap: str, unique_name: str, tmp_path: Path, assessment_feed: Any
+) -> None:
+    run_ids = [f"backlog-{unique_name}-{index}" for index in range(2)]
+    group_id = f"metrics-{unique_name}"
+    settings = load_settings(kafka={"bootstrap": kafka_bootstrap, "enable_idempotence": False, "acks": "1"})
+    async with BusProducer(settings.kafka) as producer:
+        pending = [await producer.enqueue(EPISODES, run_id, passing_episode(run_id, index))
+                   for index in range(BACKLOG) for run_id in run_ids]
+        await asyncio.gather(*pending)
+
+    # A long batch window: the backlog is there before the service starts, so batches fill up.
+    service = metrics_launcher(tmp_path / "first", group_id, batch_within_s=1.0)
+    assert wait_for(lambda: all(summary_episodes(service, run_id) == BACKLOG for run_id in run_ids))
+    assert service.stop() == 0, service.log()[-3000:]
+    first_spans = service.assessment_spans()
+    for run_id in run_ids:
+        async with assessment_feed(run_id, first_spans) as feed:
+            read = await feed.until(lambda found: bool(found) and consistency(found[-1]) >= BACKLOG)
+        figures = [consistency(assessment) for assessment in read]
+        # Each assessment carries the figures after its batch: strictly rising, none twice, the
+        # last after the whole backlog, and far fewer assessments than episodes.
+        assert figures == sorted(set(figures)) and figures[-1] == BACKLOG, figures
+        assert len(figures) < BACKLOG / 10, figures
+
+    # A restart recovers the counts and publishes nothing again; the next episode is assessed once.
+    restarted = metrics_launcher(tmp_path / "second", group_id)
+    async with BusProducer(settings.kafka) as producer:
+        for run_id in run_ids:
+            assert summary_episodes(restarted, run_id) == BACKLOG
+            await producer.send(EPISODES, run_id, passing_episode(run_id, BACKLOG))
+    assert wait_for(lambda: all(summary_episodes(restarted, run_id) == BACKLOG + 1 for run_id in run_ids))
+    assert restarted.stop() == 0, restarted.log()[-3000:]
+    second_spans = restarted.assessment_spans()
+    for run_id in run_ids:
+        async with assessment_feed(run_id, second_spans) as feed:
+            await feed.until(lambda found: bool(found))
+            await feed.poll(timeout_ms=1000)  # and anything published after it
+        assert [consistency(assessment) for assessment in feed.read] == [BACKLOG + 1]
