@@ -1,7 +1,7 @@
 """Phase 3 with real processes: the sandbox server, the safety policy, the orchestrator, the broker.
 
-Runs are smoke runs (random actions, no learner) moved to phase 3 by assessments produced on the
-broker in place of the metrics service; what they do in phase 3 is the real money path: an operator
+Runs are smoke runs (random actions, no learner) stored in phase 3 before the orchestrator starts
+(phases 1 and 2 have tests of their own); what they do in phase 3 is the real money path: an operator
 decides the entry through the CLI, every decision window is reserved at the safety policy before
 the sandbox sees its calls, spend is committed from the sandbox's lagging reports, and the run's
 reconciliation compares the sandbox's own spend log with the ledger's commits.
@@ -20,8 +20,8 @@ from money_support import (
     MONEY_CALLS,
     OPERATOR_TOKEN,
     REAL,
-    Sandbox,
-    bring_to_phase_3,
+    awaiting_approval,
+    seed_runs,
     start_orchestrator,
     start_safety,
 )
@@ -29,6 +29,7 @@ from money_support import (
 from gaelp.bus import EPISODES
 from gaelp.cli.main import main as gaelp
 from gaelp.client.money import MoneyControlClient
+from gaelp.sim.platform.process import SandboxProcess
 from gaelp.v1 import events_pb2, safety_pb2, safety_pb2_grpc
 
 LEDGER_CAMPAIGN = "money-a"
@@ -50,7 +51,8 @@ def budget_status(target: str) -> safety_pb2.BudgetStatus:
 
 
 def the_approval(capsys: pytest.CaptureFixture[str], safety: str, run_id: str) -> str:
-    pending = [a for a in cli(capsys, "approvals", "list", "--safety-policy", safety) if a["run_id"] == run_id]
+    listed = cli(capsys, "approvals", "list", "--safety-policy", safety)
+    pending = [a for a in listed if a["run_id"] == run_id]
     assert [a["kind"] for a in pending] == ["enter_phase_3"]
     return str(pending[0]["approval_id"])
 
@@ -59,18 +61,19 @@ def test_phase_3_from_approval_to_exact_reconciliation(kafka_bootstrap: str, tmp
                                                        capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAELP_OPERATOR_TOKEN", OPERATOR_TOKEN)
-    sandbox = Sandbox(tmp_path / "logs")
+    sandbox = SandboxProcess(tmp_path / "logs", seed=5).start()
     safety = start_safety(tmp_path, kafka_bootstrap,
                           [{"campaign_id": LEDGER_CAMPAIGN, "daily_limit": DAILY_LIMIT}],
                           {"episode_limit": 100.0, "phase_total": 5000.0, "max_bid": 5.0})
+    rejected_run, run_id = f"mr{unique_name}", f"ma{unique_name}"
+    seed_runs(tmp_path / "runs.db", [rejected_run, run_id])
     orchestrator = start_orchestrator(
         tmp_path, kafka_bootstrap, f"money-{unique_name}", safety, sandbox,
         ledger_campaigns=[LEDGER_CAMPAIGN], campaigns=4, campaign_days=1, step_hours=6,
         daily_budget_min=10.0, daily_budget_max=12.0)
     try:
         # A rejected entry keeps the run out of phase 3: no campaign, no call to the platform.
-        rejected_run = f"mr{unique_name}"
-        status = bring_to_phase_3(orchestrator, kafka_bootstrap, rejected_run)
+        status = awaiting_approval(orchestrator, rejected_run)
         assert status.phase == REAL and "waiting for approval" in status.detail
         approval_id = the_approval(capsys, safety.target, rejected_run)
         shown = cli(capsys, "approvals", "show", approval_id, "--safety-policy", safety.target)
@@ -84,9 +87,9 @@ def test_phase_3_from_approval_to_exact_reconciliation(kafka_bootstrap: str, tmp
         assert sandbox.tool("sandbox_call_log")["calls"] == []
         assert not budget_status(safety.target).phase_entry_approved
 
-        # An approved entry: the run's campaigns, every window reserved first.
-        run_id = f"ma{unique_name}"
-        bring_to_phase_3(orchestrator, kafka_bootstrap, run_id)
+        # An approved entry (the second run, waiting since the start): its campaigns, every window
+        # reserved first.
+        awaiting_approval(orchestrator, run_id)
         decided = cli(capsys, "approvals", "approve", the_approval(capsys, safety.target, run_id),
                       "--safety-policy", safety.target)
         assert decided["status"] == "approved"

@@ -10,9 +10,10 @@ in force, so what is left of the day is at most
 
 (reported spend is a lower bound of what was spent, so the cap is an upper bound of what is left;
 the monthly rule, monthly_budget_factor x the budget, only ever lowers it and is not needed for a
-bound). Amounts are rounded up to the cent. Keys are derived from run, ledger campaign, phase,
-campaign index and window, so a retry or a restarted orchestrator asks for the same reservation and
-the ledger answers with the decision it stored.
+bound). Amounts are rounded up to the cent, and are at least one cent (the ledger reserves no zero
+amounts; a cent more than the platform can spend is on the safe side). Keys are derived from run,
+ledger campaign, phase, campaign index and window, so a retry or a restarted orchestrator asks for
+the same reservation and the ledger answers with the decision it stored.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ MICROS = 1_000_000
 def window_cap(rules: PlatformRules, daily_budget: float, reported_today: float) -> float:
     """Dollars, rounded up to the cent: the most one window of the day may spend."""
     cap = max(rules.overdelivery_factor * daily_budget - reported_today, 0.0)
-    return math.ceil(round(cap * 100, 6)) / 100
+    return max(math.ceil(round(cap * 100, 6)), 1) / 100
 
 
 def as_micros(dollars: float) -> float:
