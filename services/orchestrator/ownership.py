@@ -39,6 +39,9 @@ class LeaseKeeper:
         self.runs = runs
         self.store = store
         self.settings = settings
+        # The scan and the phase consumer both apply forwarded inputs: one at a time, or an entry
+        # read by both before either settled it would be applied twice.
+        self._forwarded_lock = asyncio.Lock()
 
     async def keep(self) -> None:
         """Steps 1-3, every renew interval."""
@@ -138,11 +141,12 @@ class LeaseKeeper:
 
     async def apply_forwarded(self, run_id: str) -> None:
         """Apply, oldest first, what other replicas forwarded for a run driven here."""
-        for entry in await self.store.forwarded(run_id):
-            if not self.drives(run_id):
-                return
-            if entry.topic == ASSESSMENTS.name:
-                await self.runs.on_assessment(events_pb2.GraduationAssessment.FromString(entry.payload))
-            else:
-                await self.runs.on_violation(events_pb2.Violation.FromString(entry.payload), {run_id})
-            await self.store.settle(entry.id)
+        async with self._forwarded_lock:
+            for entry in await self.store.forwarded(run_id):
+                if not self.drives(run_id):
+                    return
+                if entry.topic == ASSESSMENTS.name:
+                    await self.runs.on_assessment(events_pb2.GraduationAssessment.FromString(entry.payload))
+                else:
+                    await self.runs.on_violation(events_pb2.Violation.FromString(entry.payload), {run_id})
+                await self.store.settle(entry.id)
