@@ -1,12 +1,13 @@
-"""The embedded main job: phase 1 (simulation) then phase 2 (historical validation) on one machine.
+"""The embedded main job: phase 1 (simulation), phase 2 (historical validation), phase 3 on one machine.
 
 A local Kafka-compatible broker, the five services as processes (SQLite and checkpoints under one
 directory per run), one training run through the simulator's curriculum with a progress bar per
 task; when the metrics service graduates phase 1, the orchestrator scores the policy on the
-sandbox market's logs (phase 2). The money phases are not enabled yet, so the run stops after
-phase 2 and says so. The report: episodes, env steps, updates, the per-task table, per phase the
-criteria with values and the decision, the transitions with times; also written as report.json in
-the run directory.
+sandbox market's logs (phase 2), then runs phase 3's campaigns on the ad platform sandbox (its own
+process; a demo operator approves the entry: gaelp.embedded.money_report). The report: episodes,
+env steps, updates, the per-task table, per phase the criteria with values and the decision, the
+transitions with times, the money phases' campaigns and reconciliation; also report.json in the run
+directory.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rich.table import Table
 from gaelp.bus.local_broker import LocalBroker, free_port
 from gaelp.config import GaelpSettings, load_settings
 from gaelp.config.settings import CONFIG_ENV_VAR
+from gaelp.embedded.money_report import DemoApprover, MoneyStack, money_report
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.embedded.pubsub_emulator import OperatorEventTap, PubSubEmulator
 from gaelp.v1 import (
@@ -74,7 +76,7 @@ def broker_for(settings: GaelpSettings, log_dir: Path) -> Iterator[str]:
 
 
 def start_services(config: Path, bootstrap: str, run_dir: Path,
-                   overrides: Mapping[str, str] | None = None) -> Services:
+                   overrides: Mapping[str, str] | None = None, money: MoneyStack | None = None) -> Services:
     """overrides: settings as GAELP_* environment variables, for every service."""
     env = {
         CONFIG_ENV_VAR: str(config),
@@ -97,9 +99,11 @@ def start_services(config: Path, bootstrap: str, run_dir: Path,
                 extra["GAELP_ORCHESTRATOR_LEARNER_TARGET"] = processes["learner"].target
                 extra["GAELP_ORCHESTRATOR_REGISTRY_TARGET"] = processes["environment_registry"].target
                 extra["GAELP_ORCHESTRATOR_ENVIRONMENT_VERSION"] = "^1"
+                extra |= money.orchestrator_env(processes["safety_policy"].target) if money else {}
             if name == "safety_policy":
                 # Each service keeps its own SQLite file: one writer per database file.
                 extra["GAELP_DATABASE_URL"] = f"sqlite:///{run_dir / 'ledger.db'}"
+                extra |= money.safety_env() if money else {}
             if name == "environment_registry":
                 extra["GAELP_DATABASE_URL"] = f"sqlite:///{run_dir / 'registry.db'}"
             processes[name] = ServiceProcess(name, {**env, **extra}, log_dir).start(wait_s=120)
@@ -271,8 +275,8 @@ def phase_report(status: orchestrator_pb2.RunStatus, metrics: metrics_pb2_grpc.M
                       f"({t['reason']}, policy v{t['policy_version']})")
     last = status.phase_history[-1].transition if status.phase_history else None
     if last is not None and last.to_phase == common_pb2.PHASE_UNSPECIFIED:
-        console.print(f"  stopped after phase {last.from_phase}: the money phases (3 and 4) are not "
-                      "enabled yet")
+        console.print(f"  stopped after phase {last.from_phase}, the last phase enabled "
+                      "(orchestrator.phases.last_phase)")
     else:
         console.print(f"  stopped in phase {status.phase}: it did not graduate (see its criteria above)")
     return {
@@ -317,7 +321,10 @@ def main(argv: list[str] | None = None) -> int:
             tap = OperatorEventTap(settings.pubsub.project_id, settings.pubsub.topics.model_dump())
             stack.callback(tap.close)
             console.print(f"Pub/Sub: emulator at {emulator.host}, project {settings.pubsub.project_id}")
-        services = start_services(config, bootstrap, run_dir, overrides)
+        money = MoneyStack.start(settings, run_dir / "logs", seed)
+        stack.callback(money.stop)
+        console.print(f"ad platform sandbox: {money.sandbox.url} (its own process)")
+        services = start_services(config, bootstrap, run_dir, overrides, money)
         codes: dict[str, int | None] = {}
         try:
             for name, process in services.processes.items():
@@ -333,10 +340,15 @@ def main(argv: list[str] | None = None) -> int:
                     run_id=run_id, config_json=json.dumps({"max_env_steps": args.max_env_steps}),
                 ), timeout=30)
                 metrics = metrics_pb2_grpc.MetricsStub(channel_m)
-                status = follow_run(control, metrics, run_id,
-                                    settings.orchestrator.curriculum.consolidation_env_steps)
+                safety = services.target("safety_policy")
+                with DemoApprover(safety, money.token, run_id, console.print) as demo:
+                    status = follow_run(control, metrics, run_id,
+                                        settings.orchestrator.curriculum.consolidation_env_steps)
                 ok = report(status, learner_pb2_grpc.LearnerStub(channel_l), metrics,
                             time.monotonic() - started, run_dir)
+                report_path = run_dir / "report.json"
+                report_path.write_text(json.dumps(json.loads(report_path.read_text()) | money_report(
+                    services.target("orchestrator"), run_id, demo.approved, console.print), indent=2))
         finally:
             codes = services.stop()
         if tap is not None:

@@ -9,9 +9,12 @@ left the pending list, the campaign's phase_entry_approved flag (GetBudgetStatus
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+
+import grpc
 
 from orchestrator.money.records import ApprovalRecord, MoneyRunDocument
 from orchestrator.money.safety import SafetyCalls
@@ -19,6 +22,7 @@ from orchestrator.money.safety import SafetyCalls
 if TYPE_CHECKING:
     from orchestrator.money.driver import RunHandle
 
+logger = logging.getLogger(__name__)
 Save = Callable[[], Awaitable[None]]
 
 
@@ -28,7 +32,21 @@ class EntryGate:
         self.poll_s = poll_s
 
     async def enter(self, money: MoneyRunDocument, run: RunHandle, ledger_campaign: str, save: Save) -> str:
-        """"approved", "rejected", or "interrupted" when the run stops while it waits."""
+        """"approved", "rejected", or "interrupted" when the run stops while it waits. While the
+        safety policy cannot be reached the run waits too, saying so."""
+        while not run.stopping():
+            try:
+                return await self._enter(money, run, ledger_campaign, save)
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}:
+                    raise
+                detail = f"safety policy at {self.safety.target} unreachable ({error.code().name}); retrying"
+                logger.warning("phase-3 entry waits: %s", detail, extra={"run_id": run.run_id})
+                await run.set_state("awaiting_approval", detail)
+                await asyncio.sleep(max(self.poll_s, 1.0))
+        return "interrupted"
+
+    async def _enter(self, money: MoneyRunDocument, run: RunHandle, ledger_campaign: str, save: Save) -> str:
         kind = "enter_phase_3"
         record = next((a for a in money.approvals
                        if a.kind == kind and a.campaign_id == ledger_campaign), None)

@@ -1,0 +1,150 @@
+"""The money phases in the embedded run: the sandbox process, the demo operator, the report's money keys.
+
+The embedded run starts the platform sandbox as its own process and a demo operator whose token is
+created for that run alone (its SHA-256 goes into the safety policy's operators; the token never
+leaves this process). The demo operator approves the run's money-gate requests as they come and
+says so; the report gains `reconciliation`, `approvals`, `violations`, `campaigns` and
+`emergency_stop_latency_s` from the orchestrator's MoneyControl API.
+
+Ledger limits: the sandbox's clock packs many platform days into one real day, while the ledger's
+daily limits count real days (in the account's zone). One phase-3 campaign day may spend up to 2x
+its budget under the platform's rules, so the demo's ledger campaign and phase-3 limits are set to
+hold `campaigns x campaign_days` platform days within one real day.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gaelp.client.errors import ClientError
+from gaelp.client.money import ApprovalsClient, MoneyControlClient
+from gaelp.config import GaelpSettings
+from gaelp.service.auth import token_hash
+from gaelp.sim.platform.process import SandboxProcess
+
+DEMO_OPERATOR = "demo-operator"
+DEMO_LEDGER_CAMPAIGN = "demo-sandbox-1"
+
+
+@dataclass
+class MoneyStack:
+    """The sandbox and the demo operator of one embedded run."""
+
+    settings: GaelpSettings
+    sandbox: SandboxProcess
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+    @classmethod
+    def start(cls, settings: GaelpSettings, log_dir: Path, seed: int) -> MoneyStack:
+        return cls(settings, SandboxProcess(log_dir, seed=seed).start())
+
+    def safety_env(self) -> dict[str, str]:
+        money = self.settings.orchestrator.money
+        platform_days = money.campaigns * money.campaign_days
+        most_per_day = money.rules.overdelivery_factor * money.daily_budget_max
+        real_testing = self.settings.safety_policy.real_testing.model_copy(update={
+            "daily_limit_max": max(most_per_day * platform_days, self.settings.safety_policy.real_testing
+                                   .daily_limit_max),
+            "episode_limit": most_per_day * money.campaign_days,
+            "phase_total": most_per_day * platform_days,
+        })
+        operators = {**self.settings.safety_policy.operators, DEMO_OPERATOR: token_hash(self.token)}
+        campaigns = [{"campaign_id": DEMO_LEDGER_CAMPAIGN, "time_zone": "UTC",
+                      "daily_limit": most_per_day * platform_days}]
+        return {"GAELP_SAFETY_POLICY_OPERATORS": json.dumps(operators),
+                "GAELP_SAFETY_POLICY_CAMPAIGNS": json.dumps(campaigns),
+                "GAELP_SAFETY_POLICY_REAL_TESTING": real_testing.model_dump_json()}
+
+    def orchestrator_env(self, safety_target: str) -> dict[str, str]:
+        money = self.settings.orchestrator.money
+        money = money.model_copy(update={
+            "safety_policy_target": safety_target, "ledger_campaigns": [DEMO_LEDGER_CAMPAIGN],
+            "platform": money.platform.model_copy(update={"url": self.sandbox.url}),
+        })
+        return {"GAELP_ORCHESTRATOR_MONEY": money.model_dump_json()}
+
+    def stop(self) -> None:
+        self.sandbox.stop()
+
+
+class DemoApprover:
+    """Approves the run's pending requests as the demo operator, in a thread, and prints each."""
+
+    def __init__(self, safety_target: str, token: str, run_id: str, say: Callable[[str], None],
+                 poll_s: float = 1.0) -> None:
+        self.safety_target = safety_target
+        self.token = token
+        self.run_id = run_id
+        self.say = say
+        self.poll_s = poll_s
+        self.approved: list[dict[str, object]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="demo-approver", daemon=True)
+
+    def __enter__(self) -> DemoApprover:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        with ApprovalsClient(self.safety_target, 10.0, self.token) as approvals:
+            while not self._stop.wait(self.poll_s):
+                try:
+                    pending = [a for a in approvals.pending() if a.run_id == self.run_id]
+                    for approval in pending:
+                        decided = approvals.decide(approval.approval_id, True, "approved by the demo")
+                        at = decided.decided_at.ToJsonString()
+                        self.approved.append({"approval_id": decided.approval_id, "kind": decided.kind,
+                                              "campaign_id": decided.campaign_id, "by": decided.decided_by,
+                                              "at": at})
+                        self.say(f"  approved {decided.kind} for {decided.campaign_id} as the demo operator "
+                                 f"'{decided.decided_by}' at {at} (approval {decided.approval_id})")
+                except ClientError as error:
+                    self.say(f"  demo approver: {error}")
+
+
+def money_report(orchestrator_target: str, run_id: str, approved: list[dict[str, object]],
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """The report's money keys (printed too); empty figures when the run reached no money phase."""
+    try:
+        with MoneyControlClient(orchestrator_target) as money:
+            document = money.report(run_id)
+    except ClientError:
+        document = {}
+    campaigns = [{
+        "index": c["index"], "phase": c["phase"], "campaign_id": c["campaign_id"], "product": c["product"],
+        "status": c["status"], "ledger_campaign": c["ledger_campaign"], "spend": c["spend"],
+        "revenue": c["revenue"], "budget": c["budget"],
+        "reserved": sum(w["amount"] for w in c["windows"] if w["granted"]),
+        "committed": sum(w["committed"] or 0.0 for w in c["windows"]),
+        "limits": {"daily_budget_max": max((w["daily_budget"] for w in c["windows"]), default=0.0),
+                   "most_per_window": max((w["amount"] for w in c["windows"]), default=0.0)},
+    } for c in document.get("campaigns", [])]
+    by_id = {a["approval_id"]: a for a in approved}
+    approvals = [{"kind": a["kind"], "campaign_id": a["campaign_id"], "status": a["status"],
+                  "by": by_id.get(a["approval_id"], {}).get("by", ""),
+                  "at": by_id.get(a["approval_id"], {}).get("at", "")} for a in document.get("approvals", [])]
+    reconciliation = document.get("reconciliation") or {"platform_spend": 0.0, "committed": 0.0,
+                                                         "unreserved_cents": 0}
+    figures = ("platform_spend", "committed", "unreserved_cents")
+    if campaigns:
+        say(f"  money phases: {len(campaigns)} sandbox campaign(s); reconciliation: sandbox spend "
+            f"{reconciliation['platform_spend']:.2f} vs ledger commits {reconciliation['committed']:.2f}, "
+            f"{reconciliation['unreserved_cents']} cents unreserved; {len(document.get('violations', []))} "
+            f"violation(s)")
+        for c in campaigns:
+            say(f"    {c['campaign_id'] or '(never live)':<12} {c['product']:<17} {c['status']:<8} spend "
+                f"{c['spend']:7.2f} reserved {c['reserved']:7.2f} committed {c['committed']:7.2f} revenue "
+                f"{c['revenue']:7.2f}")
+    return {"reconciliation": {k: reconciliation[k] for k in figures},
+            "approvals": approvals, "violations": document.get("violations", []), "campaigns": campaigns,
+            "emergency_stop_latency_s": document.get("emergency_stop_latency_s")}
