@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import grpc
 from opentelemetry import metrics, trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -43,8 +43,7 @@ class Telemetry:
     def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         # Health checks are not traced: probes would flood the traces, and the interceptor breaks
         # grpc.health.v1 Watch (a coroutine handler writing to the context, not an async generator).
-        untraced = filters.negate(filters.service_name("grpc.health.v1.Health"))
-        return [aio_server_interceptor(tracer_provider=self.tracer_provider, filter_=untraced)]
+        return [aio_server_interceptor(tracer_provider=self.tracer_provider, filter_=_traced)]
 
     def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         return list(aio_client_interceptors(tracer_provider=self.tracer_provider))
@@ -53,6 +52,12 @@ class Telemetry:
         self.tracer_provider.force_flush()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+def _traced(details: grpc.HandlerCallDetails) -> bool:
+    """Every method but grpc.health.v1's. A prefix test: the library's own service filter resolves
+    the name through protocol isinstance checks, about 50 us on every call of every method."""
+    return not details.method.startswith("/grpc.health.v1.Health/")
 
 
 def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telemetry:
