@@ -5,9 +5,12 @@ stationary process: the level rises as the policy learns, wobbles as each update
 policy, and restarts when the curriculum moves to another task. An alert therefore needs all of:
 
 - a smoothed level: block means of anomaly.block_episodes consecutive episodes;
-- scored against the task's own recent past: the median of its last reference_blocks block means,
-  with their MAD (x 1.4826, the normal-consistent factor) as the noise scale, floored at
-  min_relative_std of the metric's unit; z = (block mean - median) / scale <= -z_threshold;
+- scored against the task's own recent past: the median of its last reference_blocks block means;
+  the noise scale is the larger of their MAD (x 1.4826, the normal-consistent factor: how much the
+  level wanders between blocks) and the standard error of one block mean from the episodes'
+  spread within those blocks (how noisy a block mean is: a few blocks' MAD alone can be far too
+  small), floored at min_relative_std of the metric's unit; z = (block mean - median) / scale
+  <= -z_threshold;
 - a fall that matters, not only one that is unlikely: at least min_drop of the metric's unit
   below the median, the unit being the median itself for ROAS and CTR (a relative fall) and the
   random-to-planner span for the normalized reward (already a share of it: 0 = random play,
@@ -23,6 +26,7 @@ Breaching blocks stay out of the reference, so a collapse does not become its ow
 
 from __future__ import annotations
 
+import math
 from statistics import median
 from typing import TYPE_CHECKING
 
@@ -54,45 +58,51 @@ class ShiftDetector(BaseModel):
     """Downward shift of one metric of one task (see the module docstring)."""
 
     block_sum: float = 0.0
+    block_squares: float = 0.0
     block_count: int = 0
     reference: list[float] = Field(default_factory=list, description="recent block means of this stay")
+    variances: list[float] = Field(default_factory=list, description="episode variance within each of them")
     breaches: int = 0
     alerted: bool = False
     last_episode: int = Field(0, description="phase episode index of the latest value folded")
-
-    def restart(self) -> None:
-        """A new stay on the task: forget the last one's blocks and reference."""
-        self.block_sum, self.block_count, self.breaches, self.alerted = 0.0, 0, 0, False
-        self.reference = []
 
     def add(self, value: float, episode_index: int, span_unit: bool,
             settings: AnomalySettings) -> tuple[float, float, float] | None:
         """Fold one value; at an alert return (block mean, reference median, z)."""
         self.last_episode = episode_index
         self.block_sum += value
+        self.block_squares += value * value
         self.block_count += 1
         if self.block_count < settings.block_episodes:
             return None
-        block_mean = self.block_sum / self.block_count
-        self.block_sum, self.block_count = 0.0, 0
+        count = self.block_count
+        block_mean = self.block_sum / count
+        variance = max(self.block_squares / count - block_mean * block_mean, 0.0) * count / max(count - 1, 1)
+        self.block_sum, self.block_squares, self.block_count = 0.0, 0.0, 0
         if len(self.reference) < settings.min_reference_blocks:
-            self.reference.append(block_mean)
+            self._remember(block_mean, variance, settings)
             return None
         center = median(self.reference)
         unit = 1.0 if span_unit else abs(center)
-        spread = MAD_TO_SIGMA * median([abs(x - center) for x in self.reference])
-        z = (block_mean - center) / max(spread, settings.min_relative_std * unit, 1e-12)
+        wander = MAD_TO_SIGMA * median([abs(x - center) for x in self.reference])
+        standard_error = math.sqrt(sum(self.variances) / len(self.variances) / count)
+        z = (block_mean - center) / max(wander, standard_error, settings.min_relative_std * unit, 1e-12)
         fell = center - block_mean >= settings.min_drop * unit
         if z > -settings.z_threshold or not fell:
             self.breaches, self.alerted = 0, False
-            self.reference.append(block_mean)
-            del self.reference[:-settings.reference_blocks]
+            self._remember(block_mean, variance, settings)
             return None
         self.breaches += 1
         if self.breaches < settings.persistence or self.alerted:
             return None
         self.alerted = True
         return block_mean, center, z
+
+    def _remember(self, block_mean: float, variance: float, settings: AnomalySettings) -> None:
+        self.reference.append(block_mean)
+        self.variances.append(variance)
+        del self.reference[:-settings.reference_blocks]
+        del self.variances[:-settings.reference_blocks]
 
 
 def _came_back(detectors: dict[str, dict[str, ShiftDetector]], task: str, metric: str) -> bool:
@@ -111,7 +121,7 @@ def detect_anomalies(
     for metric in settings.metrics:
         detector = detectors.setdefault(metric, ShiftDetector())
         if _came_back(state.detectors, task, metric):
-            detector.restart()
+            detector = detectors[metric] = ShiftDetector()  # a new stay: forget the last one
         found = detector.add(float(getattr(point, metric)), state.episodes, metric in SPAN_METRICS, settings)
         if found is None:
             continue

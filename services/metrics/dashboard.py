@@ -89,7 +89,8 @@ def run_view(streams: MetricsStreams, history: RunHistory, run_id: str) -> dict[
     run = streams.run_state(run_id)
     learner = streams.learner_state(run_id)
     campaigns = streams.campaign_violations(run_id)
-    if run is None and learner is None and not campaigns:
+    known = run_id in history.episodes or run_id in history.learners  # the tables may lag the history
+    if run is None and learner is None and not campaigns and not known:
         return None
     run = run or RunState(run_id=run_id)
     violations = streams.run_violations(run_id)

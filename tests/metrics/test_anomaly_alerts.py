@@ -25,7 +25,7 @@ def episode(run_id: str, index: int, roas: float) -> events_pb2.EpisodeSummary:
 
 @pytest.mark.timeout(90)
 async def test_roas_collapse_raises_an_alert_and_demotes(
-    metrics_service: Any, kafka_bootstrap: str, unique_name: str, read_assessments: Any
+    metrics_service: Any, kafka_bootstrap: str, unique_name: str, assessment_feed: Any
 ) -> None:
     run_id = f"anomaly-{unique_name}"
     settings = load_settings(kafka={"bootstrap": kafka_bootstrap, "enable_idempotence": False, "acks": "1"})
@@ -36,8 +36,10 @@ async def test_roas_collapse_raises_an_alert_and_demotes(
         for index in range(STEADY_EPISODES + 1, total + 1):
             await producer.send(EPISODES, run_id, episode(run_id, index, 0.3))
 
-    assessments = await read_assessments(run_id, total)
-    assert [a.demote for a in assessments] == [False] * (total - 1) + [True]
+    # One assessment per batch the service folds: only the one that takes in the last episode demotes.
+    async with assessment_feed(run_id) as feed:
+        assessments = await feed.until(lambda read: bool(read) and read[-1].episodes_considered == total)
+    assert [a.demote for a in assessments] == [False] * (len(assessments) - 1) + [True]
     assert f"performance collapse at episode {total}" in assessments[-1].reason
 
     summary = metrics_service.stub().GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=run_id), timeout=5)
@@ -51,7 +53,7 @@ async def test_roas_collapse_raises_an_alert_and_demotes(
 
 @pytest.mark.timeout(90)
 async def test_critical_violation_counts_and_demotes(
-    metrics_service: Any, kafka_bootstrap: str, unique_name: str, read_assessments: Any
+    metrics_service: Any, kafka_bootstrap: str, unique_name: str, assessment_feed: Any
 ) -> None:
     run_id = f"violation-{unique_name}"
     settings = load_settings(kafka={"bootstrap": kafka_bootstrap, "enable_idempotence": False, "acks": "1"})
@@ -62,15 +64,16 @@ async def test_critical_violation_counts_and_demotes(
                 run_id=run_id, phase=real, task="sandbox", spend=10.0, revenue=12.0, budget=11.0, roas=1.2,
                 normalized_reward=0.6, success=True,
             ))
-        # Topics are not ordered with each other: the violation goes out once the episodes are in.
-        assert len(await read_assessments(run_id, 6)) == 6
-        await producer.send(VIOLATIONS, "campaign-1", events_pb2.Violation(
-            violation_id="v1", campaign_id="campaign-1", run_id=run_id, rule="daily_limit",
-            severity=events_pb2.SEVERITY_CRITICAL, amount=60.0, phase=real, action_taken="refused",
-        ))
-
-    assessments = await read_assessments(run_id, 7)
-    before, after = assessments[5], assessments[6]
+        async with assessment_feed(run_id) as feed:
+            # Topics are not ordered with each other: the violation goes out once the episodes are in.
+            read = await feed.until(lambda read: bool(read) and read[-1].episodes_considered == 6)
+            before = read[-1]
+            await producer.send(VIOLATIONS, "campaign-1", events_pb2.Violation(
+                violation_id="v1", campaign_id="campaign-1", run_id=run_id, rule="daily_limit",
+                severity=events_pb2.SEVERITY_CRITICAL, amount=60.0, phase=real, action_taken="refused",
+            ))
+            read = await feed.until(lambda read: len(read) > 0 and read[-1] is not before)
+    after = read[-1]
     assert before.ready_to_graduate and not before.demote, before.reason
     checks = {c.name: c for c in after.criteria}
     assert checks["violations"].value == 1 and not checks["violations"].passed

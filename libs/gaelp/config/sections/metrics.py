@@ -105,7 +105,7 @@ class AnomalySettings(BaseModel):
     persistence: int = Field(2, ge=1, description="breaching blocks in a row that raise an alert")
     min_relative_std: float = Field(0.05, ge=0, description="scale floor, in units of the metric")
     min_drop: float = Field(
-        0.3, ge=0, description="smallest fall below the median that can alert, in units of the metric"
+        0.2, ge=0, description="smallest fall below the median that can alert, in units of the metric"
     )
     demote_on_collapse: bool = Field(True, description="a downward ROAS/reward alert sets demote")
     history: int = Field(50, ge=1, description="alerts kept per run")
@@ -128,6 +128,11 @@ class MetricsSettings(BaseModel):
     )
     batch_within_s: float = Field(
         0.05, gt=0, description="longest wait for a batch to fill (bounds the latency of a quiet stream)"
+    )
+    traced_episodes_per_s: float = Field(
+        250.0, gt=0,
+        description="episode process spans a second at most (above a default run's rate); while a "
+        "backlog is caught up the latest episodes of each run's batch get them",
     )
     commit_interval_s: float = Field(1.0, gt=0, description="faust offset commit interval")
     recovery_timeout_s: float = Field(
