@@ -86,11 +86,12 @@ class AnomalySettings(BaseModel):
 
     Consecutive blocks of block_episodes non-failed episodes are averaged; a block mean is a breach
     when (mean - median) / scale <= -z_threshold and it lies at least min_drop units below the
-    median, where median and scale (1.4826 x MAD, floored at min_relative_std units) come from the
-    task's last reference_blocks block means; the unit is |median| for ROAS and CTR and the
-    random-to-planner span (1) for the normalized reward. persistence breaching blocks in a row
-    raise one alert. Each stay on a task starts afresh: scoring starts once min_reference_blocks
-    blocks of the stay are in the reference (services/metrics/anomaly.py).
+    median, where median and scale come from the task's last reference_blocks blocks (scale: the
+    larger of 1.4826 x the MAD of their means and the standard error of a block mean from the
+    episodes' spread within them, floored at min_relative_std units); the unit is |median| for ROAS
+    and CTR and the random-to-planner span (1) for the normalized reward. persistence breaching
+    blocks in a row raise one alert. Each stay on a task starts afresh: scoring starts once
+    min_reference_blocks blocks of the stay are in the reference (services/metrics/anomaly.py).
     """
 
     model_config = ConfigDict(extra="forbid")
