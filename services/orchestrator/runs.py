@@ -45,6 +45,7 @@ from orchestrator.run_document import (
     RunDocument,
 )
 from orchestrator.run_store import RunStore
+from orchestrator.tensorboard import record_evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -549,6 +550,7 @@ class RunManager:
         if evaluate and document.kind == "train" and self._evaluation_due(run):
             score = await asyncio.to_thread(self.evaluation.evaluate, run.policy.agent, scheduler.task.level,
                                             self.config.curriculum.evaluation_envs, refs["oracle_roas"])
+            record_evaluation(self.settings, document.run_id, task, document.env_steps, score, refs)
             decision = scheduler.record_evaluation(score.fraction, refs["heuristic"])
         return decision
 
