@@ -101,7 +101,6 @@ class MoneyRunDocument(BaseModel):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     violations: list[ViolationRecord] = Field(default_factory=list)
     reconciliation: Reconciliation | None = None
-    emergency_stop_latency_s: float | None = None
 
 
 class MoneyStore:
