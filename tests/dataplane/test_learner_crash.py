@@ -1,4 +1,4 @@
-"""Learner SIGKILL mid-run: after restart every produced batch is trained exactly once (issue 5)."""
+"""Learner SIGKILL mid-run: after restart every produced batch is trained exactly once."""
 
 from __future__ import annotations
 

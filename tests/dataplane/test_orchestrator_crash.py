@@ -1,4 +1,4 @@
-"""Orchestrator SIGKILL mid-run: the restarted process resumes the stored run where it was (issue 5)."""
+"""Orchestrator SIGKILL mid-run: the restarted process resumes the stored run where it was."""
 
 from __future__ import annotations
 
