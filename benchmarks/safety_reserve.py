@@ -3,6 +3,10 @@ process, the clients in this one. A reservation is ReserveSpend then CommitSpend
 
 Per backend: `reserves_per_s`, 64 callers in a closed loop (each waits for its commit before the next
 reserve), and `p99_ms_at_500`, the ReserveSpend p99 with reservations started at 500/s (open loop).
+With them: the CPU time the service process and the clients spent per reservation (what bounds the
+rate on a machine whose cores are shared), the load average around each measurement, and
+`ledger_reserves_per_s`, the same closed loop against the ledger in-process, without gRPC (what the
+database side alone sustains).
 
     .venv/bin/python -m benchmarks.safety_reserve --out benchmarks/results/safety_reserve_after.json
 """
@@ -32,8 +36,13 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gaelp.config.sections.safety_policy import SafetyPolicySettings
+from gaelp.db import Database
+from gaelp.db.ledger import ReserveRequest, SpendLedger
+from gaelp.db.ledger_schema import COMPONENT, MIGRATIONS
 from gaelp.service.auth import token_hash
 from gaelp.v1 import common_pb2, safety_pb2, safety_pb2_grpc
+from safety_policy.servicer import REAL_MONEY_PHASES, spend_limits
 
 OPERATOR_TOKEN = "benchmark-operator"
 CAMPAIGNS = [f"bench-{index}" for index in range(16)]
@@ -55,8 +64,21 @@ def _section() -> dict[str, object]:
     }
 
 
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+
+
+def _own_cpu_s() -> float:
+    return time.process_time()
+
+
 @contextlib.contextmanager
-def service_process(database_url: str, workdir: Path) -> Iterator[str]:
+def service_process(database_url: str, workdir: Path) -> Iterator[tuple[str, int]]:
     port = _free_port()
     config = workdir / f"safety-{port}.yaml"
     config.write_text(yaml.safe_dump({"safety_policy": _section()}))
@@ -70,7 +92,7 @@ def service_process(database_url: str, workdir: Path) -> Iterator[str]:
     }
     process = subprocess.Popen([sys.executable, "-m", "safety_policy"], env=env)
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -167,7 +189,7 @@ async def _reserve_and_commit(
     both_s.append(time.perf_counter() - started)
 
 
-async def closed_loop(target: str, clients: int, operations: int) -> dict[str, float]:
+async def closed_loop(target: str, clients: int, operations: int) -> dict[str, object]:
     """`clients` callers, each on its own channel, each waiting for its commit before the next reserve."""
     reserve_s: list[float] = []
     both_s: list[float] = []
@@ -196,7 +218,7 @@ async def closed_loop(target: str, clients: int, operations: int) -> dict[str, f
     }
 
 
-async def open_loop(target: str, rate_per_s: float, duration_s: float, channels: int) -> dict[str, float]:
+async def open_loop(target: str, rate_per_s: float, duration_s: float, channels: int) -> dict[str, object]:
     """Reservations started on a fixed schedule, whatever the answers' latency (no coordinated
     omission: a slow answer does not delay the next start)."""
     reserve_s: list[float] = []
@@ -243,14 +265,74 @@ async def open_loop(target: str, rate_per_s: float, duration_s: float, channels:
     }
 
 
+def _load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+async def ledger_closed_loop(database_url: str, clients: int, operations: int) -> dict[str, object]:
+    """The closed loop against SpendLedger in this process: reserve then commit, no gRPC."""
+    settings = SafetyPolicySettings(**{**_section(), "operators": {}})
+    db = await Database.connect(database_url, pool_size=settings.database_pool_size)
+    try:
+        await db.migrate(COMPONENT, MIGRATIONS)
+        ledger = SpendLedger(db, settings.reservation_ttl_s)
+        limits = {phase: spend_limits(settings, phase) for phase in REAL_MONEY_PHASES}
+        for name in CAMPAIGNS:
+            await ledger.register_campaign(name, "UTC", 10**12, time.time())
+            # What an approved enter_phase_3 request sets (the gRPC loop goes through Decide).
+            await db.execute(
+                "UPDATE safety_campaigns SET phase_entry_approved = 1 WHERE campaign_id = $1", name
+            )
+        latencies: list[float] = []
+
+        async def caller(seed: int) -> None:
+            rng = random.Random(seed)
+            for _ in range(operations):
+                asked = _reserve_request(rng)
+                phase = common_pb2.Phase.ValueType(asked.phase)
+                started = time.perf_counter()
+                outcome = await ledger.reserve(
+                    ReserveRequest(asked.campaign_id, phase, round(asked.amount * 1e6), asked.idempotency_key,
+                                   asked.episode_id, asked.run_id, round(asked.bid * 1e6)),
+                    limits[phase],
+                    time.time(),
+                )
+                if outcome.reservation is None:
+                    raise RuntimeError(f"benchmark reservation refused: {outcome.refused_by}")
+                reservation, now = outcome.reservation, time.time()
+                half = reservation.amount_micros // 2
+                await ledger.commit(reservation.reservation_id, half, "", now, limits.__getitem__)
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(seed) for seed in range(clients)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await db.close()
+    return {
+        "clients": clients,
+        "reservations": len(latencies),
+        "reserves_per_s": round(len(latencies) / elapsed, 1),
+        "reserve_commit_p50_ms": round(_quantile_ms(latencies, 50), 2),
+        "reserve_commit_p99_ms": round(_quantile_ms(latencies, 99), 2),
+    }
+
+
 async def measure(
     backend: str, database_url: str, args: argparse.Namespace, workdir: Path
 ) -> dict[str, object]:
-    with service_process(database_url, workdir) as target:
+    with service_process(database_url, workdir) as (target, pid):
         await _prepare(target)
         await closed_loop(target, 8, 20)  # warm-up: connections, prepared statements
+        load_before = _load_average()
+        service_cpu, client_cpu = _cpu_s(pid), _own_cpu_s()
         closed = await closed_loop(target, args.clients, args.operations)
+        count = args.clients * args.operations
+        closed["service_cpu_ms_per_reservation"] = round((_cpu_s(pid) - service_cpu) / count * 1000, 3)
+        closed["client_cpu_ms_per_reservation"] = round((_own_cpu_s() - client_cpu) / count * 1000, 3)
+        closed["load_average_before_after"] = [load_before, _load_average()]
         opened = await open_loop(target, args.rate, args.duration, channels=8)
+        opened["load_average_after"] = _load_average()
     figures: dict[str, object] = {
         "reserves_per_s": closed["reserves_per_s"],
         "p99_ms_at_500": opened["p99_ms"] if args.rate == 500 else None,
@@ -277,10 +359,19 @@ async def main() -> None:
         workdir = Path(tmp)
         for backend in args.backends.split(","):
             if backend == "sqlite":
-                results[backend] = await measure(backend, f"sqlite:///{workdir / 'ledger.db'}", args, workdir)
+                figures = await measure(backend, f"sqlite:///{workdir / 'ledger.db'}", args, workdir)
+                ledger_only = await ledger_closed_loop(
+                    f"sqlite:///{workdir / 'ledger-only.db'}", args.clients, args.operations
+                )
             else:
                 async with postgres_database(args.postgres_admin_url) as url:
-                    results[backend] = await measure(backend, url, args, workdir)
+                    figures = await measure(backend, url, args, workdir)
+                async with postgres_database(args.postgres_admin_url) as url:
+                    ledger_only = await ledger_closed_loop(url, args.clients, args.operations)
+            figures["ledger_reserves_per_s"] = ledger_only["reserves_per_s"]
+            figures["ledger_only"] = ledger_only
+            print(f"{backend:10s} ledger only {json.dumps(ledger_only)}")
+            results[backend] = figures
     if args.out is not None:
         report = {
             "benchmark": "benchmarks.safety_reserve",

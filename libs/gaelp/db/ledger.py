@@ -7,20 +7,21 @@ committed + outstanding can never pass a limit. Limits are per campaign: the day
 time zone, all phases), the episode of a phase and the phase total. The emergency-stop row is read
 FOR SHARE on PostgreSQL so that a stop waits for reservations in flight and every later one sees it.
 
-On PostgreSQL the reserve decision is the function safety_reserve (ledger_schema.py), with the lock
-held only inside the server, and usage comes from running totals a trigger keeps. Requests that
-arrive while earlier ones are with the database are decided together (group commit): one round trip
-and one transaction (one WAL flush) for the lot, in arrival order within each campaign, each against
-the committed + reserved totals as the earlier ones of the batch left them. A request is answered
-only once its batch is committed, so every acknowledged reservation is durable. On SQLite the same
-rules run here in Python, one request per transaction.
+On PostgreSQL the reserve decision is the function safety_reserve_batch (ledger_schema.py), with
+the locks held only inside the server, and usage comes from running totals per limit scope.
+Requests that arrive while a batch is with the database go together in the next one (group
+commit): one transaction (one WAL flush) for the lot, its commits first, then its reservations in
+arrival order within each campaign, each against the committed + reserved totals as the earlier ones
+of the batch left them. A request is answered only once its batch is committed, so every
+acknowledged reservation and commit is durable. On SQLite the same rules run here in Python, one
+request per transaction. docs/ledger.md tells the whole design.
 
 Every answer is idempotent across restarts: a reservation and a refusal are stored under the
 request's idempotency key and a retry gets the stored answer; violations carry ids derived from what
 caused them, so a retry never writes one twice. Spend the platform reports is always recorded: a
 commit for a reservation that expired or was released is recorded too, and raises a violation for
-every limit it makes the campaign pass. Commits of open reservations are batched the same way: one
-conditional UPDATE for the lot, under the campaigns' locks (they change the running totals).
+every limit it makes the campaign pass. The commits of open reservations in a batch are one
+conditional UPDATE, under the campaigns' locks (they change the running totals).
 """
 
 from __future__ import annotations
