@@ -12,8 +12,11 @@ metrics.batch_within_s). The parsed state of each run lives in memory while the 
 batch's episodes are grouped by run and folded in one pass (apply_episodes: running sums, bounded
 windows), and the table value of every run the batch changed is written to the table and its
 changelog once, at the end of the batch. Each run the batch changed gets one GraduationAssessment
-per phase it touched (its figures after the run's last episode of the batch) and one CONSUMER span
-"process gaelp.episodes.v1": child of that last episode's producer span, linked to the others'.
+per phase it touched (its figures after the run's last episode of the batch), published under the
+CONSUMER span "process gaelp.episodes.v1" of that last episode. Episodes get that span, child of
+their producer span (traces follow each episode), open over their run's fold of the batch, up to
+metrics.traced_episodes_per_s (SpanBudget): exporting a span costs far more than folding an
+episode, so while a backlog is caught up only the latest episodes of each run's batch get one.
 
 Counting semantics: a batch's events are acked only after its table writes were handed to the
 changelog producer, and faust flushes that producer before it commits offsets (every
@@ -41,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +58,7 @@ from pydantic import BaseModel
 from gaelp.bus import EPISODES, LEARNER_METRICS, VIOLATIONS, BusProducer
 from gaelp.bus.dlq import DeadLetterQueue
 from gaelp.bus.topics import ASSESSMENTS, Topic
-from gaelp.bus.tracing import extract_context, process_span
+from gaelp.bus.tracing import extract_context, message_attributes, process_span
 from gaelp.bus.validation import InvalidMessage, validate
 from gaelp.config import GaelpSettings
 from gaelp.v1 import events_pb2
@@ -78,9 +82,6 @@ S = TypeVar("S", bound=BaseModel)
 AlertHook = Callable[[Alert], Awaitable[None] | None]
 """Called once per alert, inside the run's batch span; must not block (enqueue and return)."""
 Folded = list[tuple[ConsumerRecord, events_pb2.EpisodeSummary]]
-
-# OpenTelemetry keeps 128 links per span by default: parsing more trace contexts would be wasted.
-MAX_SPAN_LINKS = 128
 
 
 def _record(message: Any) -> ConsumerRecord:
@@ -112,6 +113,24 @@ def _decoded(topic: Topic[Any], record: ConsumerRecord) -> Any:
     if key is not None and key != expected:
         raise InvalidMessage(f"{topic.name} must be keyed by {expected[:80]!r}, not {key[:80]!r}")
     return message
+
+
+class SpanBudget:
+    """Episode spans a second as a token bucket that holds at most one second's worth."""
+
+    def __init__(self, per_s: float) -> None:
+        self.per_s = per_s
+        self.tokens = per_s
+        self.at = time.monotonic()
+
+    def take(self, wanted: int) -> int:
+        """How many of `wanted` spans to open now (they are taken from the bucket)."""
+        now = time.monotonic()
+        self.tokens = min(self.per_s, self.tokens + (now - self.at) * self.per_s)
+        self.at = now
+        granted = min(wanted, int(self.tokens))
+        self.tokens -= granted
+        return granted
 
 
 def faust_app(settings: GaelpSettings) -> faust.App:
@@ -211,6 +230,7 @@ class MetricsStreams:
         self.on_alert: list[AlertHook] = []
         # Held from a batch's first fold to its flush; the revocation hook waits for it.
         self._batch_lock = asyncio.Lock()
+        self._span_budget = SpanBudget(settings.metrics.traced_episodes_per_s)
         # Per violation batch: the (run, phase) assessments it changed.
         self._violated: dict[tuple[str, int], None] = {}
         self.dlq = DeadLetterQueue(producer, settings.kafka.dlq_topic, settings.metrics.group_id)
@@ -366,30 +386,23 @@ class MetricsStreams:
         for run_id, folded in by_run.items():
             await self._fold_run(run_id, folded)
 
-    def _run_span(self, run_id: str, folded: Folded) -> Any:
-        """The run's batch span: child of its last episode's producer span, linked to the others."""
-        last = folded[-1][0]
-        links = []
-        for record, _ in folded[-MAX_SPAN_LINKS - 1:-1]:
-            context = trace.get_current_span(extract_context(record.headers)).get_span_context()
-            if context.is_valid:
-                links.append(trace.Link(context))
-        return self._tracer.start_as_current_span(
+    def _episode_span(self, record: ConsumerRecord, episode: events_pb2.EpisodeSummary) -> trace.Span:
+        """The episode's CONSUMER span (as gaelp.bus.tracing.process_span names and attributes it),
+        started but not current: the run's fold of the batch covers all of its episodes at once."""
+        return self._tracer.start_span(
             f"process {EPISODES.name}",
-            context=extract_context(last.headers),
+            context=extract_context(record.headers),
             kind=trace.SpanKind.CONSUMER,
-            links=links,
             attributes={
                 "messaging.system": "kafka",
                 "messaging.operation.type": "process",
                 "messaging.operation.name": "process",
                 "messaging.destination.name": EPISODES.name,
-                "messaging.destination.partition.id": str(last.partition),
-                "messaging.kafka.message.offset": last.offset,
-                "messaging.batch.message_count": len(folded),
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.message.offset": record.offset,
+                **message_attributes(episode),
                 "messaging.consumer.group.name": self.settings.metrics.group_id,
-                "messaging.kafka.message.key": run_id,
-                "gaelp.run_id": run_id,
+                "messaging.kafka.message.key": episode.run_id,
             },
         )
 
@@ -403,40 +416,56 @@ class MetricsStreams:
                         extra={"run_id": run_id, "count": len(folded) - len(fresh)})
         if not fresh:
             return
-        with self._run_span(run_id, fresh) as span:
-            try:
-                alerts = apply_episodes(run, [(record.partition, record.offset, episode)
-                                              for record, episode in fresh], self.settings.metrics)
-            except Exception:
-                # Validation makes this a bug, not bad input: find the episodes that fail alone.
-                logger.exception("folding a batch of valid episodes failed", extra={"run_id": run_id})
-                run, alerts = await self._fold_one_by_one(run_id, fresh, span)
-            self._runs.put(run_id, run, fresh[-1][0].partition)
-            self.instruments.record_episodes([episode for _, episode in fresh])
-            for alert in alerts:
-                await self._emit_alert(alert)
-            for phase in dict.fromkeys(episode.phase for _, episode in fresh):
-                if phase not in run.phases:
-                    continue
-                assessment = self.assessment(run, phase)
-                self.instruments.record_window(run_id, phase, {
-                    **window_figures(run.phases[phase]), "ready": float(assessment.ready_to_graduate),
-                })
-                # Each assessment supersedes the last: no need to wait for the broker.
-                await self.producer.publish_in_background(ASSESSMENTS, run_id, assessment)
+        # The latest episodes get spans; the last always does: the run's alerts and assessments go
+        # out under it.
+        untraced = len(fresh) - max(1, self._span_budget.take(len(fresh)))
+        spans = [None if index < untraced else self._episode_span(record, episode)
+                 for index, (record, episode) in enumerate(fresh)]
+        last = spans[-1]
+        assert last is not None
+        try:
+            with trace.use_span(last):
+                await self._fold_fresh(run_id, run, fresh, spans)
+        finally:
+            for span in spans:
+                if span is not None:
+                    span.end()
 
-    async def _fold_one_by_one(self, run_id: str, fresh: Folded, span: trace.Span
+    async def _fold_fresh(self, run_id: str, run: RunState, fresh: Folded,
+                          spans: list[trace.Span | None]) -> None:
+        try:
+            alerts = apply_episodes(run, [(record.partition, record.offset, episode)
+                                          for record, episode in fresh], self.settings.metrics)
+        except Exception:
+            # Validation makes this a bug, not bad input: find the episodes that fail alone.
+            logger.exception("folding a batch of valid episodes failed", extra={"run_id": run_id})
+            run, alerts = await self._fold_one_by_one(run_id, fresh, spans)
+        self._runs.put(run_id, run, fresh[-1][0].partition)
+        self.instruments.record_episodes([episode for _, episode in fresh])
+        for alert in alerts:
+            await self._emit_alert(alert)
+        for phase in dict.fromkeys(episode.phase for _, episode in fresh):
+            if phase not in run.phases:
+                continue
+            assessment = self.assessment(run, phase)
+            self.instruments.record_window(run_id, phase, {
+                **window_figures(run.phases[phase]), "ready": float(assessment.ready_to_graduate),
+            })
+            # Each assessment supersedes the last: no need to wait for the broker.
+            await self.producer.publish_in_background(ASSESSMENTS, run_id, assessment)
+
+    async def _fold_one_by_one(self, run_id: str, fresh: Folded, spans: list[trace.Span | None]
                                ) -> tuple[RunState, list[Alert]]:
         """The run as of the last flush plus each episode that folds; those that raise go to the DLQ."""
         self._runs.forget(run_id)
         run = self._runs.get(run_id) or RunState(run_id=run_id)
         alerts: list[Alert] = []
-        for record, episode in fresh:
+        for (record, episode), span in zip(fresh, spans, strict=True):
             before = run.model_copy(deep=True)
             try:
                 alerts += apply_episode(run, episode, record.partition, record.offset, self.settings.metrics)
             except Exception as error:
-                span.record_exception(error)
+                (span or trace.get_current_span()).record_exception(error)
                 run = before
                 await self._dead_letter(record, error)
         return run, alerts
