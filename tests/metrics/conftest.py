@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,27 +166,6 @@ class AssessmentFeed:
         while not done(self.read) and time.monotonic() < deadline:
             await self.poll()
         return self.read
-
-
-async def _read_assessments(
-    bootstrap: str, run_id: str, count: int, timeout_s: float = 60.0
-) -> list[events_pb2.GraduationAssessment]:
-    """The first `count` assessments published for run_id, read from the start of the topic."""
-    async with AssessmentFeed(bootstrap, run_id) as feed:
-        return (await feed.until(lambda read: len(read) >= count, timeout_s))[:count]
-
-
-AssessmentReader = Callable[[str, int], Awaitable[list[events_pb2.GraduationAssessment]]]
-
-
-@pytest.fixture
-def read_assessments(kafka_bootstrap: str) -> AssessmentReader:
-    """read_assessments(run_id, count): the first `count` assessments published for the run."""
-
-    async def read(run_id: str, count: int) -> list[events_pb2.GraduationAssessment]:
-        return await _read_assessments(kafka_bootstrap, run_id, count)
-
-    return read
 
 
 @pytest.fixture
