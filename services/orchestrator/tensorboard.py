@@ -10,7 +10,9 @@ Each evaluation of the policy on the current curriculum task adds, stepped by th
 
 Writers stay open between evaluations of a run (a new writer starts a new event file); at most
 MAX_OPEN_WRITERS are held, the least recently used is closed beyond that, so an orchestrator that
-drives many runs does not keep a file open per run it ever drove.
+drives many runs does not keep a file open per run it ever drove. (TensorBoard reads a folder's
+event files in name order, whole seconds first; a run's evaluations are many env steps apart, so a
+reopened writer's file always sorts after the one before.)
 """
 
 from __future__ import annotations
