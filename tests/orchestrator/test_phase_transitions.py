@@ -8,16 +8,15 @@ smoke runs (random actions, no learner), which keeps the suite light; the phase 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import grpc
 from dataplane_support import orchestrator_env, read_topic, run_status, stored_run_document, wait_until
+from phase_inputs import assessment, produce
 
-from gaelp.bus import ASSESSMENTS, RUN_EVENTS, VIOLATIONS, BusProducer
-from gaelp.config import load_settings
+from gaelp.bus import ASSESSMENTS, RUN_EVENTS, VIOLATIONS
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.v1 import common_pb2, events_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
@@ -34,33 +33,6 @@ def start_smoke_run(orchestrator: ServiceProcess, run_id: str) -> None:
     with grpc.insecure_channel(orchestrator.target) as channel:
         orchestrator_pb2_grpc.OrchestratorStub(channel).StartRun(orchestrator_pb2.StartRunRequest(
             run_id=run_id, config_json=json.dumps({"kind": "smoke", "episodes": 10**9})), timeout=30)
-
-
-def produce(bootstrap: str, messages: list[tuple[Any, str, Any]]) -> None:
-    """(topic, key, message or raw bytes) in order, each acknowledged by the broker."""
-
-    async def send() -> None:
-        settings = load_settings(kafka={"bootstrap": bootstrap, "enable_idempotence": False, "acks": "1"})
-        async with BusProducer(settings.kafka, client_id="phase-test") as producer:
-            for topic, key, value in messages:
-                if isinstance(value, bytes):
-                    await producer.send_raw(topic.name, key.encode(), value, [])
-                else:
-                    await producer.send(topic, key, value)
-
-    asyncio.run(send())
-
-
-def assessment(run_id: str, phase: int, version: int, ready: bool = True,
-               demote: bool = False) -> events_pb2.GraduationAssessment:
-    reason = "demote: performance collapse at episode 40" if demote else (
-        "all criteria passed" if ready else "not yet: c")
-    return events_pb2.GraduationAssessment(
-        run_id=run_id, phase=phase, policy_version=version, ready_to_graduate=ready,  # type: ignore[arg-type]
-        demote=demote, reason=reason, episodes_considered=50,
-        criteria=[events_pb2.CriterionResult(name="c", value=0.9 if ready else 0.1, threshold=0.5,
-                                             comparison=">=", passed=ready)],
-    )
 
 
 def violation(violation_id: str, run_id: str, severity: int, rule: str) -> events_pb2.Violation:
