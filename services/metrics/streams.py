@@ -27,10 +27,12 @@ run whose episodes were all skipped publishes no assessment: an episode is count
 assessment is published again only if the process died before the batch's changelog write
 reached the broker (then the batch is folded again on restart, still once in the recovered state).
 
-Rebalances: faust waits for the batches in flight to be acked and commits before it signals the
-revocation; the revocation hook also takes the batch lock, so it can never clear the parsed state
-between a batch's fold and its flush (the changes would be lost) nor let a batch publish twice. It
-then drops the parsed values: partitions that come back are parsed anew from the recovered table.
+Rebalances and stops: faust waits for the batches in flight to be acked (after their flush),
+flushes the changelog producer and commits before it revokes partitions or stops, so a rebalance
+never splits a batch: its state changes, its assessments and its offsets go together. Parsed
+values are checked against the table bytes they came from (LiveTable), so state recovered from a
+changelog after a rebalance is never shadowed by an older parse (one made by a read while the
+partition was recovering or on standby would otherwise go on and drop the episodes in between).
 
 Co-partitioning: the runs table is keyed by run id (= the episodes' message key, checked), the
 learner table by run id (the learner-metrics key), the violations table by "campaign id|run id"
@@ -164,33 +166,41 @@ def faust_app(settings: GaelpSettings) -> faust.App:
 class LiveTable(Generic[S]):
     """A faust table's values as parsed models, written back once per batch.
 
-    get() parses a table value once per process; put() marks the key changed; flush() writes every
-    changed value to the table and to its changelog partition (the source partition of the key).
-    Values are JSON bytes serialized by pydantic (the table's value serializer is raw): faust's
-    JSON encoder took about a millisecond per run state, pydantic a tenth of that.
+    get() parses a table value once and hands out that model for as long as the table holds the
+    very bytes it was parsed from: a value recovered from the changelog (a restart, a rebalance, a
+    standby partition becoming active) is parsed anew, even if it was read while still recovering.
+    put() marks the key changed (get() then returns the changed model); flush() writes every changed
+    value to the table and to its changelog partition (the source partition of the key). Values are
+    JSON bytes serialized by pydantic (the table's value serializer is raw): faust's JSON encoder
+    took about a millisecond per run state, pydantic a tenth of that.
     """
 
     table: Any
     model: type[S]
-    live: dict[str, S] = field(default_factory=dict)
+    live: dict[str, tuple[bytes, S]] = field(default_factory=dict)
     changed: dict[str, tuple[int, S]] = field(default_factory=dict)
 
     def get(self, key: str) -> S | None:
-        found = self.live.get(key)
-        if found is None:
-            data = self.table.get(key)
-            if data is None:
-                return None
-            found = self.live[key] = self.model.model_validate_json(data)
-        return found
+        changed = self.changed.get(key)
+        if changed is not None:
+            return changed[1]
+        data = self.table.data.get(key)
+        if data is None:
+            self.live.pop(key, None)
+            return None
+        parsed = self.live.get(key)
+        if parsed is not None and parsed[0] is data:
+            return parsed[1]
+        value = self.model.model_validate_json(data)
+        self.live[key] = (data, value)
+        return value
 
     def put(self, key: str, value: S, partition: int) -> None:
-        self.live[key] = value
         self.changed[key] = (partition, value)
 
     def keys(self) -> list[str]:
         """The table's keys and those changed in the batch in flight."""
-        return list({str(key): None for key in [*self.table.keys(), *self.live]})
+        return list({str(key): None for key in [*self.table.keys(), *self.changed]})
 
     def forget(self, key: str) -> None:
         """Drop the parsed value (the next get() reads the table as of the last flush)."""
@@ -201,11 +211,8 @@ class LiveTable(Generic[S]):
         for key, (partition, value) in self.changed.items():
             data = value.model_dump_json().encode()
             self.table.data[key] = data
+            self.live[key] = (data, value)
             self.table.send_changelog(partition, key, data)
-        self.changed.clear()
-
-    def clear(self) -> None:
-        self.live.clear()
         self.changed.clear()
 
 
@@ -228,8 +235,6 @@ class MetricsStreams:
         self.instruments = instruments
         self.on_fatal = on_fatal
         self.on_alert: list[AlertHook] = []
-        # Held from a batch's first fold to its flush; the revocation hook waits for it.
-        self._batch_lock = asyncio.Lock()
         self._span_budget = SpanBudget(settings.metrics.traced_episodes_per_s)
         # Per violation batch: the (run, phase) assessments it changed.
         self._violated: dict[tuple[str, int], None] = {}
@@ -264,7 +269,6 @@ class MetricsStreams:
         ):
             source = self.app.topic(topic.name, key_serializer="raw", value_serializer="raw")
             self.app.agent(source, name=f"metrics.{topic.name}")(self._agent(handler))
-        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # faust's stub: sync only
 
     async def start(self) -> None:
         await self.app.start()
@@ -277,13 +281,6 @@ class MetricsStreams:
         """Finish the events in flight, flush the changelogs and commit the offsets."""
         await self.app.stop()
 
-    async def _on_revoked(self, app: Any, *args: Any, **kwargs: Any) -> None:
-        # After the batch in flight is flushed (never between its fold and its flush): partitions
-        # may come back recovered from their changelogs, to be parsed anew then.
-        async with self._batch_lock:
-            for live in self._live_tables:
-                live.clear()
-
     def _agent(
         self, handler: Callable[[list[ConsumerRecord]], Awaitable[None]]
     ) -> Callable[[faust.StreamT], Awaitable[None]]:
@@ -294,10 +291,9 @@ class MetricsStreams:
                 metrics.batch_max_events, within=metrics.batch_within_s
             ):
                 # take_events acks the events when the loop asks for the next batch: after the flush.
-                async with self._batch_lock:
-                    await handler([_record(event.message) for event in events])
-                    for live in self._live_tables:
-                        live.flush()
+                await handler([_record(event.message) for event in events])
+                for live in self._live_tables:
+                    live.flush()
 
         return consume
 

@@ -117,3 +117,53 @@ async def test_dlq_trace_sigterm_commit_and_restart(
     assert summary.episodes == 6
     assert summary.phases[0].episodes == 6
     assert restarted.stop() == 0
+
+
+def passing_episode(run_id: str, index: int) -> events_pb2.EpisodeSummary:
+    """Reward and success hold from the first episode on: the consistency figure counts episodes."""
+    return events_pb2.EpisodeSummary(
+        run_id=run_id, episode_id=f"{run_id}-{index}", phase=common_pb2.PHASE_SIMULATION, task="basic",
+        normalized_reward=0.9, success=True, roas=2.0, spend=5.0, revenue=10.0, budget=10.0,
+    )
+
+
+def consistency(assessment: events_pb2.GraduationAssessment) -> float:
+    return next(criterion.value for criterion in assessment.criteria if criterion.name == "consistency")
+
+
+HANDOVER_EPISODES = 4000
+
+
+@pytest.mark.timeout(300)
+async def test_a_rebalance_in_a_backlog_loses_nothing_and_counts_nothing_twice(
+    metrics_launcher: Any, kafka_bootstrap: str, unique_name: str, tmp_path: Path, assessment_feed: Any
+) -> None:
+    """A second member joins while the first folds a backlog (a rebalance: the first's batch in flight
+    is flushed and committed before its partitions go), then the first leaves and the second takes
+    every partition from the changelogs. Whatever batch the handover falls in, each run counts every
+    episode once, and its assessments (consistency = episodes folded) rise strictly: none twice."""
+    group_id = f"metrics-{unique_name}"
+    run_ids = [f"handover-{unique_name}-{index}" for index in range(3)]
+    settings = load_settings(kafka={"bootstrap": kafka_bootstrap, "enable_idempotence": False, "acks": "1"})
+    async with BusProducer(settings.kafka) as producer:
+        pending = [await producer.enqueue(EPISODES, run_id, passing_episode(run_id, index))
+                   for index in range(HANDOVER_EPISODES) for run_id in run_ids]
+        await asyncio.gather(*pending)
+
+    first = metrics_launcher(tmp_path / "first", group_id)
+    assert sum(wait_for_episodes(first, run_id, 1) for run_id in run_ids[:1]) >= 1
+    second = metrics_launcher(tmp_path / "second", group_id)
+    assert first.stop() == 0, first.log()[-3000:]
+    for run_id in run_ids:
+        assert wait_for_episodes(second, run_id, HANDOVER_EPISODES, timeout_s=120) == HANDOVER_EPISODES
+    await asyncio.sleep(1.0)  # a redelivery counted twice would show up now
+    for run_id in run_ids:
+        assert wait_for_episodes(second, run_id, HANDOVER_EPISODES) == HANDOVER_EPISODES
+    assert second.stop() == 0, second.log()[-3000:]
+
+    ours = first.assessment_spans() | second.assessment_spans()
+    for run_id in run_ids:
+        async with assessment_feed(run_id, ours) as feed:
+            read = await feed.until(lambda found: bool(found) and consistency(found[-1]) >= HANDOVER_EPISODES)
+        figures = [consistency(assessment) for assessment in read]
+        assert figures == sorted(set(figures)) and figures[-1] == HANDOVER_EPISODES, figures
