@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 Save = Callable[[], Awaitable[None]]
 
 
+FINISHED = frozenset({"settled", "refused", "failed", "stopped", "interrupted"})
+
+
 class EmergencyStopped(Exception):
     """The safety policy refused a reservation because an emergency stop is in force."""
 
@@ -119,15 +122,20 @@ class MoneyPhases:
                 if run.stopping():
                     return "interrupted"
                 record = self._record(money, run, index, ledger_campaign)
-                if record.status in {"settled", "refused", "failed", "stopped"}:
-                    continue
                 stopped = False
-                try:
-                    await self._run_campaign(platform, money, run, record)
-                except EmergencyStopped:
-                    stopped = True
-                if record.campaign_id:  # a campaign that never went live spent nothing to learn from
+                if record.status in FINISHED:
+                    pass
+                elif record.windows:  # under way when an earlier orchestrator process stopped
+                    await self._recover(platform, money, record)
+                else:
+                    try:
+                        await self._run_campaign(platform, money, run, record)
+                    except EmergencyStopped:
+                        stopped = True
+                if record.campaign_id and not record.published:  # one that never went live taught nothing
                     await self._publish(run, record)
+                    record.published = True
+                    await self._save(money)
                     await run.episode_done()
                 if stopped:
                     await self._wait_for_resume(run, ledger_campaign)
@@ -220,6 +228,26 @@ class MoneyPhases:
             record.status = "settled"
         await self._save(money)
 
+    async def _recover(self, platform: McpPlatformConnector, money: MoneyRunDocument,
+                       record: CampaignRecord) -> None:
+        """End a campaign an earlier process left under way, with no new reservation: pause it and
+        commit what the platform reports for its windows (reservations that expired meanwhile are
+        still committed: the ledger records spend it did not hold)."""
+        if not record.campaign_id and record.spec:
+            # The create may or may not have been sent: the platform answers a repeated request id
+            # with the campaign it created then (and the window's reservation covers a new one).
+            campaign = await platform.create_campaign(CampaignSpec.model_validate(record.spec),
+                                                      request_id=record.windows[0].key)
+            record.campaign_id = campaign.campaign_id
+        if record.campaign_id:
+            await self._pause(platform, record)
+            await self._settle(platform, money, record)
+        record.status = "interrupted"
+        record.detail = "the orchestrator stopped while the campaign ran: paused and settled on restart"
+        logger.warning("phase-3 campaign recovered after a restart", extra={
+            "run_id": money.run_id, "campaign": record.campaign_id, "index": record.index})
+        await self._save(money)
+
     async def _align(self, platform: McpPlatformConnector) -> int:
         """Start on a window boundary, so that no window spans two platform days."""
         hour = int((await platform.health())["hour"])
@@ -285,9 +313,10 @@ class MoneyPhases:
                                 bid_strategy=wanted.bid_strategy, creative=wanted.creative,
                                 audience=wanted.audience, audience_size=wanted.audience_size)
             hour = int((await platform.health())["hour"])
-            campaign = await platform.create_campaign(spec, request_id=record.windows[-1].key)
+            record.spec, record.created_hour = spec.model_dump(), hour
+            await self._save(money)
+            campaign = await platform.create_campaign(spec, request_id=record.windows[0].key)
             record.campaign_id, record.status = campaign.campaign_id, "active"
-            record.created_hour = record.created_hour if record.created_hour >= 0 else hour
             self.live[campaign.campaign_id] = _Live(campaign.campaign_id, money.run_id)
             await self._save(money)
             return wanted

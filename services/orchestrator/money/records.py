@@ -48,7 +48,7 @@ class CampaignRecord(BaseModel):
     product: str
     campaign_id: str = ""  # the platform's id, once created
     created_hour: int = -1
-    status: str = "planned"  # planned, active, paused, settled, refused, failed
+    status: str = "planned"  # planned, active, settled, refused, failed, stopped, interrupted
     detail: str = ""
     creative_approved: bool = False
     creative_reasons: list[str] = Field(default_factory=list)
@@ -58,6 +58,8 @@ class CampaignRecord(BaseModel):
     revenue: float = 0.0
     budget: float = 0.0  # daily budget x days the campaign ran (budget efficiency = spend / budget)
     transfer: bool = False
+    spec: dict[str, object] = Field(default_factory=dict)  # the create request, kept to repeat it
+    published: bool = False  # its EpisodeSummary went to the metrics service
 
     @property
     def reserved(self) -> float:
