@@ -10,13 +10,13 @@ from collections import defaultdict
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from google.api_core import exceptions as google_exceptions
 from google.cloud import pubsub_v1
 
 from gaelp.bus import BusProducer, ensure_topics
 from gaelp.bus.dlq import ERROR_MESSAGE, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
 from gaelp.bus.topics import RUN_EVENTS, VIOLATIONS
 from gaelp.config import load_settings
+from gaelp.embedded.pubsub_emulator import ordered_subscriptions
 from gaelp.v1 import common_pb2, events_pb2
 
 EVENTS_PER_RUN = 30
@@ -57,19 +57,8 @@ class Subscriptions:
     """Ordered pull subscriptions on the service's topics, created before anything is published."""
 
     def __init__(self, project: str, topics: dict[str, str], prefix: str) -> None:
-        self.publisher = pubsub_v1.PublisherClient()
         self.subscriber = pubsub_v1.SubscriberClient()
-        self.paths: dict[str, str] = {}
-        for kind, topic in topics.items():
-            topic_path = self.publisher.topic_path(project, topic)
-            try:
-                self.publisher.create_topic(name=topic_path, timeout=30)
-            except google_exceptions.AlreadyExists:
-                pass
-            path = self.subscriber.subscription_path(project, f"{prefix}-{kind}")
-            self.subscriber.create_subscription(
-                request={"name": path, "topic": topic_path, "enable_message_ordering": True}, timeout=30)
-            self.paths[kind] = path
+        self.paths = ordered_subscriptions(self.subscriber, project, topics, prefix)
         self.received: dict[str, list[tuple[str, str, dict[str, str], bytes]]] = defaultdict(list)
 
     def pull(self) -> int:

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from gaelp.bus.local_broker import free_port
 
@@ -104,30 +105,40 @@ class PubSubEmulator:
             self.process.wait()
 
 
+def ordered_subscriptions(subscriber: Any, project: str, topics: dict[str, str],
+                          prefix: str) -> dict[str, str]:
+    """Per kind, an ordered pull subscription `<prefix>-<kind>` on its topic (both created when
+    missing: the emulator starts empty); the subscription paths."""
+    from google.api_core import exceptions
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    paths: dict[str, str] = {}
+    for kind, topic in topics.items():
+        topic_path = publisher.topic_path(project, topic)
+        try:
+            publisher.create_topic(name=topic_path, timeout=30)
+        except exceptions.AlreadyExists:
+            pass
+        path = subscriber.subscription_path(project, f"{prefix}-{kind}")
+        try:
+            subscriber.create_subscription(
+                request={"name": path, "topic": topic_path, "enable_message_ordering": True}, timeout=30)
+        except exceptions.AlreadyExists:
+            pass
+        paths[kind] = path
+    return paths
+
+
 class OperatorEventTap:
     """Pull subscriptions on the operator-event topics, created before anything is published, so
     the demo can say what reached Pub/Sub. Needs PUBSUB_EMULATOR_HOST set for the clients."""
 
     def __init__(self, project: str, topics: dict[str, str]) -> None:
-        from google.api_core import exceptions
         from google.cloud import pubsub_v1
 
-        self.publisher = pubsub_v1.PublisherClient()
         self.subscriber = pubsub_v1.SubscriberClient()
-        self.paths: dict[str, str] = {}
-        for kind, topic in topics.items():
-            topic_path = self.publisher.topic_path(project, topic)
-            try:
-                self.publisher.create_topic(name=topic_path, timeout=30)
-            except exceptions.AlreadyExists:
-                pass
-            path = self.subscriber.subscription_path(project, f"gaelp-demo-{kind}")
-            try:
-                self.subscriber.create_subscription(
-                    request={"name": path, "topic": topic_path, "enable_message_ordering": True}, timeout=30)
-            except exceptions.AlreadyExists:
-                pass
-            self.paths[kind] = path
+        self.paths = ordered_subscriptions(self.subscriber, project, topics, "gaelp-demo")
 
     def drain(self, quiet_rounds: int = 2) -> dict[str, dict[str, int]]:
         """Pull and ack until `quiet_rounds` rounds bring nothing: per kind, messages per event type."""
