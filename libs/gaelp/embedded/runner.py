@@ -218,7 +218,12 @@ def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.Learner
     if status.consolidation_env_steps:
         console.print(f"  after the curriculum: {status.consolidation_env_steps} env steps of consolidation "
                       "on the last task while phase 1's graduation was decided")
-    document = phase_report(status, metrics, seconds, metrics_wait_s)
+    alerts = [{"phase": alert.phase, "metric": alert.metric, "episode_index": alert.episode_index,
+               "message": alert.message} for alert in summary.alert_details]
+    console.print(f"  anomaly alerts raised by the metrics service: {len(alerts)}")
+    for alert in alerts:
+        console.print(f"    phase {alert['phase']} episode {alert['episode_index']}: {alert['message']}")
+    document = phase_report(status, metrics, seconds, metrics_wait_s) | {"alerts": alerts}
     path = run_dir / "report.json"
     path.write_text(json.dumps(document, indent=2))
     console.print(f"  report: {path}")
