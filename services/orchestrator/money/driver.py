@@ -219,11 +219,18 @@ class MoneyPhases:
         except PlatformError as error:
             logger.error("platform failed during a phase-3 campaign; pausing it and settling",
                          extra={"run_id": run.run_id, "campaign": record.campaign_id, "error": str(error)})
-            record.status, record.detail = "failed", str(error)
+            record.status, record.detail = "failed", f"platform failed: {error}"
             await self._save(money)
         if record.campaign_id:
-            await self._pause(platform, record)
-            await self._settle(platform, money, record)
+            try:
+                await self._pause(platform, record)
+                await self._settle(platform, money, record)
+            except PlatformError as error:
+                # Its open windows stay uncommitted: the ledger expires them, the reconciliation
+                # shows what the platform spent on them.
+                logger.error("could not pause and settle a phase-3 campaign", extra={
+                    "run_id": run.run_id, "campaign": record.campaign_id, "error": str(error)})
+                record.status, record.detail = "failed", f"could not pause and settle: {error}"
         if record.status not in {"failed", "refused"}:
             record.status = "settled"
         await self._save(money)
@@ -367,7 +374,13 @@ class MoneyPhases:
         """The campaign is paused: let the platform's reports catch up, then commit the last windows."""
         end = max((w.end_hour for w in record.windows if w.granted), default=0)
         for _ in range(self.settings.settle_max_hours + 1):
-            report = await platform.fetch_report(record.campaign_id)
+            try:
+                report = await platform.fetch_report(record.campaign_id)
+            except PlatformError as error:  # a bad report: the next hour's may be good
+                logger.warning("report refused while settling; trying the next hour",
+                               extra={"campaign": record.campaign_id, "error": str(error)})
+                await _advance(platform, 1)
+                continue
             if report.reported_through_hour >= end:
                 await self._commit_reported(money, record, report)
                 break

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gaelp.sim.platform.connector import (
     AccountSpend,
@@ -29,6 +29,7 @@ from gaelp.sim.platform.connector import (
     TransientPlatformError,
 )
 
+M = TypeVar("M", bound=BaseModel)
 _TRANSPORT_ERRORS = (
     TimeoutError,
     OSError,
@@ -174,10 +175,17 @@ class McpPlatformConnector:
         assert last is not None  # max_attempts >= 1, so the loop ran and failed
         raise last
 
+    async def _parsed(self, operation: str, arguments: dict[str, Any], model: type[M]) -> M:
+        """A tool's answer as the connector's type; an answer that does not fit is a refusal."""
+        data = await self.call(operation, arguments)
+        try:
+            return model.model_validate(data)
+        except ValidationError as error:
+            raise PlatformError(operation, f"malformed answer: {str(error)[:300]}", "bad_response") from error
+
     # PlatformConnector
     async def create_campaign(self, spec: CampaignSpec, request_id: str) -> Campaign:
-        data = await self.call("create_campaign", spec.model_dump() | {"request_id": request_id})
-        return Campaign.model_validate(data)
+        return await self._parsed("create_campaign", spec.model_dump() | {"request_id": request_id}, Campaign)
 
     async def update_bid(
         self, campaign_id: str, bid: float, bid_strategy: BidStrategy | None = None
@@ -185,31 +193,31 @@ class McpPlatformConnector:
         arguments: dict[str, Any] = {"campaign_id": campaign_id, "bid": bid}
         if bid_strategy is not None:
             arguments["bid_strategy"] = bid_strategy
-        return Campaign.model_validate(await self.call("update_bid", arguments))
+        return await self._parsed("update_bid", arguments, Campaign)
 
     async def update_budget(self, campaign_id: str, daily_budget: float) -> Campaign:
-        data = await self.call("update_budget", {"campaign_id": campaign_id, "daily_budget": daily_budget})
-        return Campaign.model_validate(data)
+        return await self._parsed("update_budget", {"campaign_id": campaign_id, "daily_budget": daily_budget},
+                                  Campaign)
 
     async def update_creative(self, campaign_id: str, creative: CreativeType) -> Campaign:
-        data = await self.call("update_creative", {"campaign_id": campaign_id, "creative": creative})
-        return Campaign.model_validate(data)
+        return await self._parsed("update_creative", {"campaign_id": campaign_id, "creative": creative},
+                                  Campaign)
 
     async def update_audience(self, campaign_id: str, audience: str, audience_size: float) -> Campaign:
         arguments = {"campaign_id": campaign_id, "audience": audience, "audience_size": audience_size}
-        return Campaign.model_validate(await self.call("update_audience", arguments))
+        return await self._parsed("update_audience", arguments, Campaign)
 
     async def pause(self, campaign_id: str) -> Campaign:
-        return Campaign.model_validate(await self.call("pause", {"campaign_id": campaign_id}))
+        return await self._parsed("pause", {"campaign_id": campaign_id}, Campaign)
 
     async def resume(self, campaign_id: str) -> Campaign:
-        return Campaign.model_validate(await self.call("resume", {"campaign_id": campaign_id}))
+        return await self._parsed("resume", {"campaign_id": campaign_id}, Campaign)
 
     async def fetch_report(self, campaign_id: str) -> CampaignReport:
-        return CampaignReport.model_validate(await self.call("fetch_report", {"campaign_id": campaign_id}))
+        return await self._parsed("fetch_report", {"campaign_id": campaign_id}, CampaignReport)
 
     async def account_spend(self) -> AccountSpend:
-        return AccountSpend.model_validate(await self.call("account_spend", {}))
+        return await self._parsed("account_spend", {}, AccountSpend)
 
     async def health(self) -> dict[str, Any]:
         return await self.call("health", {})

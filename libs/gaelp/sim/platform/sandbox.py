@@ -132,7 +132,11 @@ def build_server(
     @server.tool()
     def get_report(campaign_id: str) -> dict[str, Any]:
         """Totals over the reported hours; the latest hours are not reported yet."""
-        return _run(lambda: platform.fetch_report(campaign_id)).model_dump()
+        report = _run(lambda: platform.fetch_report(campaign_id)).model_dump()
+        if platform.malformed_reports > 0:  # a drill: what a broken platform might answer
+            platform.malformed_reports -= 1
+            return {"campaign_id": campaign_id, "spend": "n/a", "hourly_spend": None}
+        return report
 
     @server.tool()
     def get_account_spend() -> dict[str, Any]:
@@ -167,6 +171,15 @@ def build_server(
         """Sandbox only: make the next `calls` operations fail with a transient error."""
         platform.fail_next(calls)
         return {"failing_calls": calls}
+
+    @server.tool()
+    def sandbox_malform_next_reports(calls: int) -> dict[str, Any]:
+        """Sandbox only: answer the next `calls` get_report requests with malformed reports."""
+        if not 0 <= calls <= 1000:
+            payload = {"code": "invalid_argument", "retryable": False, "message": "calls must be in 0..1000"}
+            raise ToolError(json.dumps(payload))
+        platform.malformed_reports = calls
+        return {"malformed_reports": calls}
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(request: Request) -> JSONResponse:

@@ -100,6 +100,7 @@ class SandboxPlatform:
         self._by_request: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._forced_failures = 0
+        self.malformed_reports = 0  # get_report answers the server malforms (drills and tests)
         # Every operation the platform received (failed attempts included), for audits and tests.
         self.calls: list[dict[str, object]] = []
         self._products = {p.name: i for i, p in enumerate(self.config.market.products)}
