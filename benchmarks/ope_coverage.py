@@ -1,14 +1,16 @@
 """How often each off-policy estimator's 95% interval covers the true value of an agent's policy.
 
-The sandbox market knows its own truth: logs are generated from one market (the logging policy
-picks creative x audience uniformly, so propensities are known), and the true value of the policy
-is what it earns when it runs in that same market (clicks per campaign-hour, the simulator's
-on-policy figure). Over N seeds (fresh logs, a freshly seeded agent policy each time) the benchmark
-counts, per estimator (IPS, SNIPS, DM, DR), the seeds whose interval contains that truth.
-The truth is itself a Monte Carlo mean over 256 campaigns x 2 days, so a small share of misses can
-come from its own noise.
+The sandbox market knows its own truth. Logs come from one market (the logging policy picks
+creative x audience uniformly, so propensities are known) and are scored the way phase 2 scores
+them (orchestrator.phase2.historical_figures). The truth is the estimand of those estimators: the
+policy's expected clicks per campaign-hour at the states the logging policy visits in that market,
+with the logs' fixed continuous actions (gaelp.sim.historical.evaluator.policy_value), on
+an independent, larger sample of campaigns. Its standard error is reported next to it: a truth
+much noisier than the estimators would make coverage look worse than it is.
+Over N seeds (fresh logs and a freshly seeded agent policy each time) the benchmark counts, per
+estimator (IPS, SNIPS, DM, DR), the seeds whose interval contains the truth.
 
-    python -m benchmarks.ope_coverage --seeds 20 --out FILE.json
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.ope_coverage --seeds 20 --out FILE.json
 """
 
 from __future__ import annotations
@@ -22,33 +24,40 @@ import torch
 
 from gaelp.config import load_settings
 from gaelp.rl.factory import make_agent
+from gaelp.sim.historical.evaluator import policy_value
 from gaelp.sim.market.config import curriculum_level
 from gaelp.sim.market.env import AdMarketVectorEnv
-from orchestrator.phase2 import AGENT, historical_figures
+from orchestrator.phase2 import AGENT, agent_policy, historical_figures
+
+TRUTH_SEED_OFFSET = 1_000_003  # the truth's campaigns are drawn apart from the logs' and the simulator's
 
 
-def coverage(seeds: int, level: int, campaigns: int, days: int) -> dict[str, object]:
+def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns: int,
+             first_seed: int = 0) -> dict[str, object]:
     settings = load_settings()
     env = AdMarketVectorEnv(num_envs=1, level=level, seed=0)
+    market = curriculum_level(level)
     covered = {"ipw": 0, "snipw": 0, "dm": 0, "dr": 0}
     per_seed = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         torch.manual_seed(seed)
         agent = make_agent(settings.training.algorithm, env.single_observation_space, env.single_action_space,
                            settings.training.algorithm_config(), device="cpu", seed=seed)
-        figures = historical_figures(agent, level, campaigns, days, seed, 0.15,
-                                     logged_market=curriculum_level(level))
-        truth = figures.predicted[AGENT]
-        row: dict[str, object] = {"seed": seed, "truth": truth}
+        figures = historical_figures(agent, level, campaigns, days, seed, 0.15, logged_market=market)
+        truth = policy_value(agent_policy(agent), market, truth_campaigns, days, TRUTH_SEED_OFFSET + seed)
+        row: dict[str, object] = {"seed": seed, "truth": truth.value,
+                                  "truth_standard_error": truth.standard_error,
+                                  "simulator_prediction": figures.predicted[AGENT]}
         for name, estimate in figures.estimates[AGENT].items():
-            inside = estimate.ci_low <= truth <= estimate.ci_high
+            inside = estimate.ci_low <= truth.value <= estimate.ci_high
             covered[name] += inside
             row[name] = {"estimate": estimate.estimate, "ci_low": estimate.ci_low,
                          "ci_high": estimate.ci_high, "covers": inside}
         per_seed.append(row)
-        print(f"seed {seed}: truth {truth:.3f} " + " ".join(
+        print(f"seed {seed}: truth {truth.value:.3f} ± {truth.standard_error:.3f} " + " ".join(
             f"{n} {'in' if row[n]['covers'] else 'OUT'}" for n in covered), flush=True)  # type: ignore[index]
-    return {"seeds": seeds, "level": level, "campaigns": campaigns, "days": days,
+    return {"seeds": seeds, "first_seed": first_seed, "level": level, "campaigns": campaigns, "days": days,
+            "truth_campaigns": truth_campaigns, "interval_clusters": "campaign",
             "coverage": {name: count / seeds for name, count in covered.items()}, "per_seed": per_seed}
 
 
@@ -59,11 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", type=int, default=3)
     parser.add_argument("--campaigns", type=int, default=96)
     parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--truth-campaigns", type=int, default=2048)
+    parser.add_argument("--first-seed", type=int, default=0, help="runs seeds first_seed ...")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.monotonic()
-    result = coverage(args.seeds, args.level, args.campaigns, args.days)
+    result = coverage(args.seeds, args.level, args.campaigns, args.days, args.truth_campaigns,
+                      args.first_seed)
     result["wall_s"] = time.monotonic() - started
     print(json.dumps(result["coverage"]))
     if args.out:

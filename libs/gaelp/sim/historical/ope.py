@@ -1,7 +1,10 @@
 """Off-policy estimators of a policy's value from logged bandit data, with bootstrap intervals.
 
 Each estimator is a mean of per-round terms (SNIPW a ratio of two means), so the bootstrap
-resamples rounds and recomputes the estimate; the interval is the percentile interval.
+resamples and recomputes the estimate; the interval is the percentile interval. Rounds that share a
+cluster (the hours and days of one campaign) are correlated, so when the input names clusters the
+bootstrap resamples whole clusters: resampling correlated rounds one by one understates the
+variance and the interval undercovers.
     IPW   : w_i r_i,                                   w_i = pi_e(a_i|x_i) / pscore_i
     SNIPW : sum(w_i r_i) / sum(w_i)
     DM    : sum_a pi_e(a|x_i) q(x_i, a)
@@ -35,9 +38,19 @@ class OffPolicyInput:
     pscore: np.ndarray  # (n,) logging propensity of the logged action
     action_dist: np.ndarray  # (n, K) evaluation policy's probabilities for each row
     estimated_rewards: np.ndarray | None = None  # (n, K) reward model, needed by DM and DR
+    cluster: np.ndarray | None = None  # (n,) int cluster of each round (its campaign); None: independent
+
+    def cluster_index(self) -> tuple[np.ndarray, int]:
+        """Each round's cluster as 0..G-1, and G (rounds are their own clusters when none are given)."""
+        if self.cluster is None:
+            n = self.reward.shape[0]
+            return np.arange(n), n
+        _, index = np.unique(self.cluster, return_inverse=True)
+        return index.reshape(-1), int(index.max()) + 1
 
 
-# Refits the reward model on rows weighted by bootstrap counts; returns its (n, K) predictions.
+# Refits the reward model on rows weighted by bootstrap counts (each row gets its cluster's count);
+# returns its (n, K) predictions.
 RewardRefit = Callable[[np.ndarray], np.ndarray]
 MODEL_BASED: frozenset[str] = frozenset({"dm", "dr"})
 
@@ -76,16 +89,19 @@ def estimate(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> Estimate:
-    """Point estimate and percentile bootstrap interval over resampled rounds (model held fixed)."""
+    """Point estimate and percentile bootstrap interval over resampled clusters (model held fixed)."""
     numerator, denominator = _terms(data, name)
-    n = numerator.shape[0]
+    index, clusters = data.cluster_index()
+    # A resample of clusters only needs each cluster's sums: sum(num) / sum(den) over the draw.
+    cluster_num = np.bincount(index, weights=numerator, minlength=clusters)
+    cluster_den = np.bincount(index, weights=denominator, minlength=clusters)
     rng = np.random.default_rng(seed)
     samples = np.empty(n_bootstrap)
-    chunk = max(1, 2_000_000 // n)  # bounds the memory of the resampling index
+    chunk = max(1, 2_000_000 // clusters)  # bounds the memory of the resampling index
     for start in range(0, n_bootstrap, chunk):
         stop = min(start + chunk, n_bootstrap)
-        index = rng.integers(0, n, size=(stop - start, n))
-        samples[start:stop] = numerator[index].mean(axis=1) / denominator[index].mean(axis=1)
+        draw = rng.integers(0, clusters, size=(stop - start, clusters))
+        samples[start:stop] = cluster_num[draw].sum(axis=1) / cluster_den[draw].sum(axis=1)
     low, high = _interval(samples, alpha)
     return Estimate(estimate=float(numerator.mean() / denominator.mean()), ci_low=low, ci_high=high)
 
@@ -97,13 +113,15 @@ def estimate_model_based(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> dict[str, Estimate]:
-    """DM and DR whose bootstrap also refits the reward model on each resample, so the interval
-    includes the model's own estimation error (holding the model fixed makes DM look exact)."""
-    n = data.reward.shape[0]
+    """DM and DR whose bootstrap also refits the reward model on each resample (of clusters), so
+    the interval includes the model's own estimation error (holding the model fixed makes DM look
+    exact)."""
+    index, clusters = data.cluster_index()
     rng = np.random.default_rng(seed)
     samples = {name: np.empty(n_bootstrap) for name in MODEL_BASED}
     for b in range(n_bootstrap):
-        counts = np.asarray(rng.poisson(1.0, size=n), dtype=np.float64)  # Poisson bootstrap weights
+        drawn = np.bincount(rng.integers(0, clusters, size=clusters), minlength=clusters)
+        counts = drawn[index].astype(np.float64)  # each round weighs as often as its cluster was drawn
         refitted = refit(counts)
         for name in MODEL_BASED:
             num, den = _terms(data, name, refitted)

@@ -49,7 +49,7 @@ def _integer(text: str, line: int, column: str, low: int, high: int) -> int:
 
 def load_user_logs(path: str | Path, num_audiences: int, setup: LoggingSetup | None = None) -> LoggedAdData:
     """Read and validate a log file; the first problem found raises LogFileError."""
-    observations, arms, propensities, clicks = [], [], [], []
+    observations, arms, propensities, clicks, campaigns = [], [], [], [], []
     with Path(path).open(newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
@@ -73,9 +73,11 @@ def load_user_logs(path: str | Path, num_audiences: int, setup: LoggingSetup | N
             arms.append(creative * num_audiences + audience)
             propensities.append(propensity)
             clicks.append(click)
+            campaigns.append(row["campaign_id"])
     if not arms:
         raise LogFileError(2, "campaign_id", "the file has no data rows")
     return LoggedAdData(
         obs=np.asarray(observations, dtype=np.float32), arm=np.asarray(arms), pscore=np.asarray(propensities),
         reward=np.asarray(clicks), num_audiences=num_audiences, setup=setup or LoggingSetup(),
+        campaign=np.unique(np.asarray(campaigns), return_inverse=True)[1].reshape(-1),
     )
