@@ -128,7 +128,9 @@ class MetricsSettings(BaseModel):
         2000, ge=1, description="events an agent folds before it writes the changed table values"
     )
     batch_within_s: float = Field(
-        0.05, gt=0, description="longest wait for a batch to fill (bounds the latency of a quiet stream)"
+        0.25, gt=0,
+        description="longest wait for a batch to fill (bounds the latency of a quiet stream); each batch "
+        "writes every run it changed (tens of kB) to the changelog, so longer batches write less",
     )
     traced_episodes_per_s: float = Field(
         250.0, gt=0,
