@@ -35,7 +35,7 @@ def test_sigkill_in_phase_3_leaves_no_reservation_twice_or_open(
                           {"daily_limit_max": 5000.0, "episode_limit": 5000.0, "phase_total": 50000.0})
     run_id = f"mk{unique_name}"
     seed_runs(tmp_path / "runs.db", [run_id])
-    settings = {"ledger_campaigns": [LEDGER_CAMPAIGN], "campaigns": 3, "campaign_days": 8, "step_hours": 6,
+    settings = {"ledger_campaigns": [LEDGER_CAMPAIGN], "campaigns": 2, "campaign_days": 5, "step_hours": 6,
                 "daily_budget_min": 10.0, "daily_budget_max": 12.0}
     orchestrator = start_orchestrator(tmp_path, kafka_bootstrap, f"kill-{unique_name}", safety, sandbox,
                                       **settings)
