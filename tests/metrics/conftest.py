@@ -118,7 +118,8 @@ def metrics_service(
 ) -> Iterator[MetricsProcess]:
     """One service process shared by the metrics tests (each test uses its own run ids)."""
     work_dir = tmp_path_factory.mktemp("metrics")
-    service = start_metrics(kafka_bootstrap, work_dir, f"metrics-{work_dir.name}")
+    # Short batch waits: the graduation test steps through its episodes one batch at a time.
+    service = start_metrics(kafka_bootstrap, work_dir, f"metrics-{work_dir.name}", batch_within_s=0.05)
     yield service
     assert service.stop() == 0, service.log()
 
