@@ -152,7 +152,9 @@ class SafetyProcess:
                 stderr=subprocess.STDOUT,
             )
 
-    async def wait_serving(self, timeout_s: float = 30.0) -> None:
+    async def wait_serving(self, timeout_s: float = 180.0) -> None:
+        # Polled, and generous: a start imports the whole settings tree (torch among it), which took
+        # two minutes of wall time for four seconds of CPU under nice on a busy 2-core machine.
         deadline = time.monotonic() + timeout_s
         async with grpc.aio.insecure_channel(self.target) as channel:
             health = health_pb2_grpc.HealthStub(channel)

@@ -119,7 +119,7 @@ async def test_64_clients_never_pass_a_limit(
     assert len(record.committed) > 20
 
 
-async def wait_until_no_open_reservation(url: str, timeout_s: float = 60.0) -> None:
+async def wait_until_no_open_reservation(url: str, timeout_s: float = 300.0) -> None:
     """The sweeper closes what the clients left open (TTL 2 s); polled, not timed."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while any(row["state"] == "reserved" for row in await ledger_rows(url)):
@@ -140,13 +140,14 @@ async def test_sigkill_mid_load_loses_no_acknowledged_commit(
     await approve_campaigns(service.target, tools)
     record = LoadRecord()
     clients = [
-        asyncio.create_task(client(service.target, CAMPAIGNS, 40, record, seed, give_up_s=90.0))
+        asyncio.create_task(client(service.target, CAMPAIGNS, 40, record, seed, give_up_s=300.0))
         for seed in range(CLIENTS)
     ]
     # Kill once some commits were acknowledged (polled: a busy machine may take seconds to get there).
-    deadline = asyncio.get_running_loop().time() + 60.0
+    # The clients keep retrying through the restart for up to 300 s (a start may take minutes there).
+    deadline = asyncio.get_running_loop().time() + 300.0
     while len(record.committed) < 10:
-        assert asyncio.get_running_loop().time() < deadline, "no commit acknowledged in 60 s"
+        assert asyncio.get_running_loop().time() < deadline, "no commit acknowledged in 300 s"
         await asyncio.sleep(0.05)
     assert not all(task.done() for task in clients), "not in the middle of the load"
     service.kill()
