@@ -28,7 +28,7 @@ from orchestrator.runs import RunManager
 
 MAX_CONFIG_CHARS = 65_536
 START_KEYS = {"kind", "max_env_steps", "episodes"}
-RUN_STATES = {"", "running", "paused", "completed", "failed"}
+RUN_STATES = {"", "running", "paused", "awaiting_approval", "completed", "failed"}
 LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 50, 1000
 REQUEST_POLL_S = 0.2
 

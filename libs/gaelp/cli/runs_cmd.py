@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     start.add_argument("--wait", type=float, default=0.0, help="wait up to this many seconds for the end")
     start.set_defaults(func=start_run)
     listing = verbs.add_parser("list", help="the newest runs")
-    listing.add_argument("--state", choices=("", "running", "paused", "completed", "failed"), default="")
+    listing.add_argument("--state", default="",
+                         choices=("", "running", "paused", "awaiting_approval", "completed", "failed"))
     listing.add_argument("--limit", type=int, default=20)
     listing.set_defaults(func=list_runs)
     status = verbs.add_parser("status", help="a run's status")
