@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import logging
 from array import array
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from gaelp.bus import EPISODES, LEARNER_METRICS
 from gaelp.bus.topics import Topic
@@ -160,16 +160,21 @@ class RunHistory:
         folded: dict[int, int] = {}
         while True:
             try:
-                async for record, message in read_messages(self.bootstrap, topic, follow=True):
-                    if record.offset < folded.get(record.partition, 0):
-                        continue
-                    folded[record.partition] = record.offset + 1
-                    try:
-                        validate(topic.name, message)
-                    except InvalidMessage:
-                        continue
-                    key = record.key.decode(errors="replace") if record.key is not None else ""
-                    fold(key, message)
+                # aclosing: a cancelled task still stops the reader's consumer at once (read_messages is
+                # an async generator; its signature says AsyncIterator).
+                reader = cast(AsyncGenerator[tuple[Any, Any], None],
+                              read_messages(self.bootstrap, topic, follow=True))
+                async with contextlib.aclosing(reader) as records:
+                    async for record, message in records:
+                        if record.offset < folded.get(record.partition, 0):
+                            continue
+                        folded[record.partition] = record.offset + 1
+                        try:
+                            validate(topic.name, message)
+                        except InvalidMessage:
+                            continue
+                        key = record.key.decode(errors="replace") if record.key is not None else ""
+                        fold(key, message)
             except asyncio.CancelledError:
                 raise
             except Exception as error:

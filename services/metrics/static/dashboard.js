@@ -143,15 +143,16 @@ async function loadHistory(runId) {
 
 // ---- charts ----------------------------------------------------------------------------------
 
-function phaseShapes(columns) {
+function phaseShapes(columns, run) {
   // A dotted line where the run entered another phase.
+  const names = Object.fromEntries(run.phases.map(p => [p.phase, p.name.replace("PHASE_", "")]));
   const shapes = [], annotations = [];
   const phases = columns.phase || [];
   for (let i = 1; i < phases.length; i++) {
     if (phases[i] !== phases[i - 1]) {
       const x = columns.episode[i];
       shapes.push({ type: "line", xref: "x", yref: "paper", x0: x, x1: x, y0: 0, y1: 1, line: { dash: "dot", color: "#555" } });
-      annotations.push({ x, y: 1, xref: "x", yref: "paper", text: `phase ${phases[i]}`, showarrow: false, xanchor: "left", font: { size: 10 } });
+      annotations.push({ x, y: 1, xref: "x", yref: "paper", text: names[phases[i]] || `phase ${phases[i]}`, showarrow: false, xanchor: "left", font: { size: 10 } });
     }
   }
   return { shapes, annotations };
@@ -183,7 +184,7 @@ function episodeChart(id, field, run, withReferences) {
       }
     }
   });
-  draw(div, traces, layout("episode of the run", phaseShapes(columns)), total);
+  draw(div, traces, layout("episode of the run", phaseShapes(columns, run)), total);
 }
 
 function learnerCharts() {
