@@ -11,6 +11,9 @@ Over N seeds (fresh logs and a freshly seeded agent policy each time) the benchm
 estimator (IPS, SNIPS, DM, DR), the seeds whose interval contains the truth.
 
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.ope_coverage --seeds 20 --out FILE.json
+
+(One BLAS thread: the DM/DR refits are small products and solves, which threads only slow down on
+a shared machine.)
 """
 
 from __future__ import annotations
