@@ -69,7 +69,8 @@ class TelemetrySettings(BaseModel):
         "var/gaelp/traces", description="directory of the 'file' exporter (`gaelp traces show` reads it)"
     )
     tensorboard: bool = Field(
-        True, description="the learner writes TensorBoard event files under <storage.data_dir>/tensorboard"
+        True, description="the learner (statistics per update) and the orchestrator (evaluation curves per"
+        " task) write TensorBoard event files under <storage.data_dir>/tensorboard"
     )
     otlp_endpoint: str = Field("", description="OTLP/gRPC collector endpoint, e.g. http://otel:4317")
     service_namespace: str = "gaelp"
