@@ -12,9 +12,10 @@ topic holds --episodes episodes over --runs runs (real episode contents, not syn
 episodes_per_s: a fresh metrics service (`python -m metrics`, the same preset, its own consumer
 group) consumes the whole topic from the start; the rate is the episodes counted between the first
 and the last GetRunSummary poll that saw a change, over that time (start-up and table recovery are
-outside it). Every episode goes through validation, the state fold and its assessment, as in a run.
-episodes_per_cpu_s divides the same count by the CPU time the service process used meanwhile, a
-figure that holds on a shared machine where the service gets only part of a core.
+outside it). Every episode goes through validation and the state fold, and each run gets its
+assessment once per batch, as in a run. episodes_per_cpu_s divides the same count by the CPU time
+the service process used meanwhile, a figure that holds on a shared machine where the service gets
+only part of a core; load_average is the machine's 1-minute load at the start and end of it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def measure_metrics(bootstrap: str, work_dir: Path, run_ids: list[str], expected
         with grpc.insecure_channel(service.target) as channel:
             stub = metrics_pb2_grpc.MetricsStub(channel)
             first: tuple[float, int, float] | None = None
+            load_at_first = 0.0
             last: tuple[float, int, float] = (time.monotonic(), 0, 0.0)
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
@@ -117,6 +119,7 @@ def measure_metrics(bootstrap: str, work_dir: Path, run_ids: list[str], expected
                 if count > last[1]:
                     if first is None:
                         first = (now, count, cpu)
+                        load_at_first = os.getloadavg()[0]
                     last = (now, count, cpu)
                 if count >= expected:
                     break
@@ -130,7 +133,8 @@ def measure_metrics(bootstrap: str, work_dir: Path, run_ids: list[str], expected
                 "episodes_per_s": round(measured / elapsed, 1) if elapsed > 0 else None,
                 # On a shared machine the service may get a fraction of a core: per CPU second too.
                 "metrics_cpu_s": round(cpu, 2),
-                "episodes_per_cpu_s": round(measured / cpu, 1) if cpu > 0 else None}
+                "episodes_per_cpu_s": round(measured / cpu, 1) if cpu > 0 else None,
+                "load_average": [round(load_at_first, 2), round(os.getloadavg()[0], 2)]}
     finally:
         service.stop()
 
