@@ -103,11 +103,15 @@ async def _prepare(target: str) -> None:
     metadata = (("authorization", f"Bearer {OPERATOR_TOKEN}"),)
     async with grpc.aio.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(300):
+        # A start imports the whole settings tree (torch among it): minutes on a busy machine.
+        deadline = time.monotonic() + 300.0
+        while True:
             with contextlib.suppress(grpc.aio.AioRpcError):
                 reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the service at {target} did not serve within 300 s")
             await asyncio.sleep(0.1)
         stub = safety_pb2_grpc.SafetyPolicyStub(channel)
         for name in CAMPAIGNS:
