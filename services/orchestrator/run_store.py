@@ -14,12 +14,14 @@ applies it (`forwarded`, `settle`), so none is lost to a run changing hands.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from gaelp.db import Database, Migration
+from gaelp.db import Database, Executor, Migration
 from orchestrator.leases import Lease, LeaseLost, RunLeases, holds, replica_of
 
 logger = logging.getLogger(__name__)
@@ -155,16 +157,24 @@ class RunStore:
         await self.leases.settle_request(run_id, state)
 
     # ---- documents ---------------------------------------------------------------------------
-    async def save(self, run_id: str, state: str, document: dict[str, Any], updated_at: float) -> None:
-        """Write the run's document, fenced by the lease this process holds (LeaseLost if none)."""
+    @contextlib.asynccontextmanager
+    async def fenced(self, run_id: str) -> AsyncIterator[Executor]:
+        """A transaction for the run's state that commits only while this process holds the run's
+        lease (LeaseLost, nothing written, otherwise); the run document and the money phases'
+        records are both written through it."""
         lease = self.held.get(run_id)
         if lease is None:
             raise LeaseLost(f"run {run_id} is not driven by this replica")
-        text = json.dumps(document)
         async with self.db.transaction(lock_key=f"lease:{run_id}") as tx:
             if not await holds(tx, lease):
                 self.held.pop(run_id, None)
                 raise LeaseLost(f"lease of run {run_id} lost: another replica drives it now")
+            yield tx
+
+    async def save(self, run_id: str, state: str, document: dict[str, Any], updated_at: float) -> None:
+        """Write the run's document, fenced by the lease this process holds (LeaseLost if none)."""
+        text = json.dumps(document)
+        async with self.fenced(run_id) as tx:
             changed = await tx.execute(
                 "UPDATE runs SET state = $1, document = $2, updated_at = $3 WHERE run_id = $4",
                 state, text, updated_at, run_id,

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from gaelp.bus import BusProducer
 from gaelp.config.sections.money import MoneySettings
-from gaelp.db import Database
 from gaelp.v1 import common_pb2
 from orchestrator.evaluation import RandomActionAgent
 from orchestrator.money.driver import MoneyPhases, RunHandle
 from orchestrator.money.records import MoneyStore
+from orchestrator.run_store import RunStore
 
 if TYPE_CHECKING:
     from orchestrator.run_document import RunDocument
@@ -26,15 +26,16 @@ ACTIVE_STATES = frozenset({"running", "paused", "awaiting_approval"})
 
 
 class MoneyPhaseRunner:
-    def __init__(self, settings: MoneySettings, db: Database, producer: BusProducer) -> None:
+    def __init__(self, settings: MoneySettings, store: RunStore, producer: BusProducer) -> None:
         self.settings = settings
-        self.db = db
+        self.store = store
         self.producer = producer
         self._phases: MoneyPhases | None = None
 
     async def phases(self) -> MoneyPhases:
         if self._phases is None:
-            self._phases = MoneyPhases(self.settings, await MoneyStore.open(self.db), self.producer)
+            records = await MoneyStore.open(self.store.db, self.store.fenced)
+            self._phases = MoneyPhases(self.settings, records, self.producer)
         return self._phases
 
     async def work(self, run: Run, save: Callable[[RunDocument], Awaitable[None]]) -> None:

@@ -8,10 +8,12 @@ reconciliation at the end compares the platform's spend with what the ledger hol
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from pydantic import BaseModel, Field
 
-from gaelp.db import Database, Migration
+from gaelp.db import Database, Executor, Migration
 
 MIGRATIONS = [
     Migration(
@@ -106,13 +108,18 @@ class MoneyRunDocument(BaseModel):
 
 
 class MoneyStore:
-    def __init__(self, db: Database) -> None:
+    """Money records per run. `fenced(run_id)` is the run store's lease-fenced transaction: a
+    replica that lost the run's lease writes no money state (LeaseLost)."""
+
+    def __init__(self, db: Database, fenced: Callable[[str], AbstractAsyncContextManager[Executor]]) -> None:
         self.db = db
+        self.fenced = fenced
 
     @classmethod
-    async def open(cls, db: Database) -> MoneyStore:
+    async def open(cls, db: Database,
+                   fenced: Callable[[str], AbstractAsyncContextManager[Executor]]) -> MoneyStore:
         await db.migrate("orchestrator-money", MIGRATIONS)
-        return cls(db)
+        return cls(db, fenced)
 
     async def find(self, run_id: str) -> MoneyRunDocument | None:
         row = await self.db.fetchrow("SELECT document FROM money_runs WHERE run_id = $1", run_id)
@@ -123,7 +130,7 @@ class MoneyStore:
 
     async def save(self, document: MoneyRunDocument, at: float) -> None:
         text = document.model_dump_json()
-        async with self.db.transaction(lock_key=f"money:{document.run_id}") as tx:
+        async with self.fenced(document.run_id) as tx:
             changed = await tx.execute(
                 "UPDATE money_runs SET document = $1, updated_at = $2 WHERE run_id = $3",
                 text, at, document.run_id)
