@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gaelp.sim.platform.mcp_client import McpConnectorConfig
+from gaelp.config.sections.platform import McpConnectorConfig
 
 
 class PlatformRules(BaseModel):
