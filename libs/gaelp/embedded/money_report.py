@@ -47,19 +47,21 @@ class MoneyStack:
     def safety_env(self) -> dict[str, str]:
         money = self.settings.orchestrator.money
         # The ledger counts open reservations against its limits. Reports lag (the sandbox's by 3 h),
-        # so when a decision window opens the previous one is not yet committed: one window's cap
-        # more than the spend a limit bounds is open at worst.
+        # so when a decision window reserves the window before it is still open: the two open
+        # windows of a day hold at most one day's cap more than the day can spend, plus a cent each
+        # for rounding up to the cent.
         platform_days = money.campaigns * money.campaign_days
         most_per_day = money.rules.overdelivery_factor * money.daily_budget_max
+        overlap = most_per_day + 0.02
         defaults = self.settings.safety_policy.real_testing
         real_testing = defaults.model_copy(update={
-            "daily_limit_max": max(most_per_day * (platform_days + 1), defaults.daily_limit_max),
-            "episode_limit": most_per_day * (money.campaign_days + 1),
-            "phase_total": most_per_day * (platform_days + 1),
+            "daily_limit_max": max(most_per_day * platform_days + overlap, defaults.daily_limit_max),
+            "episode_limit": most_per_day * money.campaign_days + overlap,
+            "phase_total": most_per_day * platform_days + overlap,
         })
         operators = {**self.settings.safety_policy.operators, DEMO_OPERATOR: token_hash(self.token)}
         campaigns = [{"campaign_id": DEMO_LEDGER_CAMPAIGN, "time_zone": "UTC",
-                      "daily_limit": most_per_day * (platform_days + 1)}]
+                      "daily_limit": most_per_day * platform_days + overlap}]
         return {"GAELP_SAFETY_POLICY_OPERATORS": json.dumps(operators),
                 "GAELP_SAFETY_POLICY_CAMPAIGNS": json.dumps(campaigns),
                 "GAELP_SAFETY_POLICY_REAL_TESTING": real_testing.model_dump_json()}
