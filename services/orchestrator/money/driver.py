@@ -45,6 +45,11 @@ from orchestrator.money.safety import SafetyCalls
 logger = logging.getLogger(__name__)
 
 Save = Callable[[], Awaitable[None]]
+# Lets platform hours pass and answers the hour (phase 4's campaigns share one clock).
+Advance = Callable[[int], Awaitable[int]]
+# Phase 4's say on a window's settings (budget step-ups): (record, last report, live, wanted) -> settings.
+StepUp = Callable[[CampaignRecord, CampaignReport, CampaignSettings, CampaignSettings],
+                  Awaitable[CampaignSettings]]
 
 
 FINISHED = frozenset({"settled", "refused", "failed", "stopped", "interrupted"})
@@ -83,6 +88,8 @@ class MoneyPhases:
     safety: SafetyCalls = field(init=False)
     live: dict[str, _Live] = field(default_factory=dict)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    # Phase 4's campaigns save the run's one money document concurrently.
+    save_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.safety = SafetyCalls(self.settings.safety_policy_target, self.settings.rpc_deadline_s)
@@ -152,7 +159,8 @@ class MoneyPhases:
         return save
 
     async def _save(self, money: MoneyRunDocument) -> None:
-        await self.store.save(money, time.time())
+        async with self.save_lock:
+            await self.store.save(money, time.time())
 
     def _record(self, money: MoneyRunDocument, run: RunHandle, index: int, ledger: str) -> CampaignRecord:
         for record in money.campaigns:
@@ -175,12 +183,14 @@ class MoneyPhases:
 
     # ---- one campaign ----------------------------------------------------------------------
     async def _run_campaign(self, platform: McpPlatformConnector, money: MoneyRunDocument, run: RunHandle,
-                            record: CampaignRecord) -> None:
+                            record: CampaignRecord, advance: Advance | None = None,
+                            step_up: StepUp | None = None) -> None:
         cfg = self.settings
+        advance = advance or _advancer(platform)
         status = await self.safety.budget_status(record.ledger_campaign, run.phase)
         max_bid = status.max_bid
         hours_total = cfg.campaign_days * HOURS_PER_DAY
-        hour = await self._align(platform)
+        hour = await self._align(platform, advance)
         current = decide(run.agent, platform_observation(None, None, hour, hours_total, 0, self.audiences),
                          self.audiences, (cfg.daily_budget_min, cfg.daily_budget_max), max_bid)
         live: CampaignSettings | None = None
@@ -204,17 +214,19 @@ class MoneyPhases:
                     # A stop arrived while the window opened: nothing may spend after it.
                     await self._pause(platform, record)
                     raise EmergencyStopped()
-                hour = await _advance(platform, cfg.step_hours)
+                hour = await advance(cfg.step_hours)
                 report = await platform.fetch_report(record.campaign_id)
                 await self._commit_reported(money, record, report)
                 done = (window + 1) * cfg.step_hours
                 observation = platform_observation(report, live, hour, hours_total, done, self.audiences)
                 current = decide(run.agent, observation, self.audiences,
                                  (cfg.daily_budget_min, cfg.daily_budget_max), max_bid)
+                if step_up is not None:
+                    current = await step_up(record, report, live, current)
         except EmergencyStopped:
             await self._pause(platform, record)
             record.status, record.detail = "stopped", "paused by the emergency stop"
-            await self._settle(platform, money, record)
+            await self._settle(platform, money, record, advance)
             raise
         except PlatformError as error:
             logger.error("platform failed during a phase-3 campaign; pausing it and settling",
@@ -224,7 +236,7 @@ class MoneyPhases:
         if record.campaign_id:
             try:
                 await self._pause(platform, record)
-                await self._settle(platform, money, record)
+                await self._settle(platform, money, record, advance)
             except PlatformError as error:
                 # Its open windows stay uncommitted: the ledger expires them, the reconciliation
                 # shows what the platform spent on them.
@@ -255,11 +267,11 @@ class MoneyPhases:
             "run_id": money.run_id, "campaign": record.campaign_id, "index": record.index})
         await self._save(money)
 
-    async def _align(self, platform: McpPlatformConnector) -> int:
+    async def _align(self, platform: McpPlatformConnector, advance: Advance) -> int:
         """Start on a window boundary, so that no window spans two platform days."""
         hour = int((await platform.health())["hour"])
         gap = -hour % self.settings.step_hours
-        return await _advance(platform, gap) if gap else hour
+        return await advance(gap) if gap else hour
 
     async def _creative(self, money: MoneyRunDocument, run: RunHandle, record: CampaignRecord,
                         wanted: CampaignSettings, live: CampaignSettings | None) -> CampaignSettings:
@@ -370,8 +382,9 @@ class MoneyPhases:
             await self._save(money)
 
     async def _settle(self, platform: McpPlatformConnector, money: MoneyRunDocument,
-                      record: CampaignRecord) -> None:
+                      record: CampaignRecord, advance: Advance | None = None) -> None:
         """The campaign is paused: let the platform's reports catch up, then commit the last windows."""
+        advance = advance or _advancer(platform)
         end = max((w.end_hour for w in record.windows if w.granted), default=0)
         for _ in range(self.settings.settle_max_hours + 1):
             try:
@@ -379,12 +392,12 @@ class MoneyPhases:
             except PlatformError as error:  # a bad report: the next hour's may be good
                 logger.warning("report refused while settling; trying the next hour",
                                extra={"campaign": record.campaign_id, "error": str(error)})
-                await _advance(platform, 1)
+                await advance(1)
                 continue
             if report.reported_through_hour >= end:
                 await self._commit_reported(money, record, report)
                 break
-            await _advance(platform, 1)
+            await advance(1)
         else:
             record.detail = f"the platform's report did not reach hour {end}"
         record.budget = sum(w.daily_budget * (w.end_hour - w.start_hour) / HOURS_PER_DAY
@@ -412,6 +425,12 @@ def _reported_today(report: CampaignReport | None, record: CampaignRecord, hour:
     day_start = hour // HOURS_PER_DAY * HOURS_PER_DAY
     first = max(day_start - record.created_hour, 0)
     return sum(report.hourly_spend[first:])
+
+
+def _advancer(platform: McpPlatformConnector) -> Advance:
+    async def advance(hours: int) -> int:
+        return await _advance(platform, hours)
+    return advance
 
 
 async def _advance(platform: McpPlatformConnector, hours: int) -> int:

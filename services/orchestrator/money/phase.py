@@ -1,4 +1,5 @@
-"""The run manager's entry to the money phases: phase 3's work for one run, and the emergency stop."""
+"""The run manager's entry to the money phases: phase 3's or phase 4's work for one run, and the
+emergency stop."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gaelp.v1 import common_pb2
 from orchestrator.evaluation import RandomActionAgent
 from orchestrator.money.driver import MoneyPhases, RunHandle
 from orchestrator.money.records import MoneyStore
+from orchestrator.money.scaled import ScaledPhase
 from orchestrator.run_store import RunStore
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MONEY_PHASES = frozenset({common_pb2.PHASE_REAL_TESTING})
+MONEY_PHASES = frozenset({common_pb2.PHASE_REAL_TESTING, common_pb2.PHASE_SCALED})
 # States in which a run is still being driven (awaiting_approval: a money gate waits for an operator).
 ACTIVE_STATES = frozenset({"running", "paused", "awaiting_approval"})
 
@@ -39,8 +41,8 @@ class MoneyPhaseRunner:
         return self._phases
 
     async def work(self, run: Run, save: Callable[[RunDocument], Awaitable[None]]) -> None:
-        """Phase 3's campaigns for the run; marks the phase's work done, or completes the run when
-        an operator rejected its entry."""
+        """The money phase's campaigns for the run; marks the phase's work done, or completes the run
+        when an operator rejected its entry."""
         document = run.document
 
         async def set_state(state: str, detail: str) -> None:
@@ -57,12 +59,16 @@ class MoneyPhaseRunner:
                            policy_version=lambda: run.policy.version, set_state=set_state,
                            episode_done=episode_done, stopping=lambda: run.stop)
         phases = await self.phases()
-        outcome = await phases.run_phase(handle)
+        if document.phase == common_pb2.PHASE_SCALED:
+            outcome = await ScaledPhase(phases).run_phase(handle)
+        else:
+            outcome = await phases.run_phase(handle)
         if outcome == "done":
             document.phase_work_done = True
         elif outcome == "rejected":
             document.state = "completed"
-            document.detail = "entry to phase 3 was rejected by an operator: the run stays out of phase 3"
+            document.detail = ("entry to the money phases (enter_phase_3) was rejected by an operator: the"
+                               f" run stays out of phase {document.phase}")
         await save(document)
 
     async def pause_everything(self) -> list[str]:

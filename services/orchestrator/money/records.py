@@ -77,6 +77,8 @@ class ApprovalRecord(BaseModel):
     kind: str
     campaign_id: str
     amount: float = 0.0
+    subject: str = ""  # what it is about beyond the ledger campaign (a phase-4 step: campaign and level)
+    limit_before: float = 0.0  # budget_increase: the ledger's phase-4 daily limit when it was asked
     status: str = "pending"
     decided_by: str = ""
     requested_at: float

@@ -45,11 +45,20 @@ class MoneySettings(BaseModel):
         48, ge=1, description="platform hours a paused campaign's last report may take to arrive"
     )
     approval_poll_s: float = Field(1.0, gt=0, description="how often a pending approval is checked")
+    scaled_campaigns: int = Field(5, ge=1, description="phase-4 campaigns, run at the same time")
+    budget_step_factor: float = Field(
+        1.5, gt=1.0, description="phase 4: an approved step-up multiplies a campaign's daily budget by this"
+    )
+    scaled_budget_max: float = Field(
+        100.0, gt=0, description="phase 4: no step-up takes a campaign's daily budget above this (dollars)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MoneySettings:
         if self.daily_budget_min > self.daily_budget_max:
             raise ValueError("daily_budget_min must be <= daily_budget_max")
+        if self.scaled_budget_max < self.daily_budget_max:
+            raise ValueError("scaled_budget_max must be >= daily_budget_max (phase 4 starts in phase 3's)")
         if 24 % self.step_hours:
             raise ValueError("step_hours must divide 24 (a decision window never spans two platform days)")
         return self

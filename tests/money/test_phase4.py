@@ -1,0 +1,169 @@
+"""Phase 4 with real processes: the sandbox server, the safety policy, the orchestrator, the broker.
+
+A smoke run (random actions, no learner) is stored in phase 4 before the orchestrator starts (a
+phase-3 graduation moving a run there is the phase machine's, tested with it). Its campaigns run
+at the same time under the money rule of phase 3; a budget step-up is sent to the sandbox only
+after an operator approved its budget_increase, and a rejected one never reaches it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dataplane_support import orchestrator_env, read_topic, run_status, wait_until
+from money_support import MONEY_CALLS, OPERATOR, OPERATOR_TOKEN, seed_runs
+
+from gaelp.bus import EPISODES
+from gaelp.cli.main import main as gaelp
+from gaelp.client.money import MoneyControlClient
+from gaelp.embedded.processes import ServiceProcess
+from gaelp.service.auth import token_hash
+from gaelp.sim.platform.process import SandboxProcess
+from gaelp.v1 import common_pb2, events_pb2
+
+SCALED = common_pb2.PHASE_SCALED
+LEDGER_CAMPAIGN = "money-s"
+CAMPAIGNS = 3
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    capsys.readouterr()
+    assert gaelp([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def start_safety(tmp_path: Path, bootstrap: str) -> ServiceProcess:
+    # Limits that cover the run (the sandbox packs its days into one real ledger day): no window is
+    # refused, so the only budget raises the sandbox can see are the approved ones.
+    section = {"operators": {OPERATOR: token_hash(OPERATOR_TOKEN)},
+               "campaigns": [{"campaign_id": LEDGER_CAMPAIGN, "daily_limit": 900.0}],
+               "real_testing": {"episode_limit": 200.0, "phase_total": 5000.0, "max_bid": 5.0},
+               "scaled": {"episode_limit": 400.0, "phase_total": 5000.0, "max_bid": 5.0},
+               "outbox_poll_interval_s": 0.2}
+    config = tmp_path / "safety.yaml"
+    config.write_text(yaml.safe_dump({"safety_policy": section}))
+    env = {"GAELP_CONFIG": str(config), "GAELP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+           "GAELP_KAFKA_BOOTSTRAP": bootstrap, "GAELP_KAFKA_ENABLE_IDEMPOTENCE": "false",
+           "GAELP_KAFKA_ACKS": "1"}
+    return ServiceProcess("safety_policy", env, tmp_path / "logs").start()
+
+
+def start_orchestrator(tmp_path: Path, bootstrap: str, group: str, safety: ServiceProcess,
+                       sandbox: SandboxProcess) -> ServiceProcess:
+    env = orchestrator_env(bootstrap, tmp_path / "runs.db", "")
+    env["GAELP_ORCHESTRATOR_PHASES"] = json.dumps({"group_id": group, "last_phase": 4})
+    env["GAELP_ORCHESTRATOR_MONEY"] = json.dumps({
+        "safety_policy_target": safety.target, "approval_poll_s": 0.2,
+        "platform": {"url": sandbox.url, "backoff_s": 0.05}, "ledger_campaigns": [LEDGER_CAMPAIGN],
+        "scaled_campaigns": CAMPAIGNS, "campaign_days": 2, "step_hours": 6,
+        "daily_budget_min": 10.0, "daily_budget_max": 12.0, "budget_step_factor": 1.5,
+        "scaled_budget_max": 40.0})
+    return ServiceProcess("orchestrator", env, tmp_path / "logs").start()
+
+
+def waits_for(orchestrator: ServiceProcess, run_id: str, approval_id: str) -> str:
+    status = wait_until(lambda: (s := run_status(orchestrator, run_id)).state == "awaiting_approval"
+                        and approval_id in s.detail and s, 60, f"the run to wait for approval {approval_id}",
+                        logs=orchestrator.log_tail)
+    return str(status.detail)
+
+
+def test_phase_4_campaigns_at_once_with_approved_step_ups(
+        kafka_bootstrap: str, tmp_path: Path, unique_name: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAELP_OPERATOR_TOKEN", OPERATOR_TOKEN)
+    sandbox = SandboxProcess(tmp_path / "logs", seed=5).start()
+    safety = start_safety(tmp_path, kafka_bootstrap)
+    run_id = f"ms{unique_name}"
+    seed_runs(tmp_path / "runs.db", [run_id], phase=SCALED)
+    orchestrator = start_orchestrator(tmp_path, kafka_bootstrap, f"money-{unique_name}", safety, sandbox)
+    decided: dict[str, str] = {}  # approval id -> the operator's decision
+    stepped: dict[str, str] = {}  # the same, budget_increase only
+    waiting_details: set[str] = set()
+    try:
+        # The operator: approves the money entry and the first step-up, rejects every later one.
+        deadline = time.monotonic() + 300
+        while not run_status(orchestrator, run_id).phase_work_done:
+            assert time.monotonic() < deadline, orchestrator.log_tail()
+            status = run_status(orchestrator, run_id)
+            assert status.state in {"running", "awaiting_approval"}, (status, orchestrator.log_tail())
+            pending = [a for a in cli(capsys, "approvals", "list", "--safety-policy", safety.target)
+                       if a["run_id"] == run_id]
+            for approval in pending:
+                # Pending, the run says it waits for this approval (and stays so until it is decided).
+                waiting_details.add(waits_for(orchestrator, run_id, str(approval["approval_id"])))
+                first_step = approval["kind"] == "budget_increase" and "approve" not in stepped.values()
+                verb = "approve" if approval["kind"] == "enter_phase_3" or first_step else "reject"
+                cli(capsys, "approvals", verb, str(approval["approval_id"]), "--comment", "test",
+                    "--safety-policy", safety.target)
+                decided[str(approval["approval_id"])] = verb
+                if approval["kind"] == "budget_increase":
+                    stepped[str(approval["approval_id"])] = verb
+            time.sleep(0.2)
+        with MoneyControlClient(orchestrator.target) as money:
+            report = money.report(run_id)
+    finally:
+        orchestrator.stop()
+        safety.stop()
+    calls = sandbox.tool("sandbox_call_log")["calls"]
+    spend_log = sandbox.tool("sandbox_spend_log")["campaigns"]
+    sandbox.stop()
+
+    # The campaigns ran at the same time: their windows cover the same platform hours.
+    campaigns = [c for c in report["campaigns"] if c["phase"] == SCALED]
+    assert len(campaigns) == CAMPAIGNS and all(c["campaign_id"] for c in campaigns), report
+    hours = [{w["start_hour"] for w in c["windows"]} for c in campaigns]
+    assert set.intersection(*hours), hours
+    # The money rule, per campaign: every window reserved and granted, committed from the reports.
+    for campaign in campaigns:
+        assert campaign["status"] == "settled", campaign
+        for window in campaign["windows"]:
+            assert window["key"].split(":")[2] == f"p{SCALED}"
+            assert window["granted"] and window["committed"] is not None
+            assert window["committed"] <= window["amount"]
+    reconciliation = report["reconciliation"]
+    assert reconciliation["unreserved_cents"] == 0 and reconciliation["difference_cents"] == 0
+    assert reconciliation["platform_spend"] > 0
+    assert reconciliation["platform_spend"] == pytest.approx(sum(sum(d.values()) for d in spend_log.values()))
+    granted = {(c["campaign_id"], w["start_hour"]) for c in campaigns for w in c["windows"]}
+    created = {c["windows"][0]["key"]: c["campaign_id"] for c in campaigns}
+    for call in calls:
+        if call["operation"] in MONEY_CALLS:
+            campaign_id = call["campaign_id"] or created[call["arguments"]["request_id"]]
+            assert (campaign_id, call["hour"]) in granted, call
+
+    # Step-ups: asked only through budget_increase approvals, the run waiting meanwhile; only the
+    # approved one reached the sandbox (the budget stays put between step-ups).
+    steps = [a for a in report["approvals"] if a["kind"] == "budget_increase"]
+    assert steps, "no campaign's level was sustained: no step-up was asked"
+    assert {a["status"] for a in steps} <= {"approved", "rejected"}
+    expected = ["approved" if decided[a["approval_id"]] == "approve" else "rejected" for a in steps]
+    assert [a["status"] for a in steps] == expected and "approved" in expected
+    assert any("budget_increase" in d for d in waiting_details), waiting_details
+    by_index = {str(c["index"]): c["campaign_id"] for c in campaigns}
+    raises = {(c["campaign_id"], c["arguments"]["daily_budget"]) for c in calls
+              if c["operation"] == "update_budget"}
+    approved = set()
+    for step in steps:
+        index, levels = step["subject"][1:].split(":")
+        target = (by_index[index], float(levels.split("->")[1]))
+        if step["status"] == "approved":
+            approved.add(target)
+        else:
+            assert target not in raises, (step, raises)
+    assert raises <= approved, (raises, approved)
+    assert raises, "the approved step-up was not sent"
+
+    # One phase-4 episode per campaign, its spend what the ledger committed.
+    records = read_topic(kafka_bootstrap, EPISODES.name)
+    episodes = [events_pb2.EpisodeSummary.FromString(r.value) for r in records if r.key == run_id.encode()]
+    phase_4 = {e.episode_id: e for e in episodes if e.phase == SCALED}
+    assert len(phase_4) == CAMPAIGNS
+    for campaign in campaigns:
+        episode = phase_4[f"{run_id}-p{SCALED}-c{campaign['index']}"]
+        assert episode.spend == pytest.approx(sum(w["committed"] for w in campaign["windows"]))
