@@ -28,7 +28,7 @@ from gaelp.v1 import common_pb2, events_pb2
 
 SCALED = common_pb2.PHASE_SCALED
 LEDGER_CAMPAIGN = "money-s"
-CAMPAIGNS = 3
+CAMPAIGNS = 5
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
