@@ -109,14 +109,19 @@ class ScaledPhase:
                     await phases._recover(clock_platform, money, record)
             todo = [r for r in records if r.status not in FINISHED]
             clock = SharedClock(clock_platform, len(todo))
+            # Every campaign ends (paused, settled) even when another fails; the first failure is
+            # raised once they all have.
             outcomes = await asyncio.gather(*(self._campaign(money, run, r, clock, steps, ledger_campaign)
-                                              for r in todo))
+                                              for r in todo), return_exceptions=True)
             for record in records:
                 if record.campaign_id and not record.published:
                     await phases._publish(run, record)
                     record.published = True
                     await phases._save(money)
                     await run.episode_done()
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            if failures:
+                raise failures[0]
             if "stopped" in outcomes:
                 await phases._wait_for_resume(run, ledger_campaign)
             if run.stopping():
