@@ -31,11 +31,18 @@ def policy_weights(update: events_pb2.PolicyUpdate) -> bytes:
     return Path(uri.path).read_bytes()
 
 
+# The weights come from the learner; the seed only sets the actors' exploration streams. Seeded
+# like the learner's agent, an actor's noise repeats the learner's own draws (replay minibatches,
+# SAC's action noise), and SAC then learns nothing: actors draw from streams of their own.
+ACTOR_SEED_OFFSET = 1_000_003
+
+
 class PolicyHolder:
     def __init__(self, training: TrainingSettings, observation_space: gym.Space[Any],
                  action_space: gym.Space[Any]) -> None:
         self.agent: Agent = make_agent(training.agent_name(), observation_space, action_space,
-                                       training.algorithm_config(), device="cpu", seed=training.seed)
+                                       training.algorithm_config(), device="cpu",
+                                       seed=training.seed + ACTOR_SEED_OFFSET)
         self.version = -1
         self.rollout_samples = 0  # the learner's transitions per version (0: no pacing)
         self._offer: events_pb2.PolicyUpdate | None = None
