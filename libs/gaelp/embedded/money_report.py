@@ -46,17 +46,19 @@ class MoneyStack:
 
     def safety_env(self) -> dict[str, str]:
         money = self.settings.orchestrator.money
-        # The ledger counts open reservations against its limits. Reports lag (the sandbox's by 3 h),
-        # so when a decision window reserves the window before it is still open: the two open
-        # windows of a day hold at most one day's cap more than the day can spend, plus a cent each
-        # for rounding up to the cent.
-        platform_days = money.campaigns * money.campaign_days
+        # A campaign starts at a window, not at a platform day, so it touches one platform day more
+        # than it runs, each with a cap of its own. The ledger counts open reservations against its
+        # limits, and reports lag (the sandbox's by 3 h): when a window reserves, the one before it
+        # is still open, so the two open windows of a day hold at most one day's cap more than the
+        # day can spend, plus a cent each for rounding up to the cent.
+        days_touched = money.campaign_days + 1
+        platform_days = money.campaigns * days_touched
         most_per_day = money.rules.overdelivery_factor * money.daily_budget_max
         overlap = most_per_day + 0.02
         defaults = self.settings.safety_policy.real_testing
         real_testing = defaults.model_copy(update={
             "daily_limit_max": max(most_per_day * platform_days + overlap, defaults.daily_limit_max),
-            "episode_limit": most_per_day * money.campaign_days + overlap,
+            "episode_limit": most_per_day * days_touched + overlap,
             "phase_total": most_per_day * platform_days + overlap,
         })
         operators = {**self.settings.safety_policy.operators, DEMO_OPERATOR: token_hash(self.token)}
