@@ -445,10 +445,12 @@ class RunManager:
                         # The learner did not keep up (or dropped data): go on, and count from here.
                         pace.restart(run.policy.version)
                 document.policy_version = run.policy.version
+            if document.phase != common_pb2.PHASE_SIMULATION:
+                break  # the transition landed while waiting for a policy
             agent = run.policy.agent if document.kind == "train" else RandomActionAgent(run.policy.agent)
-            # The round's data belongs to the phase it was collected in, even when a transition
-            # lands while it is collected or published.
-            round_phase = document.phase
+            # This loop collects phase 1's training data: a round stays phase 1's even when a
+            # transition lands while it is collected or published.
+            round_phase = common_pb2.PHASE_SIMULATION
             try:
                 chunks = await asyncio.gather(*(
                     asyncio.to_thread(actor.collect, agent, self.config.chunk_steps) for actor in actors

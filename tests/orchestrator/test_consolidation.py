@@ -11,12 +11,12 @@ import json
 import time
 from pathlib import Path
 
-from dataplane_support import learner_env, orchestrator_env, run_status, start_run, wait_until
+from dataplane_support import learner_env, orchestrator_env, read_topic, run_status, start_run, wait_until
 from phase_inputs import assessment, produce
 
-from gaelp.bus import ASSESSMENTS
+from gaelp.bus import ASSESSMENTS, EPISODES
 from gaelp.embedded.processes import ServiceProcess
-from gaelp.v1 import common_pb2
+from gaelp.v1 import common_pb2, events_pb2
 
 SIM, HIST = common_pb2.PHASE_SIMULATION, common_pb2.PHASE_HISTORICAL
 ROUND = 4 * 24  # one actor of 4 campaigns, 24 steps a chunk
@@ -59,6 +59,11 @@ def test_the_last_task_trains_on_until_graduation_within_its_budget(kafka_bootst
         assert status.consolidation_env_steps == 0, "the count belongs to phase 1"
         assert {"historical_match", "prediction_accuracy", "prediction_correlation",
                 "dr_agent"} <= set(status.historical)
+        # Phase 2's window holds its own figures only: training rounds stay phase 1's.
+        episodes = [events_pb2.EpisodeSummary.FromString(r.value) for r in read_topic(kafka_bootstrap,
+                                                                                     EPISODES.name)]
+        phase_2 = [e for e in episodes if e.run_id == run_id and e.phase == HIST]
+        assert [e.task for e in phase_2] == ["historical-validation"]
     finally:
         orchestrator.stop()
         learner.stop()
