@@ -448,9 +448,6 @@ class RunManager:
             if document.phase != common_pb2.PHASE_SIMULATION:
                 break  # the transition landed while waiting for a policy
             agent = run.policy.agent if document.kind == "train" else RandomActionAgent(run.policy.agent)
-            # This loop collects phase 1's training data: a round stays phase 1's even when a
-            # transition lands while it is collected or published.
-            round_phase = common_pb2.PHASE_SIMULATION
             try:
                 chunks = await asyncio.gather(*(
                     asyncio.to_thread(actor.collect, agent, self.config.chunk_steps) for actor in actors
@@ -464,7 +461,7 @@ class RunManager:
             # One trace per round: its transition batches and episodes, and what consumed them.
             round_attributes = {"gaelp.run_id": document.run_id, "gaelp.task": task.name}
             with root_span(self.tracer, "rollout round", round_attributes):
-                decision = await self._publish_round(run, chunks, refs, round_phase, evaluate=not consolidate)
+                decision = await self._publish_round(run, chunks, refs, evaluate=not consolidate)
             samples = sum(chunk.samples for chunk in chunks)
             pace.produced += samples
             if consolidate:
@@ -515,8 +512,11 @@ class RunManager:
         if failures > self.config.env_retries:
             raise EnvironmentFailed(f"environment failed {failures} times in a row: {error!r}") from error
 
-    async def _publish_round(self, run: Run, chunks: list[Chunk], refs: dict[str, float], phase: int,
+    async def _publish_round(self, run: Run, chunks: list[Chunk], refs: dict[str, float],
                              evaluate: bool = True) -> Decision:
+        """Publish one round of phase 1's training data: it stays phase 1's even when a transition
+        lands while it is collected or published."""
+        phase = common_pb2.PHASE_SIMULATION
         document, scheduler = run.document, run.scheduler
         task = scheduler.task.name
         decision: Decision = "stay"
