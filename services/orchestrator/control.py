@@ -3,9 +3,10 @@
 Any replica answers for any run. A run driven here reports its live figures; any other run its
 stored document. StartRun starts the run on the replica that receives it. PauseRun and ResumeRun
 of a run another replica drives record the request next to the run's lease; the holder applies it
-at its next renewal (at most `leases.renew_interval_s` later). The call waits up to that long for
-the stored state to change and answers the state it then finds, with a detail saying so when the
-request is still pending.
+at its next renewal (due `leases.renew_interval_s` later, later on a busy host). The call waits up
+to `leases.duration_s` (a holder that has not renewed by then has lost the run) for the stored state
+to change and answers the state it then finds, with a detail saying so when the request is still
+pending.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             raise FailedPrecondition(f"run {run_id} is {raw.get('state')}, not {required}")
         await self.runs.store.request_state(run_id, wanted)
         remaining = context.time_remaining()
-        wait_s = 2 * self.keeper.settings.renew_interval_s
+        wait_s = self.keeper.settings.duration_s
         if remaining is not None:
             wait_s = min(wait_s, remaining - 1.0)
         deadline = time.monotonic() + wait_s

@@ -94,7 +94,9 @@ class LeaseKeeper:
         """Apply an operator's pause/resume made through another replica, then settle it; a
         request this replica could not apply (lease lost) stays for the run's next holder."""
         if not self.drives(run_id):
+            logger.info("operator request %s for run %s left for the replica driving it", state, run_id)
             return
+        logger.info("applying operator request %s for run %s", state, run_id)
         try:
             if state == "paused":
                 await self.runs.pause(run_id)

@@ -17,7 +17,7 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,10 +171,14 @@ class RunStore:
                 raise LeaseLost(f"lease of run {run_id} lost: another replica drives it now")
             yield tx
 
-    async def save(self, run_id: str, state: str, document: dict[str, Any], updated_at: float) -> None:
-        """Write the run's document, fenced by the lease this process holds (LeaseLost if none)."""
-        text = json.dumps(document)
+    async def save(self, run_id: str, snapshot: Callable[[], tuple[str, dict[str, Any]]],
+                   updated_at: float) -> None:
+        """Write the run's (state, document) as `snapshot` gives them once the run's lock is held,
+        fenced by the lease this process holds (LeaseLost if none). Taken before the lock, a save
+        that waited behind a newer one would overwrite it with an older state."""
         async with self.fenced(run_id) as tx:
+            state, document = snapshot()
+            text = json.dumps(document)
             changed = await tx.execute(
                 "UPDATE runs SET state = $1, document = $2, updated_at = $3 WHERE run_id = $4",
                 state, text, updated_at, run_id,

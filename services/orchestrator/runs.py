@@ -289,7 +289,8 @@ class RunManager:
         await self.money.close()
 
     async def _save(self, document: RunDocument) -> None:
-        await self.store.save(document.run_id, document.state, document.model_dump(mode="json"), time.time())
+        await self.store.save(document.run_id, lambda: (document.state, document.model_dump(mode="json")),
+                              time.time())
 
     # ---- driving a run ---------------------------------------------------------------------
     async def _drive(self, run: Run) -> None:

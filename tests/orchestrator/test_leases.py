@@ -3,8 +3,10 @@ expiry or to the next incarnation of the same replica, forward phase inputs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,6 +95,11 @@ async def test_a_restarted_replica_takes_its_predecessors_leases_at_once(databas
         await before.renew(old, now=102.0)
 
 
+def fixed(run_id: str, state: str, **fields: int) -> Callable[[], tuple[str, dict[str, Any]]]:
+    """A save's snapshot of a document that does not change meanwhile."""
+    return lambda: (state, {"run_id": run_id, "state": state, **fields})
+
+
 async def open_store(database: Database, owner: str) -> RunStore:
     await database.migrate("orchestrator", RUN_MIGRATIONS)
     return RunStore(database, RunLeases(database, owner, 10.0))
@@ -103,21 +110,34 @@ async def test_saves_are_fenced_by_the_lease_and_a_take_over_loads_the_last_fenc
     first = await open_store(database, owner_name("a", "1"))
     second = await open_store(database, owner_name("b", "1"))
     with pytest.raises(LeaseLost):  # no lease, no write
-        await first.save("run-1", "running", {"run_id": "run-1", "state": "running"}, 1.0)
+        await first.save("run-1", fixed("run-1", "running"), 1.0)
     assert await first.claim_new("run-1", now=100.0)
-    await first.save("run-1", "running", {"run_id": "run-1", "state": "running", "batches": 3}, 100.0)
+    await first.save("run-1", fixed("run-1", "running", batches=3), 100.0)
     assert not await second.claim_new("run-1", now=100.5)  # leased, and it exists
     assert await second.take_over(now=105.0) == []  # the lease is live
     taken = await second.take_over(now=111.0)
     assert taken == [{"run_id": "run-1", "state": "running", "batches": 3}]
     with pytest.raises(LeaseLost):  # the stale holder cannot overwrite the new holder's state
-        await first.save("run-1", "running", {"run_id": "run-1", "state": "running", "batches": 2}, 112.0)
+        await first.save("run-1", fixed("run-1", "running", batches=2), 112.0)
     assert not first.holds("run-1") and second.holds("run-1")
     lost, _ = await first.renew(now=112.0)
     assert lost == []  # already dropped by the refused save
-    await second.save("run-1", "completed", {"run_id": "run-1", "state": "completed", "batches": 4}, 113.0)
+    await second.save("run-1", fixed("run-1", "completed", batches=4), 113.0)
     assert await first.load("run-1") == {"run_id": "run-1", "state": "completed", "batches": 4}
     assert await first.take_over(now=200.0) == []  # finished runs are nobody's to take
+
+
+async def test_a_save_waiting_for_the_run_lock_writes_the_state_current_when_it_gets_it(
+        database: Database) -> None:
+    store = await open_store(database, owner_name("a", "1"))
+    assert await store.claim_new("run-1", now=100.0)
+    document = {"run_id": "run-1", "state": "running"}
+    async with store.fenced("run-1"):  # another save of the run holds its lock
+        waiting = asyncio.create_task(store.save("run-1", lambda: (document["state"], dict(document)), 101.0))
+        await asyncio.sleep(0.2)
+        document["state"] = "paused"  # changed (and saved by its own caller) while the first one waits
+    await waiting
+    assert await store.load("run-1") == {"run_id": "run-1", "state": "paused"}
 
 
 async def test_renewal_reports_lost_leases_and_operator_requests(database: Database) -> None:
@@ -125,7 +145,7 @@ async def test_renewal_reports_lost_leases_and_operator_requests(database: Datab
     second = await open_store(database, owner_name("b", "1"))
     for run_id in ("run-1", "run-2"):
         assert await first.claim_new(run_id, now=100.0)
-        await first.save(run_id, "running", {"run_id": run_id, "state": "running"}, 100.0)
+        await first.save(run_id, fixed(run_id, "running"), 100.0)
     await second.request_state("run-2", "paused")
     lost, requests = await first.renew(now=105.0)
     assert lost == [] and requests == {"run-2": "paused"}
