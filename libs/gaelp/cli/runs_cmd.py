@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     start.add_argument("--run", default="", help="run id (default: the orchestrator picks one)")
     start.add_argument("--kind", choices=("train", "smoke"), default="train")
     start.add_argument("--max-env-steps", type=int, default=0, help="step budget (0: the whole curriculum)")
-    start.add_argument("--episodes", type=int, default=None, help="smoke runs: episodes to play")
+    start.add_argument("--episodes", type=int, default=None,
+                       help="smoke runs: play at least this many episodes (whole rounds of every actor's"
+                       " environments)")
     start.add_argument("--wait", type=float, default=0.0, help="wait up to this many seconds for the end")
     start.set_defaults(func=start_run)
     listing = verbs.add_parser("list", help="the newest runs")
