@@ -94,7 +94,13 @@ class LocalBroker:
 
 
 async def _answers(bootstrap: str) -> bool:
-    """True when a client can fetch cluster metadata."""
+    """True when a client can fetch cluster metadata. The port is tried first: a refused connection
+    is the normal state while the broker starts, and the Kafka client would log it as an error."""
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1.0).close()
+    except OSError:
+        return False
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=2000)
     try:
         await asyncio.wait_for(producer.start(), timeout=3)
