@@ -10,8 +10,15 @@ Figures (window = the last metrics.window_episodes non-failed episodes of the ph
   phase 3: consecutive_positive_roi = streak of episodes with revenue > spend; roi = window
            (revenue - spend) / spend; budget_efficiency = window spend / budget; violations = count in
            the phase.
-  phase 4: sustained_improvement as phase 1's improvement; multi_campaign_success = window success rate;
-           transfer_effectiveness = window mean normalized reward of transfer episodes / non-transfer ones.
+  phase 4: sustained_improvement = (window mean normalized reward - baseline) / |baseline|, baseline =
+           the phase-3 window's mean normalized reward (the level the run graduated to scale with; money
+           episodes' normalized reward is their ROI), or phase 1's baseline rule when the run has no
+           phase-3 episodes; multi_campaign_success = window success rate;
+           transfer_effectiveness = over the window's transfer episodes, mean score of the policy
+           fine-tuned from phase 3's on the held-out products / mean score of the one trained from scratch
+           on the same env steps (the normalized reward on the simulator's model of those products, carried
+           by each transfer episode); 0 without transfer episodes or when the scratch policy does not
+           beat random play there (the ratio then says nothing).
 A phase graduates when every criterion passes. It demotes on a critical violation in the phase or a
 downward ROAS/reward anomaly within the current window (anomaly.demote_on_collapse).
 """
@@ -49,17 +56,27 @@ def improvement(state: PhaseState) -> float:
     return (window_reward(state) - baseline) / max(abs(baseline), 1e-9)
 
 
+def sustained_improvement(state: PhaseState, graduated: PhaseState | None) -> float:
+    """Phase 4's window against the phase-3 level it scaled up from."""
+    if graduated is None or not graduated.window:
+        return improvement(state)
+    baseline = window_reward(graduated)
+    return (window_reward(state) - baseline) / max(abs(baseline), 1e-9)
+
+
 def _transfer_effectiveness(state: PhaseState) -> float:
-    transfer = [p.normalized_reward for p in state.window if p.transfer]
-    source = [p.normalized_reward for p in state.window if not p.transfer]
-    if not transfer or not source or mean(source) <= 0:
+    transfer = [p for p in state.window if p.transfer]
+    scratch = mean([p.transfer_scratch_score for p in transfer])
+    if not transfer or scratch <= 0:
         return 0.0
-    return mean(transfer) / mean(source)
+    return mean([p.transfer_fine_tuned_score for p in transfer]) / scratch
 
 
 def criteria_results(
-    state: PhaseState, violations: RunViolations, settings: MetricsSettings
+    state: PhaseState, violations: RunViolations, settings: MetricsSettings,
+    graduated: PhaseState | None = None,
 ) -> list[events_pb2.CriterionResult]:
+    """graduated: phase 3's state, phase 4's baseline."""
     window = state.window
     if state.phase == common_pb2.PHASE_SIMULATION:
         c1 = settings.phase1
@@ -95,7 +112,8 @@ def criteria_results(
     if state.phase == common_pb2.PHASE_SCALED:
         c4 = settings.phase4
         return [
-            _result("sustained_improvement", improvement(state), c4.sustained_improvement),
+            _result("sustained_improvement", sustained_improvement(state, graduated),
+                    c4.sustained_improvement),
             _result("multi_campaign_success", window_success_rate(state), c4.multi_campaign_success),
             _result("transfer_effectiveness", _transfer_effectiveness(state), c4.transfer_effectiveness),
         ]
@@ -106,7 +124,7 @@ def assess(
     run: RunState, phase: int, violations: RunViolations, settings: MetricsSettings
 ) -> events_pb2.GraduationAssessment:
     state = run.phases[phase]
-    criteria = criteria_results(state, violations, settings)
+    criteria = criteria_results(state, violations, settings, run.phases.get(common_pb2.PHASE_REAL_TESTING))
     failing = [c.name for c in criteria if not c.passed]
     window_start = state.episodes - len(state.window)
     collapsed = (settings.anomaly.demote_on_collapse and state.collapse_at_episode > 0

@@ -35,6 +35,8 @@ class WindowPoint(BaseModel):
     prediction_accuracy: float
     prediction_correlation: float
     transfer: bool
+    transfer_fine_tuned_score: float = 0.0
+    transfer_scratch_score: float = 0.0
 
 
 class CurvePoint(BaseModel):
@@ -158,6 +160,8 @@ def _point(episode: events_pb2.EpisodeSummary) -> WindowPoint:
         prediction_accuracy=episode.prediction_accuracy,
         prediction_correlation=episode.prediction_correlation,
         transfer=episode.transfer,
+        transfer_fine_tuned_score=episode.transfer_fine_tuned_score,
+        transfer_scratch_score=episode.transfer_scratch_score,
     )
 
 

@@ -108,7 +108,7 @@ class RunManager:
         self.host = socket.gethostname()
         self.runs: dict[str, Run] = {}
         self.tracer = trace.get_tracer("gaelp.orchestrator")
-        self.money = MoneyPhaseRunner(self.config.money, store, producer)
+        self.money = MoneyPhaseRunner(self.config.money, store, producer, settings.training)
 
     # ---- control ---------------------------------------------------------------------------
     def _new_run(self, document: RunDocument) -> Run:

@@ -42,13 +42,33 @@ def test_phase4_transfer_effectiveness_and_sustained_improvement() -> None:
     run = RunState(run_id="r")
     scaled = common_pb2.PHASE_SCALED
     episodes = [events_pb2.EpisodeSummary(run_id="r", phase=scaled, normalized_reward=0.5, success=True)] * 2
+    # Transfer episodes carry the fine-tuned and the from-scratch policy's scores on the held-out products.
     episodes += [events_pb2.EpisodeSummary(run_id="r", phase=scaled, normalized_reward=0.8, success=True,
-                                           transfer=i % 2 == 0) for i in range(8)]
+                                           transfer=i % 2 == 0, transfer_fine_tuned_score=0.6 + i / 100,
+                                           transfer_scratch_score=0.5 if i % 2 == 0 else 0.0)
+                 for i in range(8)]
     feed(run, settings, episodes)
     results = criteria(run, scaled, settings)
-    assert results["transfer_effectiveness"].value == pytest.approx(0.8 / ((0.5 * 2 + 0.8 * 4) / 6))
+    assert results["transfer_effectiveness"].value == pytest.approx(0.63 / 0.5)
+    assert results["transfer_effectiveness"].passed
+    # No phase-3 episodes: the phase's own first episodes are the baseline.
     assert results["sustained_improvement"].value == pytest.approx((0.74 - 0.5) / 0.5)
     assert results["multi_campaign_success"].value == 1.0
+
+
+def test_phase4_improvement_is_measured_against_the_phase_3_level() -> None:
+    settings = MetricsSettings(window_episodes=10)
+    run = RunState(run_id="r")
+    real, scaled = common_pb2.PHASE_REAL_TESTING, common_pb2.PHASE_SCALED
+    feed(run, settings, [events_pb2.EpisodeSummary(run_id="r", phase=real, normalized_reward=r, spend=10,
+                                                   budget=10, revenue=10 * (1 + r)) for r in (0.1, 0.3, 0.2)])
+    feed(run, settings, [events_pb2.EpisodeSummary(run_id="r", phase=scaled, normalized_reward=r,
+                                                   success=True) for r in (0.2, 0.3, 0.25)])
+    results = criteria(run, scaled, settings)
+    assert results["sustained_improvement"].value == pytest.approx((0.25 - 0.2) / 0.2)
+    assert results["sustained_improvement"].passed  # +25% on phase 3's mean ROI (0.2)
+    # No transfer episode: nothing shows the policy transfers.
+    assert results["transfer_effectiveness"].value == 0.0 and not results["transfer_effectiveness"].passed
 
 
 def test_phase3_positive_roi_streak_resets_and_violations_must_be_zero() -> None:

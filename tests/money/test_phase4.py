@@ -1,9 +1,13 @@
-"""Phase 4 with real processes: the sandbox server, the safety policy, the orchestrator, the broker.
+"""Phase 4 with real processes: the sandbox server, the safety policy, the orchestrator, the
+metrics service, the broker.
 
 A smoke run (random actions, no learner) is stored in phase 4 before the orchestrator starts (a
-phase-3 graduation moving a run there is the phase machine's, tested with it). Its campaigns run
-at the same time under the money rule of phase 3; a budget step-up is sent to the sandbox only
-after an operator approved its budget_increase, and a rejected one never reaches it.
+phase-3 graduation moving a run there is the phase machine's, tested with it). Before its campaigns
+the phase measures the transfer test in the simulator (fine-tuned vs from-scratch policy on the
+held-out products); its campaigns then run at the same time under the money rule of phase 3, the
+last ones on held-out products, flagged transfer; a budget step-up is sent to the sandbox only
+after an operator approved its budget_increase, and a rejected one never reaches it. The metrics
+service's phase-4 assessment computes transfer_effectiveness from the scores the episodes carry.
 """
 
 from __future__ import annotations
@@ -13,22 +17,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 from dataplane_support import orchestrator_env, read_topic, run_status, wait_until
 from money_support import MONEY_CALLS, OPERATOR, OPERATOR_TOKEN, seed_runs
 
 from gaelp.bus import EPISODES
+from gaelp.bus.local_broker import free_port
 from gaelp.cli.main import main as gaelp
 from gaelp.client.money import MoneyControlClient
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.service.auth import token_hash
+from gaelp.sim.market.config import curriculum_level
 from gaelp.sim.platform.process import SandboxProcess
-from gaelp.v1 import common_pb2, events_pb2
+from gaelp.sim.platform.sandbox_market import sandbox_catalogue_market
+from gaelp.v1 import common_pb2, events_pb2, metrics_pb2, metrics_pb2_grpc
 
 SCALED = common_pb2.PHASE_SCALED
 LEDGER_CAMPAIGN = "money-s"
 CAMPAIGNS = 5
+TRANSFER_CAMPAIGNS = 2
+TRANSFER_ENV_STEPS = 3072  # two PPO updates of 64 campaigns: the test checks the path, not the policy
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
@@ -62,8 +72,34 @@ def start_orchestrator(tmp_path: Path, bootstrap: str, group: str, safety: Servi
         "platform": {"url": sandbox.url, "backoff_s": 0.05}, "ledger_campaigns": [LEDGER_CAMPAIGN],
         "scaled_campaigns": CAMPAIGNS, "campaign_days": 2, "step_hours": 6,
         "daily_budget_min": 10.0, "daily_budget_max": 12.0, "budget_step_factor": 1.5,
-        "scaled_budget_max": 40.0})
+        "scaled_budget_max": 40.0,
+        "transfer": {"campaigns": TRANSFER_CAMPAIGNS, "env_steps": TRANSFER_ENV_STEPS,
+                     "evaluation_envs": 16}})
     return ServiceProcess("orchestrator", env, tmp_path / "logs").start()
+
+
+def start_metrics(tmp_path: Path, bootstrap: str, group: str) -> ServiceProcess:
+    env = {"GAELP_KAFKA_BOOTSTRAP": bootstrap, "GAELP_KAFKA_ENABLE_IDEMPOTENCE": "false",
+           "GAELP_KAFKA_ACKS": "1", "GAELP_METRICS_GROUP_ID": group,
+           "GAELP_METRICS_HTTP_PORT": str(free_port()), "GAELP_STORAGE_DATA_DIR": str(tmp_path / "metrics")}
+    return ServiceProcess("metrics", env, tmp_path / "logs").start(wait_s=120)
+
+
+def phase_4_assessment(metrics: ServiceProcess, run_id: str) -> events_pb2.GraduationAssessment:
+    with grpc.insecure_channel(metrics.target) as channel:
+        stub = metrics_pb2_grpc.MetricsStub(channel)
+        request = metrics_pb2.GetAssessmentRequest(run_id=run_id, phase=SCALED)
+
+        def assessed() -> events_pb2.GraduationAssessment | None:
+            try:
+                answer = stub.GetAssessment(request, timeout=10)
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.NOT_FOUND:  # its episodes not consumed yet
+                    return None
+                raise
+            return answer if answer.episodes_considered >= CAMPAIGNS else None
+
+        return wait_until(assessed, 60, "the metrics' phase-4 assessment", logs=metrics.log_tail)
 
 
 def waits_for(orchestrator: ServiceProcess, run_id: str, approval_id: str) -> str:
@@ -79,6 +115,7 @@ def test_phase_4_campaigns_at_once_with_approved_step_ups(
     monkeypatch.setenv("GAELP_OPERATOR_TOKEN", OPERATOR_TOKEN)
     sandbox = SandboxProcess(tmp_path / "logs", seed=5).start()
     safety = start_safety(tmp_path, kafka_bootstrap)
+    metrics = start_metrics(tmp_path, kafka_bootstrap, f"metrics-{unique_name}")
     run_id = f"ms{unique_name}"
     seed_runs(tmp_path / "runs.db", [run_id], phase=SCALED)
     orchestrator = start_orchestrator(tmp_path, kafka_bootstrap, f"money-{unique_name}", safety, sandbox)
@@ -107,9 +144,11 @@ def test_phase_4_campaigns_at_once_with_approved_step_ups(
             time.sleep(0.2)
         with MoneyControlClient(orchestrator.target) as money:
             report = money.report(run_id)
+        assessment = phase_4_assessment(metrics, run_id)
     finally:
         orchestrator.stop()
         safety.stop()
+        metrics.stop()
     calls = sandbox.tool("sandbox_call_log")["calls"]
     spend_log = sandbox.tool("sandbox_spend_log")["campaigns"]
     sandbox.stop()
@@ -119,6 +158,20 @@ def test_phase_4_campaigns_at_once_with_approved_step_ups(
     assert len(campaigns) == CAMPAIGNS and all(c["campaign_id"] for c in campaigns), report
     hours = [{w["start_hour"] for w in c["windows"]} for c in campaigns]
     assert set.intersection(*hours), hours
+
+    # Transfer: the held-out products are the catalogue's that no curriculum task sells; both
+    # policies trained the same env steps; the last campaigns sell them and are flagged transfer.
+    trained = {p.name for level in range(4) for p in curriculum_level(level).products}
+    held_out = [p.name for p in sandbox_catalogue_market().products if p.name not in trained]
+    transfer = report["transfer"]
+    assert held_out and transfer["products"] == held_out, transfer
+    assert transfer["fine_tuned_env_steps"] >= TRANSFER_ENV_STEPS <= transfer["scratch_env_steps"], transfer
+    assert transfer["random_reward"] < transfer["upper_bound_reward"], transfer
+    ordered = sorted(campaigns, key=lambda c: c["index"])
+    flagged = [c for c in ordered if c["transfer"]]
+    assert flagged == ordered[CAMPAIGNS - TRANSFER_CAMPAIGNS:], ordered
+    assert {c["product"] for c in flagged} == set(held_out)
+    assert not {c["product"] for c in ordered if not c["transfer"]} & set(held_out)
     # The money rule, per campaign: every window reserved and granted, committed from the reports.
     for campaign in campaigns:
         assert campaign["status"] == "settled", campaign
@@ -167,3 +220,16 @@ def test_phase_4_campaigns_at_once_with_approved_step_ups(
     for campaign in campaigns:
         episode = phase_4[f"{run_id}-p{SCALED}-c{campaign['index']}"]
         assert episode.spend == pytest.approx(sum(w["committed"] for w in campaign["windows"]))
+        assert episode.transfer == campaign["transfer"]
+        if episode.transfer:
+            assert episode.transfer_fine_tuned_score == pytest.approx(transfer["fine_tuned_score"])
+            assert episode.transfer_scratch_score == pytest.approx(transfer["scratch_score"])
+
+    # The metrics service's assessment of phase 4 uses the transfer scores the episodes carried.
+    figures = {c.name: c for c in assessment.criteria}
+    scratch = transfer["scratch_score"]
+    expected = transfer["fine_tuned_score"] / scratch if scratch > 0 else 0.0
+    assert figures["transfer_effectiveness"].value == pytest.approx(expected), figures
+    assert figures["transfer_effectiveness"].passed == (expected >= 0.8)
+    assert figures["multi_campaign_success"].value == pytest.approx(
+        sum(e.success for e in phase_4.values()) / CAMPAIGNS)

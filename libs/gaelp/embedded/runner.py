@@ -1,13 +1,15 @@
-"""The embedded main job: phase 1 (simulation), phase 2 (historical validation), phase 3 on one machine.
+"""The embedded main job: phases 1 (simulation) to 4 (scaled deployment) on one machine.
 
 A local Kafka-compatible broker, the five services as processes (SQLite and checkpoints under one
 directory per run), one training run through the simulator's curriculum with a progress bar per
 task; when the metrics service graduates phase 1, the orchestrator scores the policy on the
 sandbox market's logs (phase 2), then runs phase 3's campaigns on the ad platform sandbox (its own
-process; a demo operator approves the entry: gaelp.embedded.money_report). The report: episodes,
+process; a demo operator approves the entry: gaelp.embedded.money_report) and, once phase 3
+graduates, phase 4: the transfer test in the simulator, then several campaigns at once, their
+budget step-ups approved by the demo operator. The report: episodes,
 env steps, updates, the per-task table, per phase the criteria with values and the decision, the
-transitions with times, the money phases' campaigns and reconciliation; also report.json in the run
-directory.
+transitions with times, the money phases' campaigns, approvals, transfer figures and reconciliation;
+also report.json in the run directory.
 """
 
 from __future__ import annotations

@@ -114,6 +114,8 @@ class EpisodeSummary(_message.Message):
     PREDICTION_CORRELATION_FIELD_NUMBER: _builtins.int
     TRANSFER_FIELD_NUMBER: _builtins.int
     REFERENCE_REWARDS_FIELD_NUMBER: _builtins.int
+    TRANSFER_FINE_TUNED_SCORE_FIELD_NUMBER: _builtins.int
+    TRANSFER_SCRATCH_SCORE_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     episode_id: _builtins.str
     phase: _common_pb2.Phase.ValueType
@@ -150,6 +152,11 @@ class EpisodeSummary(_message.Message):
     """phase 2: correlation of predicted vs logged outcomes, [-1, 1]"""
     transfer: _builtins.bool
     """phase 4: episode on a new product/audience (transfer test)"""
+    transfer_fine_tuned_score: _builtins.float
+    """Phase 4, transfer episodes: normalized reward on the simulator's model of the held-out products
+    of the policy fine-tuned from phase 3's and of one trained from scratch on the same env steps.
+    """
+    transfer_scratch_score: _builtins.float
     @_builtins.property
     def reward_components(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     @_builtins.property
@@ -189,10 +196,12 @@ class EpisodeSummary(_message.Message):
         prediction_correlation: _builtins.float = ...,
         transfer: _builtins.bool = ...,
         reference_rewards: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        transfer_fine_tuned_score: _builtins.float = ...,
+        transfer_scratch_score: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "budget", b"budget", "clicks", b"clicks", "conversions", b"conversions", "ctr", b"ctr", "curriculum_level", b"curriculum_level", "curriculum_levels", b"curriculum_levels", "episode_id", b"episode_id", "failed", b"failed", "finished_at", b"finished_at", "historical_match", b"historical_match", "impressions", b"impressions", "normalized_reward", b"normalized_reward", "phase", b"phase", "policy_version", b"policy_version", "prediction_accuracy", b"prediction_accuracy", "prediction_correlation", b"prediction_correlation", "reference_rewards", b"reference_rewards", "revenue", b"revenue", "reward_components", b"reward_components", "roas", b"roas", "run_id", b"run_id", "spend", b"spend", "steps", b"steps", "success", b"success", "task", b"task", "total_reward", b"total_reward", "transfer", b"transfer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "budget", b"budget", "clicks", b"clicks", "conversions", b"conversions", "ctr", b"ctr", "curriculum_level", b"curriculum_level", "curriculum_levels", b"curriculum_levels", "episode_id", b"episode_id", "failed", b"failed", "finished_at", b"finished_at", "historical_match", b"historical_match", "impressions", b"impressions", "normalized_reward", b"normalized_reward", "phase", b"phase", "policy_version", b"policy_version", "prediction_accuracy", b"prediction_accuracy", "prediction_correlation", b"prediction_correlation", "reference_rewards", b"reference_rewards", "revenue", b"revenue", "reward_components", b"reward_components", "roas", b"roas", "run_id", b"run_id", "spend", b"spend", "steps", b"steps", "success", b"success", "task", b"task", "total_reward", b"total_reward", "transfer", b"transfer", "transfer_fine_tuned_score", b"transfer_fine_tuned_score", "transfer_scratch_score", b"transfer_scratch_score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

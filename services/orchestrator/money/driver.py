@@ -413,6 +413,8 @@ class MoneyPhases:
             total_reward=revenue - spend, normalized_reward=roi, spend=spend, revenue=revenue,
             roas=revenue / spend if spend > 0 else 0.0, budget=record.budget,
             success=revenue > spend, failed=record.status == "failed", transfer=record.transfer,
+            transfer_fine_tuned_score=record.transfer_fine_tuned_score,
+            transfer_scratch_score=record.transfer_scratch_score,
             actor_id=f"{run.run_id}-platform",
         )
         await self.producer.send(EPISODES, run.run_id, summary)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from gaelp.bus import BusProducer
 from gaelp.config.sections.money import MoneySettings
+from gaelp.config.sections.training import TrainingSettings
 from gaelp.v1 import common_pb2
 from orchestrator.evaluation import RandomActionAgent
 from orchestrator.money.driver import MoneyPhases, RunHandle
@@ -28,8 +29,10 @@ ACTIVE_STATES = frozenset({"running", "paused", "awaiting_approval"})
 
 
 class MoneyPhaseRunner:
-    def __init__(self, settings: MoneySettings, store: RunStore, producer: BusProducer) -> None:
+    def __init__(self, settings: MoneySettings, store: RunStore, producer: BusProducer,
+                 training: TrainingSettings) -> None:
         self.settings = settings
+        self.training = training  # phase 4's transfer test trains with the run's algorithm settings
         self.store = store
         self.producer = producer
         self._phases: MoneyPhases | None = None
@@ -60,7 +63,9 @@ class MoneyPhaseRunner:
                            episode_done=episode_done, stopping=lambda: run.stop)
         phases = await self.phases()
         if document.phase == common_pb2.PHASE_SCALED:
-            outcome = await ScaledPhase(phases).run_phase(handle)
+            scaled = ScaledPhase(phases, self.training, run.scheduler.settings.levels)
+            outcome = await scaled.run_phase(handle, run.policy.agent, document.kind != "train",
+                                             document.seed)
         else:
             outcome = await phases.run_phase(handle)
         if outcome == "done":

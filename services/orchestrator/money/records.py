@@ -59,7 +59,9 @@ class CampaignRecord(BaseModel):
     spend: float = 0.0
     revenue: float = 0.0
     budget: float = 0.0  # daily budget x days the campaign ran (budget efficiency = spend / budget)
-    transfer: bool = False
+    transfer: bool = False  # phase 4: sells a held-out product, with the fine-tuned policy
+    transfer_fine_tuned_score: float = 0.0  # the transfer test's scores (MoneyRunDocument.transfer)
+    transfer_scratch_score: float = 0.0
     spec: dict[str, object] = Field(default_factory=dict)  # the create request, kept to repeat it
     published: bool = False  # its EpisodeSummary went to the metrics service
 
@@ -101,12 +103,30 @@ class Reconciliation(BaseModel):
     source: str = ""
 
 
+class TransferRecord(BaseModel):
+    """Phase 4's transfer test (orchestrator.money.transfer): scores on the normalized reward of the
+    simulator's model of the held-out products (0 = random play, 1 = the true-parameter planner)."""
+
+    products: list[str]
+    market: str
+    env_steps: int  # the budget each policy trained for
+    fine_tuned_env_steps: int
+    scratch_env_steps: int
+    zero_shot_score: float  # the phase-3 policy before fine-tuning
+    fine_tuned_score: float
+    scratch_score: float
+    random_reward: float
+    upper_bound_reward: float
+    seconds: float = 0.0  # what measuring it took (two trainings, three scorings)
+
+
 class MoneyRunDocument(BaseModel):
     run_id: str
     campaigns: list[CampaignRecord] = Field(default_factory=list)
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     violations: list[ViolationRecord] = Field(default_factory=list)
     reconciliation: Reconciliation | None = None
+    transfer: TransferRecord | None = None
 
 
 class MoneyStore:

@@ -14,6 +14,13 @@ lagging reports cover, so the level is judged on reported figures only. The rais
 after an approved budget_increase (approvals.StepGate) and, like every budget change, only in a
 window whose reservation (2x the new budget) was granted. Between step-ups the campaign keeps its
 budget; the policy decides the bid, creative and audience.
+
+Transfer (orchestrator.money.transfer): before its campaigns, the phase measures the transfer test
+in the simulator (the phase-3 policy fine-tuned on the held-out products' model against a policy
+trained there from scratch on the same env steps). The last `transfer.campaigns` campaigns sell the
+held-out products with the fine-tuned policy and are flagged transfer; their episodes carry both
+scores. The fine-tuned weights live in this process only: a restart that finds campaigns still to
+start measures the transfer again (seeded) and records the new figures.
 """
 
 from __future__ import annotations
@@ -21,11 +28,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
+from gaelp.config.sections.training import TrainingSettings
 from gaelp.sim.market.config import HOURS_PER_DAY
 from gaelp.sim.platform.connector import CampaignReport
 from gaelp.sim.platform.mcp_client import McpPlatformConnector
+from orchestrator.evaluation import RandomActionAgent
 from orchestrator.money.approvals import EntryGate, StepGate
 from orchestrator.money.driver import (
     FINISHED,
@@ -39,6 +51,7 @@ from orchestrator.money.driver import (
 from orchestrator.money.policy_io import CampaignSettings
 from orchestrator.money.reconciliation import reconcile
 from orchestrator.money.records import CampaignRecord, MoneyRunDocument
+from orchestrator.money.transfer import held_out_products, measure_transfer
 
 logger = logging.getLogger(__name__)
 
@@ -85,24 +98,35 @@ class SharedClock:
 
 
 class ScaledPhase:
-    def __init__(self, phases: MoneyPhases) -> None:
+    def __init__(self, phases: MoneyPhases, training: TrainingSettings,
+                 curriculum_levels: Sequence[int]) -> None:
         self.phases = phases
         self.settings = phases.settings
+        self.training = training
+        self.curriculum_levels = list(curriculum_levels)
+        self.held_out = held_out_products(self.curriculum_levels)
+        for product in self.held_out:  # the creatives of the held-out products name their interests
+            phases.interests.setdefault(product.name, list(product.interests))
 
-    async def run_phase(self, run: RunHandle) -> str:
-        """Phase 4's work for the run; "done", "rejected" (its money entry refused) or "interrupted"."""
+    async def run_phase(self, run: RunHandle, source: Any, random_actions: bool, seed: int) -> str:
+        """Phase 4's work for the run; "done", "rejected" (its money entry refused) or "interrupted".
+        source: the run's policy (the agent phase 3 ended with); random_actions: a smoke run, whose
+        campaigns act at random (the transfer test still trains and scores its policy networks)."""
         phases, cfg = self.phases, self.settings
         money = await phases.store.load(run.run_id)
         ledger_campaign = cfg.ledger_campaigns[0]
         save = phases._saver(money)
+        records = [self._record(money, run, index, ledger_campaign) for index in range(cfg.scaled_campaigns)]
+        transfer_run = run
+        if any(r.transfer and r.status == "planned" and not r.windows for r in records):
+            fine_tuned = await self._measure_transfer(money, run, source, seed)
+            transfer_run = replace(run, agent=RandomActionAgent(fine_tuned) if random_actions else fine_tuned)
         entry = EntryGate(phases.safety, cfg.approval_poll_s)
         decision = await entry.enter(money, run, ledger_campaign, save)
         if decision != "approved":
             return decision
         await run.set_state("running", "")
         steps = StepGate(phases.safety, cfg.approval_poll_s)
-        records = [phases._record(money, run, index, ledger_campaign)
-                   for index in range(cfg.scaled_campaigns)]
         async with McpPlatformConnector(cfg.platform) as clock_platform:
             for record in records:  # under way when an earlier orchestrator process stopped: ended first,
                 if record.status not in FINISHED and record.windows:  # alone, as it moves the clock
@@ -111,8 +135,9 @@ class ScaledPhase:
             clock = SharedClock(clock_platform, len(todo))
             # Every campaign ends (paused, settled) even when another fails; the first failure is
             # raised once they all have.
-            outcomes = await asyncio.gather(*(self._campaign(money, run, r, clock, steps, ledger_campaign)
-                                              for r in todo), return_exceptions=True)
+            outcomes = await asyncio.gather(*(
+                self._campaign(money, transfer_run if r.transfer else run, r, clock, steps, ledger_campaign)
+                for r in todo), return_exceptions=True)
             for record in records:
                 if record.campaign_id and not record.published:
                     await phases._publish(run, record)
@@ -132,6 +157,36 @@ class ScaledPhase:
             "run_id": run.run_id, "campaigns": len(records),
             "unreserved_cents": money.reconciliation.unreserved_cents})
         return "done"
+
+    def _record(self, money: MoneyRunDocument, run: RunHandle, index: int, ledger: str) -> CampaignRecord:
+        """The campaign's record; the last transfer.campaigns sell the held-out products."""
+        for record in money.campaigns:
+            if record.index == index and record.phase == run.phase:
+                return record
+        first_transfer = self.settings.scaled_campaigns - self.settings.transfer.campaigns
+        transfer = index >= first_transfer and bool(self.held_out)
+        products = [p.name for p in self.held_out] if transfer else self.phases.products
+        record = CampaignRecord(index=index, phase=run.phase, ledger_campaign=ledger, transfer=transfer,
+                                product=products[(index - first_transfer if transfer else index)
+                                                 % len(products)])
+        money.campaigns.append(record)
+        return record
+
+    async def _measure_transfer(self, money: MoneyRunDocument, run: RunHandle, source: Any, seed: int) -> Any:
+        """The transfer test in the simulator (off the event loop: it trains two policies)."""
+        await run.set_state("running",
+                            "phase 4: measuring transfer to the held-out products in the simulator")
+        started = time.monotonic()
+        result = await asyncio.to_thread(measure_transfer, source, self.training, self.settings.transfer,
+                                         self.curriculum_levels, seed)
+        money.transfer = result.record.model_copy(update={"seconds": time.monotonic() - started})
+        for record in money.campaigns:
+            if record.transfer and record.phase == run.phase:
+                record.transfer_fine_tuned_score = result.record.fine_tuned_score
+                record.transfer_scratch_score = result.record.scratch_score
+        await self.phases._save(money)
+        logger.info("phase-4 transfer measured", extra={"run_id": run.run_id, **money.transfer.model_dump()})
+        return result.fine_tuned
 
     async def _campaign(self, money: MoneyRunDocument, run: RunHandle, record: CampaignRecord,
                         clock: SharedClock, steps: StepGate, ledger_campaign: str) -> str:

@@ -70,14 +70,15 @@ class Phase4Criteria(BaseModel):
 
     sustained_improvement: Criterion = Field(
         default_factory=lambda: Criterion(threshold=0.15),
-        description="window mean normalized reward vs the phase's baseline episodes",
+        description="window mean normalized reward vs the phase-3 window's (services/metrics/assessment.py)",
     )
     multi_campaign_success: Criterion = Field(
         default_factory=lambda: Criterion(threshold=0.9), description="window success rate"
     )
     transfer_effectiveness: Criterion = Field(
         default_factory=lambda: Criterion(threshold=0.8),
-        description="window mean normalized reward of transfer episodes / that of the others",
+        description="fine-tuned / from-scratch score on the held-out products, over the window's transfer"
+        " episodes (services/metrics/assessment.py)",
     )
 
 

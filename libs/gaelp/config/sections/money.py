@@ -16,6 +16,25 @@ class PlatformRules(BaseModel):
     monthly_budget_factor: float = Field(30.4, gt=0, description="a month spends at most this x the budget")
 
 
+class TransferSettings(BaseModel):
+    """Phase 4's transfer test (orchestrator.money.transfer): the phase-3 policy fine-tuned on the
+    simulator's model of the catalogue products phase 1 never trained on, against a policy trained
+    from scratch there on the same budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaigns: int = Field(
+        2, ge=0,
+        description="phase-4 campaigns on held-out products (flagged transfer), of scaled_campaigns"
+    )
+    env_steps: int = Field(
+        49_152, ge=1,
+        description="simulator env steps each policy trains (the fine-tuned and the scratch one)"
+    )
+    envs: int = Field(64, ge=1, description="simulated campaigns stepped as one batch while training")
+    evaluation_envs: int = Field(64, ge=1, description="seeded simulated campaign-days each policy is scored")
+
+
 class MoneySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,12 +72,16 @@ class MoneySettings(BaseModel):
         100.0, gt=0, description="phase 4: no step-up takes a campaign's daily budget above this (dollars)"
     )
 
+    transfer: TransferSettings = Field(default_factory=TransferSettings)
+
     @model_validator(mode="after")
     def _consistent(self) -> MoneySettings:
         if self.daily_budget_min > self.daily_budget_max:
             raise ValueError("daily_budget_min must be <= daily_budget_max")
         if self.scaled_budget_max < self.daily_budget_max:
             raise ValueError("scaled_budget_max must be >= daily_budget_max (phase 4 starts in phase 3's)")
+        if self.transfer.campaigns > self.scaled_campaigns:
+            raise ValueError("transfer.campaigns must be <= scaled_campaigns (they are phase-4 campaigns)")
         if 24 % self.step_hours:
             raise ValueError("step_hours must divide 24 (a decision window never spans two platform days)")
         return self

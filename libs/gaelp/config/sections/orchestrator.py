@@ -75,7 +75,7 @@ class PhaseSettings(BaseModel):
         description="phase a run demotes to from each phase (a phase mapped to itself never demotes)",
     )
     last_phase: int = Field(
-        3, ge=1, le=4,
+        4, ge=1, le=4,
         description="highest phase runs may enter; graduating from it completes the run",
     )
     group_id: str = Field(

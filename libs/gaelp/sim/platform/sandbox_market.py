@@ -19,6 +19,7 @@ from gaelp.sim.market.config import (
     CREATIVE_TYPES,
     HOURS_PER_DAY,
     MarketConfig,
+    Product,
     curriculum_level,
 )
 from gaelp.sim.market.core import CampaignActions, MarketCore
@@ -54,11 +55,27 @@ def sandbox_market_config() -> MarketConfig:
     )
 
 
+def new_listings() -> list[Product]:
+    """Products the sandbox account lists beyond those of its logged history (sandbox_market_config,
+    phase 2's logs) and of the training simulator's world: phase 4's transfer test sells them."""
+    return [
+        Product(name="yoga_mat", revenue_per_conversion=50.0, interests=["fitness", "health", "home"]),
+        Product(name="concert_tickets", revenue_per_conversion=70.0,
+                interests=["music", "fashion", "travel"]),
+    ]
+
+
+def sandbox_catalogue_market() -> MarketConfig:
+    """The market the sandbox platform serves: its logged market's products and the new listings."""
+    config = sandbox_market_config()
+    return config.model_copy(update={"products": [*config.products, *new_listings()]})
+
+
 class SandboxConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = 0
-    market: MarketConfig = Field(default_factory=sandbox_market_config)
+    market: MarketConfig = Field(default_factory=sandbox_catalogue_market)
     report_delay_hours: int = Field(3, ge=0, description="hours before an hour's results are reported")
     transient_error_rate: float = Field(
         0.02, ge=0.0, lt=1.0, description="share of calls failing transiently"
