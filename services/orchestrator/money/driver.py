@@ -27,7 +27,7 @@ from gaelp.sim.market.config import CREATIVE_TYPES, HOURS_PER_DAY
 from gaelp.sim.platform.connector import CampaignReport, CampaignSpec, PlatformError
 from gaelp.sim.platform.mcp_client import McpPlatformConnector
 from gaelp.sim.platform.sandbox_market import sandbox_market_config
-from gaelp.v1 import common_pb2, events_pb2
+from gaelp.v1 import common_pb2, events_pb2, safety_pb2
 from orchestrator.money.approvals import EntryGate
 from orchestrator.money.creative import make_creative
 from orchestrator.money.policy_io import CampaignSettings, decide, keep_creative, platform_observation
@@ -252,6 +252,11 @@ class MoneyPhases:
         """End a campaign an earlier process left under way, with no new reservation: pause it and
         commit what the platform reports for its windows (reservations that expired meanwhile are
         still committed: the ledger records spend it did not hold)."""
+        for entry in record.windows:
+            if entry.pending:
+                # Granted or not, the answer is now recorded; a grant is settled with the others.
+                await self._ask_ledger(money.run_id, record, entry)
+                await self._save(money)
         if not record.campaign_id and record.spec:
             # The create may or may not have been sent: the platform answers a repeated request id
             # with the campaign it created then (and the window's reservation covers a new one).
@@ -296,19 +301,18 @@ class MoneyPhases:
     async def _reserve(self, money: MoneyRunDocument, run: RunHandle, record: CampaignRecord, window: int,
                        hour: int, settings: CampaignSettings, reported_today: float) -> bool:
         key = reservation_key(run.run_id, record.ledger_campaign, run.phase, record.index, window)
-        existing = next((w for w in record.windows if w.key == key), None)
-        amount = existing.amount if existing is not None else window_cap(
-            self.settings.rules, settings.daily_budget, reported_today)
-        entry = existing or WindowRecord(key=key, day=hour // HOURS_PER_DAY, start_hour=hour,
-                                         end_hour=hour + self.settings.step_hours, amount=amount,
-                                         bid=settings.bid, daily_budget=settings.daily_budget)
-        answer = await self.safety.reserve(record.ledger_campaign, run.phase, amount, key,
-                                           episode_id(run.run_id, run.phase, record.index), run.run_id,
-                                           settings.bid)
-        entry.granted, entry.reservation_id = answer.granted, answer.reservation_id
-        entry.refused_by, entry.reason = answer.refused_by, answer.reason
-        if existing is None:
+        entry = next((w for w in record.windows if w.key == key), None)
+        if entry is None:
+            amount = window_cap(self.settings.rules, settings.daily_budget, reported_today)
+            entry = WindowRecord(key=key, day=hour // HOURS_PER_DAY, start_hour=hour,
+                                 end_hour=hour + self.settings.step_hours, amount=amount, bid=settings.bid,
+                                 daily_budget=settings.daily_budget)
             record.windows.append(entry)
+        # Recorded before the ledger is asked: a process killed before its answer is saved leaves a
+        # pending window that the restart asks about again under the same key (no dangling grant).
+        entry.pending = True
+        await self._save(money)
+        answer = await self._ask_ledger(money.run_id, record, entry)
         if not answer.granted:
             money.violations.append(ViolationRecord(at=time.time(), campaign_id=record.ledger_campaign,
                                                     rule=answer.refused_by, detail=answer.reason))
@@ -322,6 +326,16 @@ class MoneyPhases:
             return False
         await self._save(money)
         return True
+
+    async def _ask_ledger(self, run_id: str, record: CampaignRecord,
+                          entry: WindowRecord) -> safety_pb2.ReserveSpendResponse:
+        """ReserveSpend for the window's key; a key the ledger already decided gets its stored answer."""
+        answer = await self.safety.reserve(record.ledger_campaign, record.phase, entry.amount, entry.key,
+                                           episode_id(run_id, record.phase, record.index), run_id, entry.bid)
+        entry.granted, entry.reservation_id = answer.granted, answer.reservation_id
+        entry.refused_by, entry.reason = answer.refused_by, answer.reason
+        entry.pending = False
+        return answer
 
     async def _apply(self, platform: McpPlatformConnector, money: MoneyRunDocument, record: CampaignRecord,
                      wanted: CampaignSettings, live: CampaignSettings | None) -> CampaignSettings:

@@ -30,6 +30,7 @@ class WindowRecord(BaseModel):
 
     key: str
     reservation_id: str = ""
+    pending: bool = False  # asked of the ledger, its answer not yet recorded (a restart asks again)
     granted: bool = False
     refused_by: str = ""
     reason: str = ""
