@@ -21,9 +21,10 @@ import grpc
 import pytest
 import yaml
 from dataplane_support import orchestrator_env, read_topic, run_status, wait_until
-from money_support import MONEY_CALLS, OPERATOR, OPERATOR_TOKEN, seed_runs
+from money_support import MONEY_CALLS, OPERATOR, OPERATOR_TOKEN, REAL, seed_runs
+from phase_inputs import assessment, produce
 
-from gaelp.bus import EPISODES
+from gaelp.bus import ASSESSMENTS, EPISODES
 from gaelp.bus.local_broker import free_port
 from gaelp.cli.main import main as gaelp
 from gaelp.client.money import MoneyControlClient
@@ -64,7 +65,7 @@ def start_safety(tmp_path: Path, bootstrap: str) -> ServiceProcess:
 
 
 def start_orchestrator(tmp_path: Path, bootstrap: str, group: str, safety: ServiceProcess,
-                       sandbox: SandboxProcess) -> ServiceProcess:
+                       sandbox: SandboxProcess, **money: Any) -> ServiceProcess:
     env = orchestrator_env(bootstrap, tmp_path / "runs.db", "")
     env["GAELP_ORCHESTRATOR_PHASES"] = json.dumps({"group_id": group, "last_phase": 4})
     env["GAELP_ORCHESTRATOR_MONEY"] = json.dumps({
@@ -74,7 +75,7 @@ def start_orchestrator(tmp_path: Path, bootstrap: str, group: str, safety: Servi
         "daily_budget_min": 10.0, "daily_budget_max": 12.0, "budget_step_factor": 1.5,
         "scaled_budget_max": 40.0,
         "transfer": {"campaigns": TRANSFER_CAMPAIGNS, "env_steps": TRANSFER_ENV_STEPS,
-                     "evaluation_envs": 16}})
+                     "evaluation_envs": 16}, **money})
     return ServiceProcess("orchestrator", env, tmp_path / "logs").start()
 
 
@@ -144,7 +145,7 @@ def test_phase_4_campaigns_at_once_with_approved_step_ups(
             time.sleep(0.2)
         with MoneyControlClient(orchestrator.target) as money:
             report = money.report(run_id)
-        assessment = phase_4_assessment(metrics, run_id)
+        scaled_assessment = phase_4_assessment(metrics, run_id)
     finally:
         orchestrator.stop()
         safety.stop()
@@ -226,10 +227,61 @@ def test_phase_4_campaigns_at_once_with_approved_step_ups(
             assert episode.transfer_scratch_score == pytest.approx(transfer["scratch_score"])
 
     # The metrics service's assessment of phase 4 uses the transfer scores the episodes carried.
-    figures = {c.name: c for c in assessment.criteria}
+    figures = {c.name: c for c in scaled_assessment.criteria}
     scratch = transfer["scratch_score"]
     expected = transfer["fine_tuned_score"] / scratch if scratch > 0 else 0.0
     assert figures["transfer_effectiveness"].value == pytest.approx(expected), figures
     assert figures["transfer_effectiveness"].passed == (expected >= 0.8)
     assert figures["multi_campaign_success"].value == pytest.approx(
         sum(e.success for e in phase_4.values()) / CAMPAIGNS)
+
+
+def test_a_phase_3_graduation_enters_phase_4_and_its_transfer(
+        kafka_bootstrap: str, tmp_path: Path, unique_name: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """From phase 3's campaigns to phase 4's: the graduating assessment is synthetic (phase 3's
+    criteria on random play are the metrics service's, tested with it), everything else is real."""
+    monkeypatch.setenv("GAELP_OPERATOR_TOKEN", OPERATOR_TOKEN)
+    sandbox = SandboxProcess(tmp_path / "logs", seed=7).start()
+    safety = start_safety(tmp_path, kafka_bootstrap)
+    run_id = f"mt{unique_name}"
+    seed_runs(tmp_path / "runs.db", [run_id], phase=REAL)
+    orchestrator = start_orchestrator(tmp_path, kafka_bootstrap, f"money-{unique_name}", safety, sandbox,
+                                      campaigns=1, scaled_campaigns=3, campaign_days=1)
+    graduated = False
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert time.monotonic() < deadline, orchestrator.log_tail()
+            status = run_status(orchestrator, run_id)
+            assert status.state in {"running", "awaiting_approval"}, (status, orchestrator.log_tail())
+            if status.phase_work_done and status.phase == SCALED:
+                break
+            if status.phase_work_done and status.phase == REAL and not graduated:
+                produce(kafka_bootstrap, [(ASSESSMENTS, run_id, assessment(run_id, REAL, 0))])
+                graduated = True
+            for approval in cli(capsys, "approvals", "list", "--safety-policy", safety.target):
+                if approval["run_id"] == run_id:  # the operator approves everything
+                    cli(capsys, "approvals", "approve", str(approval["approval_id"]), "--comment", "test",
+                        "--safety-policy", safety.target)
+            time.sleep(0.2)
+        with MoneyControlClient(orchestrator.target) as money:
+            report = money.report(run_id)
+    finally:
+        orchestrator.stop()
+        safety.stop()
+        sandbox.stop()
+
+    transitions = [(e.transition.from_phase, e.transition.to_phase) for e in status.phase_history]
+    assert transitions == [(REAL, SCALED)]
+    phase_3 = [c for c in report["campaigns"] if c["phase"] == REAL]
+    phase_4 = sorted((c for c in report["campaigns"] if c["phase"] == SCALED), key=lambda c: c["index"])
+    assert [c["status"] for c in phase_3] == ["settled"] and not phase_3[0]["transfer"]
+    assert [c["status"] for c in phase_4] == ["settled"] * 3, phase_4
+    # The last TRANSFER_CAMPAIGNS of phase 4 sell held-out products, measured before they started.
+    assert [c["transfer"] for c in phase_4] == [False] + [True] * TRANSFER_CAMPAIGNS
+    assert {c["product"] for c in phase_4[1:]} <= set(report["transfer"]["products"])
+    assert phase_3[0]["product"] not in report["transfer"]["products"]
+    assert all(c["transfer_scratch_score"] == report["transfer"]["scratch_score"] for c in phase_4[1:])
+    reconciliation = report["reconciliation"]
+    assert reconciliation["unreserved_cents"] == 0 and reconciliation["difference_cents"] == 0
