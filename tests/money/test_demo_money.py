@@ -11,7 +11,13 @@ from dataplane_support import orchestrator_env, run_status, wait_until
 from money_support import seed_runs
 
 from gaelp.config import load_settings
-from gaelp.embedded.money_report import DEMO_OPERATOR, DemoApprover, MoneyStack, money_report
+from gaelp.embedded.money_report import (
+    DEMO_OPERATOR,
+    DemoApprover,
+    MoneyStack,
+    money_document,
+    money_report,
+)
 from gaelp.embedded.processes import ServiceProcess
 
 
@@ -36,7 +42,7 @@ def test_demo_operator_approves_and_the_report_reconciles(kafka_bootstrap: str, 
         with DemoApprover(safety.target, money.token, run_id, said.append, poll_s=0.2) as demo:
             wait_until(lambda: run_status(orchestrator, run_id).phase_work_done, 300, "phase 3's campaigns",
                        logs=orchestrator.log_tail)
-        section = money_report(orchestrator.target, run_id, demo.approved, said.append)
+        section = money_report(money_document(orchestrator.target, run_id), demo.approved, said.append)
     finally:
         for process in (orchestrator, safety):
             if process is not None:

@@ -145,14 +145,19 @@ class DemoApprover:
                     self.say(f"  demo approver: {error}")
 
 
-def money_report(orchestrator_target: str, run_id: str, approved: list[dict[str, object]],
-                 say: Callable[[str], None]) -> dict[str, Any]:
-    """The report's money keys (printed too); empty figures when the run reached no money phase."""
+def money_document(orchestrator_target: str, run_id: str) -> dict[str, Any]:
+    """The orchestrator's money records of the run (GetMoneyReport); empty when it has none."""
     try:
         with MoneyControlClient(orchestrator_target) as money:
-            document = money.report(run_id)
+            return money.report(run_id)
     except ClientError:
-        document = {}
+        return {}
+
+
+def money_report(document: dict[str, Any], approved: list[dict[str, object]],
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """The report's money keys from the run's money document (printed too); empty figures when the
+    run reached no money phase."""
     campaigns = [{
         "index": c["index"], "phase": c["phase"], "campaign_id": c["campaign_id"], "product": c["product"],
         "transfer": c["transfer"], "status": c["status"], "ledger_campaign": c["ledger_campaign"],

@@ -34,7 +34,8 @@ from rich.table import Table
 from gaelp.bus.local_broker import LocalBroker, free_port
 from gaelp.config import GaelpSettings, load_settings
 from gaelp.config.settings import CONFIG_ENV_VAR
-from gaelp.embedded.money_report import DemoApprover, MoneyStack, money_report
+from gaelp.embedded.money_report import DemoApprover, MoneyStack, money_document, money_report
+from gaelp.embedded.picture import write_picture
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.embedded.pubsub_emulator import OperatorEventTap, PubSubEmulator
 from gaelp.v1 import (
@@ -354,8 +355,13 @@ def main(argv: list[str] | None = None) -> int:
                 ok = report(status, learner_pb2_grpc.LearnerStub(channel_l), metrics,
                             time.monotonic() - started, run_dir)
                 report_path = run_dir / "report.json"
-                report_path.write_text(json.dumps(json.loads(report_path.read_text()) | money_report(
-                    services.target("orchestrator"), run_id, demo.approved, console.print), indent=2))
+                document = money_document(services.target("orchestrator"), run_id)
+                money_keys = money_report(document, demo.approved, console.print)
+                picture = write_picture(run_dir, f"http://127.0.0.1:{services.dashboard_port}", run_id,
+                                        document)
+                console.print(f"  picture: {picture} (learning curves by phase, sandbox spend over time)")
+                report_path.write_text(json.dumps(json.loads(report_path.read_text()) | money_keys
+                                                  | {"picture": str(picture)}, indent=2))
         finally:
             codes = services.stop()
         if tap is not None:
