@@ -19,23 +19,19 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
-
-import grpc
 
 from gaelp.bus.local_broker import LocalBroker
 from gaelp.client.money import ApprovalsClient, MoneyControlClient
 from gaelp.config import load_settings
 from gaelp.embedded.money_report import MoneyStack
 from gaelp.embedded.processes import ServiceProcess
-from gaelp.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from gaelp.embedded.stop_drill import live_campaigns, run_state_of, stop_and_resume, wait_for
+from gaelp.v1 import common_pb2
 from orchestrator.run_document import RunDocument
 from orchestrator.run_store import RunStore
 
 RUN_ID = "stop-bench"
-T = TypeVar("T")
 
 
 def seed_run(database: Path) -> None:
@@ -51,16 +47,6 @@ def seed_run(database: Path) -> None:
             await store.db.close()
 
     asyncio.run(seed())
-
-
-def wait_for(condition: Callable[[], T], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise TimeoutError(f"no {what} within {timeout_s} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,33 +88,16 @@ def main(argv: list[str] | None = None) -> int:
 def run_cycles(cycles: int, safety: str, orchestrator: str, money: MoneyStack) -> list[float]:
     latencies = []
     with ApprovalsClient(safety, 10.0, money.token) as approvals, MoneyControlClient(orchestrator) as control:
-        with grpc.insecure_channel(orchestrator) as channel:
-            runs = orchestrator_pb2_grpc.OrchestratorStub(channel)
+        def pending() -> list[str]:
+            return [a.approval_id for a in approvals.pending() if a.run_id == RUN_ID]
 
-            def state() -> str:
-                status = runs.GetRunStatus(orchestrator_pb2.RunIdRequest(run_id=RUN_ID), timeout=10)
-                return str(status.state)
-
-            def pending() -> list[str]:
-                return [a.approval_id for a in approvals.pending() if a.run_id == RUN_ID]
-
-            for approval_id in wait_for(pending, 60, "phase-3 entry request"):
-                approvals.decide(approval_id, True, "benchmark")
-            for _ in range(cycles):
-                wait_for(lambda: [c for c in control.report(RUN_ID)["campaigns"] if c["status"] == "active"],
-                         120, "live campaign")
-                calls_before = money.sandbox.tool("sandbox_call_log")["total"]
-                started = time.monotonic()
-                approvals.emergency_stop("benchmark")
-                paused = control.pause_all("benchmark").paused_campaign_ids
-                latencies.append(time.monotonic() - started)
-                calls = money.sandbox.tool("sandbox_call_log", {"since": calls_before})["calls"]
-                pauses = {c["campaign_id"] for c in calls if c["operation"] == "pause"}
-                assert set(paused) <= pauses and paused, (paused, pauses)
-                wait_for(lambda: state() == "awaiting_approval", 60, "the run to wait for the resume")
-                resume = approvals.request_resume("benchmark cycle done")
-                approvals.decide(resume.approval_id, True, "benchmark")
-                wait_for(lambda: state() == "running", 60, "the run to resume")
+        for approval_id in wait_for(pending, 60, "phase-3 entry request"):
+            approvals.decide(approval_id, True, "benchmark")
+        for _ in range(cycles):
+            wait_for(lambda: live_campaigns(control.report(RUN_ID)), 120, "live campaign")
+            outcome = stop_and_resume(approvals, control, money.sandbox, run_state_of(orchestrator, RUN_ID),
+                                      "benchmark")
+            latencies.append(outcome.latency_s)
     return latencies
 
 

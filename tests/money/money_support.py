@@ -4,14 +4,18 @@ start in phase 3 (stored as if an earlier orchestrator had brought them there)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 from dataplane_support import orchestrator_env, run_status, wait_until
 
+from gaelp.config import load_settings
+from gaelp.embedded.money_report import MoneyStack
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.service.auth import token_hash
 from gaelp.sim.platform.process import SandboxProcess
@@ -69,3 +73,31 @@ def seed_runs(database: Path, run_ids: list[str], phase: int = REAL) -> None:
 def awaiting_approval(orchestrator: ServiceProcess, run_id: str) -> orchestrator_pb2.RunStatus:
     return wait_until(lambda: (s := run_status(orchestrator, run_id)).state == "awaiting_approval" and s, 120,
                       "the phase-3 entry approval request", logs=orchestrator.log_tail)
+
+
+@contextlib.contextmanager
+def demo_stack(tmp_path: Path, bootstrap: str, group: str, run_id: str,
+               **money_settings: Any) -> Iterator[tuple[MoneyStack, ServiceProcess, ServiceProcess]]:
+    """The sandbox, safety policy and orchestrator configured the way the embedded run configures
+    them (its demo operator and ledger limits), with `run_id` stored in phase 3."""
+    settings = load_settings(orchestrator={"money": money_settings})
+    money = MoneyStack.start(settings, tmp_path / "logs", seed=3)
+    seed_runs(tmp_path / "runs.db", [run_id])
+    processes: list[ServiceProcess] = []
+    try:
+        safety = ServiceProcess("safety_policy", {
+            "GAELP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "GAELP_KAFKA_BOOTSTRAP": bootstrap, "GAELP_KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "GAELP_KAFKA_ACKS": "1", **money.safety_env(),
+        }, tmp_path / "logs").start()
+        processes.append(safety)
+        env = orchestrator_env(bootstrap, tmp_path / "runs.db", "")
+        env["GAELP_ORCHESTRATOR_PHASES"] = json.dumps({"group_id": group, "last_phase": 3})
+        orchestrator = ServiceProcess("orchestrator", {**env, **money.orchestrator_env(safety.target)},
+                                      tmp_path / "logs").start()
+        processes.append(orchestrator)
+        yield money, safety, orchestrator
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        money.stop()

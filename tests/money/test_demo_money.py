@@ -7,47 +7,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dataplane_support import orchestrator_env, run_status, wait_until
-from money_support import seed_runs
+from dataplane_support import run_status, wait_until
+from money_support import demo_stack
 
-from gaelp.config import load_settings
-from gaelp.embedded.money_report import (
-    DEMO_OPERATOR,
-    DemoApprover,
-    MoneyStack,
-    money_document,
-    money_report,
-)
-from gaelp.embedded.processes import ServiceProcess
+from gaelp.embedded.money_report import DEMO_OPERATOR, DemoApprover, money_document, money_report
 
 
 def test_demo_operator_approves_and_the_report_reconciles(kafka_bootstrap: str, tmp_path: Path,
                                                           unique_name: str) -> None:
-    settings = load_settings(orchestrator={"money": {"campaigns": 2}})
-    money = MoneyStack.start(settings, tmp_path / "logs", seed=3)
     run_id = f"md{unique_name}"
-    seed_runs(tmp_path / "runs.db", [run_id])
     said: list[str] = []
-    safety = orchestrator = None
-    try:
-        safety = ServiceProcess("safety_policy", {
-            "GAELP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-            "GAELP_KAFKA_BOOTSTRAP": kafka_bootstrap, "GAELP_KAFKA_ENABLE_IDEMPOTENCE": "false",
-            "GAELP_KAFKA_ACKS": "1", **money.safety_env(),
-        }, tmp_path / "logs").start()
-        env = orchestrator_env(kafka_bootstrap, tmp_path / "runs.db", "")
-        env["GAELP_ORCHESTRATOR_PHASES"] = f'{{"group_id": "demo-{unique_name}"}}'
-        orchestrator = ServiceProcess("orchestrator", {**env, **money.orchestrator_env(safety.target)},
-                                      tmp_path / "logs").start()
+    with demo_stack(tmp_path, kafka_bootstrap, f"demo-{unique_name}", run_id, campaigns=2) as (
+            money, safety, orchestrator):
         with DemoApprover(safety.target, money.token, run_id, said.append, poll_s=0.2) as demo:
             wait_until(lambda: run_status(orchestrator, run_id).phase_work_done, 300, "phase 3's campaigns",
                        logs=orchestrator.log_tail)
         section = money_report(money_document(orchestrator.target, run_id), demo.approved, said.append)
-    finally:
-        for process in (orchestrator, safety):
-            if process is not None:
-                process.stop()
-        money.stop()
     assert [(a["kind"], a["by"]) for a in section["approvals"]] == [("enter_phase_3", DEMO_OPERATOR)]
     assert any(f"as the demo operator '{DEMO_OPERATOR}'" in line for line in said)
     assert section["reconciliation"]["unreserved_cents"] == 0

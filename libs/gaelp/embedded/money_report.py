@@ -3,8 +3,8 @@
 The embedded run starts the platform sandbox as its own process and a demo operator whose token is
 created for that run alone (its SHA-256 goes into the safety policy's operators; the token never
 leaves this process). The demo operator approves the run's money-gate requests as they come and
-says so; the report gains `reconciliation`, `approvals`, `violations`, `campaigns` and
-`emergency_stop_latency_s` from the orchestrator's MoneyControl API.
+says so; the report gains `reconciliation`, `approvals`, `violations`, `campaigns` (from the
+orchestrator's MoneyControl API) and `emergency_stop_latency_s` (from the stop drill, when run).
 
 Ledger limits: the sandbox's clock packs many platform days into one real day, while the ledger's
 daily limits count real days (in the account's zone, all phases together). One campaign day may
@@ -155,7 +155,7 @@ def money_document(orchestrator_target: str, run_id: str) -> dict[str, Any]:
 
 
 def money_report(document: dict[str, Any], approved: list[dict[str, object]],
-                 say: Callable[[str], None]) -> dict[str, Any]:
+                 say: Callable[[str], None], stop_latency_s: float | None = None) -> dict[str, Any]:
     """The report's money keys from the run's money document (printed too); empty figures when the
     run reached no money phase."""
     campaigns = [{
@@ -201,5 +201,5 @@ def money_report(document: dict[str, Any], approved: list[dict[str, object]],
     return {"reconciliation": {k: reconciliation.get(k, 0) for k in figures},
             "approvals": approvals, "violations": document.get("violations", []), "campaigns": campaigns,
             "transfer": transfer,
-            # The demo runs no stop drill; benchmarks/emergency_stop.py measures the latency.
-            "emergency_stop_latency_s": None}
+            # Measured by the demo's stop drill (--stop-drill; gaelp.embedded.stop_drill), else None.
+            "emergency_stop_latency_s": stop_latency_s}

@@ -38,6 +38,7 @@ from gaelp.embedded.money_report import DemoApprover, MoneyStack, money_document
 from gaelp.embedded.picture import write_picture
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.embedded.pubsub_emulator import OperatorEventTap, PubSubEmulator
+from gaelp.embedded.stop_drill import StopDrill
 from gaelp.v1 import (
     common_pb2,
     events_pb2,
@@ -306,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="override the preset's training.seed")
     parser.add_argument("--pubsub", action="store_true",
                         help="start the Pub/Sub emulator and publish operator events to it")
+    parser.add_argument("--stop-drill", action="store_true",
+                        help="once a sandbox campaign is live, the demo operator runs the emergency stop,"
+                        " times it and approves the resume")
     args = parser.parse_args(argv)
     config = args.config.resolve()
     settings = load_settings(config)
@@ -349,14 +353,18 @@ def main(argv: list[str] | None = None) -> int:
                 ), timeout=30)
                 metrics = metrics_pb2_grpc.MetricsStub(channel_m)
                 safety = services.target("safety_policy")
-                with DemoApprover(safety, money.token, run_id, console.print) as demo:
+                drill = StopDrill(safety, services.target("orchestrator"), money.token, run_id, money.sandbox,
+                                  console.print)
+                with DemoApprover(safety, money.token, run_id, console.print) as demo, \
+                        drill if args.stop_drill else contextlib.nullcontext():
                     status = follow_run(control, metrics, run_id,
                                         settings.orchestrator.curriculum.consolidation_env_steps)
                 ok = report(status, learner_pb2_grpc.LearnerStub(channel_l), metrics,
                             time.monotonic() - started, run_dir)
                 report_path = run_dir / "report.json"
                 document = money_document(services.target("orchestrator"), run_id)
-                money_keys = money_report(document, demo.approved, console.print)
+                money_keys = money_report(document, demo.approved, console.print,
+                                          drill.outcome.latency_s if drill.outcome else None)
                 picture = write_picture(run_dir, f"http://127.0.0.1:{services.dashboard_port}", run_id,
                                         document)
                 console.print(f"  picture: {picture} (learning curves by phase, sandbox spend over time)")
