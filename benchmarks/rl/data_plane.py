@@ -30,6 +30,7 @@ from orchestrator.policy import policy_weights
 
 SPECS_DIR = Path(__file__).resolve().parents[2] / "configs" / "environments"
 POLICY_WAIT_S = 120.0  # actors wait this long for the next policy before going on without it
+LEARNER_FETCH_MAX_WAIT_MS = 5
 
 
 def registered_spec(env_id: str, specs_dir: Path = SPECS_DIR) -> tuple[str, str]:
@@ -85,6 +86,10 @@ def service_envs(algo: str, env_id: str, seed: int, lanes: int, gaelp_config: di
         "GAELP_LEARNER_DEVICE": "cpu",
         "GAELP_LEARNER_ROLLOUT_SAMPLES": "1",  # the agent's own update size decides
         "GAELP_LEARNER_CHECKPOINT_EVERY_UPDATES": "100",
+        # Tansu answers a fetch that found no data only when fetch_max_wait_ms is over, even if a
+        # record lands meanwhile; the learner waits for every chunk (one update each), so its fetches
+        # are held briefly: at the default 50 ms, SAC's one-step rounds spent half their time there.
+        "GAELP_KAFKA_FETCH_MAX_WAIT_MS": str(LEARNER_FETCH_MAX_WAIT_MS),
     }
     orchestrator = {
         **common,

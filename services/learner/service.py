@@ -99,10 +99,15 @@ class LearnerService:
         if len(weights) <= self.config.policy_inline_max_bytes:
             message.weights = weights
         else:
-            path = self.policy_dir / trainer.run_id / f"v{trainer.version:08d}.pt"
+            run_dir = self.policy_dir / trainer.run_id
+            path = run_dir / f"v{trainer.version:08d}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(weights)
             message.checkpoint_uri = path.resolve().as_uri()
+            # One file per version: keep the newest (zero-padded names sort by version). An actor
+            # offered a version pruned since then loads a newer one (PolicyHolder.apply_offer).
+            for old in sorted(run_dir.glob("v*.pt"))[:-self.config.policy_files_kept]:
+                old.unlink(missing_ok=True)
         return message
 
     # ---- restore and offsets ------------------------------------------------------------------
@@ -165,20 +170,27 @@ class LearnerService:
                 if trainer.ready():
                     await self._update(trainer)
 
+    def _train(self, trainer: RunTrainer) -> tuple[UpdateResult, events_pb2.PolicyUpdate]:
+        """One update and the message of the policy it made (in the worker thread: serializing
+        large weights takes milliseconds the event loop's fetches and gRPC calls need)."""
+        result = trainer.update()
+        return result, self._policy_message(trainer)
+
     async def _update(self, trainer: RunTrainer) -> None:
         async with self._train_lock:
-            result = await asyncio.to_thread(trainer.update)
+            result, policy = await asyncio.to_thread(self._train, trainer)
         self._record(trainer, result)
-        policy = self._policy_message(trainer)
-        self.policies[trainer.run_id] = policy
-        await self.producer.send(POLICY, trainer.run_id, policy)
         stats = self._stats_message(trainer, result)
+        self.policies[trainer.run_id] = policy
         self.stats[trainer.run_id] = stats
-        await self.producer.send(LEARNER_METRICS, trainer.run_id, stats)
-        if self.board is not None:
-            await asyncio.to_thread(self.board.record, stats)
+        # Watchers first (Learner.WatchPolicy): actors waiting for this version act on it while the
+        # broker acknowledges the topic messages, instead of after those round trips.
         async with self.policy_changed:
             self.policy_changed.notify_all()
+        await asyncio.gather(self.producer.send(POLICY, trainer.run_id, policy),
+                             self.producer.send(LEARNER_METRICS, trainer.run_id, stats))
+        if self.board is not None:
+            await asyncio.to_thread(self.board.record, stats)
         self.updates_since_checkpoint += 1
         if self.updates_since_checkpoint >= self.config.checkpoint_every_updates:
             await self.checkpoint()

@@ -63,7 +63,13 @@ class PolicyHolder:
         offer, self._offer = self._offer, None
         if offer is None or offer.version <= self.version:
             return False
-        self.agent.load_policy_state(policy_weights(offer))
+        try:
+            weights = policy_weights(offer)
+        except FileNotFoundError:
+            # The learner keeps its newest policy files only: this one was pruned, so a newer
+            # version is out (policy topic, WatchPolicy) and is offered next.
+            return False
+        self.agent.load_policy_state(weights)
         self.version = offer.version
         self.rollout_samples = offer.rollout_samples
         return True

@@ -1,5 +1,5 @@
 """In-process checks of the data plane's parts: batch decoding, the run trainer, the curriculum
-scheduler and the learner's checkpoint store."""
+scheduler, the learner's checkpoint store and its policy files."""
 
 from __future__ import annotations
 
@@ -7,18 +7,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataplane_support import BATCH_SAMPLES, root_buffer, sample_chunk, training_settings
+from dataplane_support import (
+    BATCH_SAMPLES,
+    HYPERPARAMETERS,
+    ROLLOUT_SAMPLES,
+    root_buffer,
+    sample_chunk,
+    training_settings,
+)
 
+from gaelp.bus import BusProducer
 from gaelp.bus.tensors import to_tensor
+from gaelp.config import load_settings
 from gaelp.config.sections.orchestrator import CurriculumSettings
 from gaelp.rl.spaces import ActionLayout, flat_observation_dim
 from gaelp.sim import CURRICULUM_LEVELS, make_ad_env
 from gaelp.v1 import events_pb2
 from learner.batches import DecodedBatch, InvalidBatch, decode_batch
 from learner.checkpoints import CheckpointStore
+from learner.service import LearnerService
 from learner.trainer import RunTrainer, build_run_trainer
 from orchestrator.curriculum import CurriculumScheduler
 from orchestrator.messages import transition_batch
+from orchestrator.policy import PolicyHolder
 
 FLOAT_COLUMNS = ("observations", "actions", "rewards", "dones", "truncations", "log_probs", "values",
                  "next_observations", "next_values")
@@ -277,3 +288,32 @@ def test_checkpoint_store_leaves_the_previous_checkpoint_when_a_write_fails(tmp_
     store.write({"t:0": 9}, [(entry, _writer("retry"))])
     latest = store.latest()
     assert latest is not None and latest.sequence == 2 and latest.runs[0].state_file.read_text() == "retry"
+
+
+async def test_learner_keeps_its_newest_policy_files_and_an_actor_skips_a_pruned_one(
+    tmp_path: Path, message: events_pb2.TransitionBatch, spaces: tuple[int, ActionLayout]
+) -> None:
+    settings = load_settings(
+        training={"hyperparameters": HYPERPARAMETERS},
+        learner={"rollout_samples": ROLLOUT_SAMPLES, "device": "cpu", "policy_inline_max_bytes": 1024,
+                 "policy_files_kept": 2},
+        storage={"checkpoint_dir": str(tmp_path)},
+        # No broker: the producer is never started, the policy messages are only made here.
+        kafka={"bootstrap": "127.0.0.1:9"},
+    )
+    learner = LearnerService(settings, BusProducer(settings.kafka))
+    trainer = learner.run("files-run")
+    first = learner.policies["files-run"]
+    assert first.checkpoint_uri, "weights over policy_inline_max_bytes travel as a file"
+    newest = first
+    for update in range(3):
+        for lane in range(2):
+            assert trainer.add(_batch(message, spaces, f"b{update}-{lane}", trainer.version)) is None
+        _, newest = learner._train(trainer)
+    files = sorted(p.name for p in (tmp_path / "policies" / "files-run").iterdir())
+    assert files == ["v00000002.pt", "v00000003.pt"], "one file per version, the two newest kept"
+    holder = PolicyHolder(settings.training, learner.observation_space, learner.action_space)
+    await holder.offer(first)
+    assert not holder.apply_offer() and holder.version == -1, "version 0's file was pruned: skipped"
+    await holder.offer(newest)
+    assert holder.apply_offer() and holder.version == 3

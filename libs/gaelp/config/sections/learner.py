@@ -39,4 +39,9 @@ class LearnerSettings(BaseModel):
     policy_inline_max_bytes: int = Field(
         1_000_000, ge=1024, description="larger weights travel as a checkpoint URI instead"
     )
+    policy_files_kept: int = Field(
+        16, ge=2,
+        description="policy files (weights over policy_inline_max_bytes) kept per run, newest first:"
+        " one per version, so without pruning they would fill the disk",
+    )
     warm_start: WarmStartSettings = Field(default_factory=WarmStartSettings)
