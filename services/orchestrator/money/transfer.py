@@ -64,7 +64,9 @@ class TransferResult:
     fine_tuned: Agent
 
 
-def _score(agent: Agent, market: MarketConfig, envs: int, random_reward: float, upper_reward: float) -> float:
+def normalized_score(agent: Agent, market: MarketConfig, envs: int, random_reward: float,
+                     upper_reward: float) -> float:
+    """The deterministic policy's normalized reward on the market's seeded campaign-days."""
     def factory(env: Any) -> Any:
         def act(obs: np.ndarray, info: dict[str, Any]) -> Any:
             actions, _, _ = agent.act(obs, deterministic=True)
@@ -96,7 +98,7 @@ def measure_transfer(source: Agent, training: TrainingSettings, settings: Transf
     train_seed = seed + TRANSFER_SEED_OFFSET
     fine_tuned = fresh_agent(training, source, train_seed)
     fine_tuned.load_policy_state(source.policy_state())
-    zero_shot = _score(fine_tuned, market, settings.evaluation_envs, *scale)
+    zero_shot = normalized_score(fine_tuned, market, settings.evaluation_envs, *scale)
     start_steps = fine_tuned.env_steps
     fine_tuned.learn(AdMarketVectorEnv(num_envs=settings.envs, level=market, seed=train_seed),
                      settings.env_steps)
@@ -107,7 +109,7 @@ def measure_transfer(source: Agent, training: TrainingSettings, settings: Transf
         products=[product.name for product in products], market=market.name,
         env_steps=settings.env_steps, fine_tuned_env_steps=fine_tuned.env_steps - start_steps,
         scratch_env_steps=scratch.env_steps, zero_shot_score=zero_shot,
-        fine_tuned_score=_score(fine_tuned, market, settings.evaluation_envs, *scale),
-        scratch_score=_score(scratch, market, settings.evaluation_envs, *scale),
+        fine_tuned_score=normalized_score(fine_tuned, market, settings.evaluation_envs, *scale),
+        scratch_score=normalized_score(scratch, market, settings.evaluation_envs, *scale),
         random_reward=references["random"], upper_bound_reward=references["upper_bound"])
     return TransferResult(record, fine_tuned)

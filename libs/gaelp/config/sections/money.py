@@ -28,7 +28,7 @@ class TransferSettings(BaseModel):
         description="phase-4 campaigns on held-out products (flagged transfer), of scaled_campaigns"
     )
     env_steps: int = Field(
-        49_152, ge=1,
+        24_576, ge=1,
         description="simulator env steps each policy trains (the fine-tuned and the scratch one)"
     )
     envs: int = Field(64, ge=1, description="simulated campaigns stepped as one batch while training")
