@@ -76,13 +76,13 @@ def awaiting_approval(orchestrator: ServiceProcess, run_id: str) -> orchestrator
 
 
 @contextlib.contextmanager
-def demo_stack(tmp_path: Path, bootstrap: str, group: str, run_id: str,
+def demo_stack(tmp_path: Path, bootstrap: str, group: str, run_id: str, phase: int = REAL,
                **money_settings: Any) -> Iterator[tuple[MoneyStack, ServiceProcess, ServiceProcess]]:
     """The sandbox, safety policy and orchestrator configured the way the embedded run configures
-    them (its demo operator and ledger limits), with `run_id` stored in phase 3."""
+    them (its demo operator and ledger limits), with `run_id` stored in `phase` (3 or 4)."""
     settings = load_settings(orchestrator={"money": money_settings})
     money = MoneyStack.start(settings, tmp_path / "logs", seed=3)
-    seed_runs(tmp_path / "runs.db", [run_id])
+    seed_runs(tmp_path / "runs.db", [run_id], phase=phase)
     processes: list[ServiceProcess] = []
     try:
         safety = ServiceProcess("safety_policy", {
@@ -92,7 +92,7 @@ def demo_stack(tmp_path: Path, bootstrap: str, group: str, run_id: str,
         }, tmp_path / "logs").start()
         processes.append(safety)
         env = orchestrator_env(bootstrap, tmp_path / "runs.db", "")
-        env["GAELP_ORCHESTRATOR_PHASES"] = json.dumps({"group_id": group, "last_phase": 3})
+        env["GAELP_ORCHESTRATOR_PHASES"] = json.dumps({"group_id": group, "last_phase": phase})
         orchestrator = ServiceProcess("orchestrator", {**env, **money.orchestrator_env(safety.target)},
                                       tmp_path / "logs").start()
         processes.append(orchestrator)
