@@ -3,14 +3,19 @@
 The logs come from the platform sandbox's market (a market unlike the training simulator), with
 the logging policy's propensities. The agent's policy is valued on them by IPS, SNIPS, DM and DR
 with bootstrap intervals (gaelp.sim.historical.ope), and the training simulator predicts the same
-quantity (clicks per campaign-hour) for the same policy. The figures, per compared policy p (the
-agent, then the heuristic and random reference policies, valued the same way):
+quantity (clicks per campaign-hour) for the same policy, after it was calibrated on the same logs
+(gaelp.sim.historical.calibration: a few market parameters fitted to the logging policy's logged
+outcomes), as a real system would before trusting its simulator's predictions. The figures, per
+compared policy p (the agent, then the heuristic and random reference policies, valued the same way):
     gap(p)                  = |simulator(p) - DR(p)| / |DR(p)|
     historical_match        = max(0, 1 - gap(agent)): how well the simulator's prediction for the
                               agent matches what the logs say the agent would have earned
     prediction_accuracy     = share of compared policies with gap(p) <= tolerance
     prediction_correlation  = Pearson correlation of simulator(p) and DR(p) over compared policies
 They travel to the metrics service in an EpisodeSummary of phase 2, whose assessment gates the phase.
+The run document also carries the calibration: each fitted parameter (calibration_<name>), the loss
+at the fit and of the level as it was (calibration_loss, calibration_uncalibrated_loss) and each
+moment group's error at the fit (calibration_error_<group>).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from gaelp.sim.historical.calibration import Calibration
 from gaelp.sim.historical.evaluator import make_historical_evaluator
 from gaelp.sim.historical.ope import Estimate
 from gaelp.sim.market.config import MarketConfig
@@ -35,6 +41,7 @@ class HistoricalFigures:
     prediction_correlation: float
     predicted: dict[str, float]  # simulator's clicks per campaign-hour, per compared policy
     estimates: dict[str, dict[str, Estimate]]  # per compared policy, per estimator
+    calibration: Calibration | None  # the simulator's fit to the logs; None: predicted uncalibrated
 
     def flat(self) -> dict[str, float]:
         """One level of names (for the run document): figures, predictions, estimates and intervals."""
@@ -46,6 +53,12 @@ class HistoricalFigures:
                 flat[f"{estimator}_{name}"] = estimate.estimate
                 flat[f"{estimator}_{name}_ci_low"] = estimate.ci_low
                 flat[f"{estimator}_{name}_ci_high"] = estimate.ci_high
+        if self.calibration is not None:
+            flat |= {f"calibration_{name}": value for name, value in self.calibration.parameters.items()}
+            flat["calibration_loss"] = self.calibration.loss
+            flat["calibration_uncalibrated_loss"] = self.calibration.uncalibrated_loss
+            flat |= {f"calibration_error_{group}": error
+                     for group, error in self.calibration.moment_errors.items()}
         return flat
 
 
@@ -63,10 +76,13 @@ def agent_policy(agent: Any) -> PolicyFactory:
 
 
 def historical_figures(agent: Any, simulator_level: int, campaigns: int, days: int, seed: int,
-                       tolerance: float, logged_market: MarketConfig | None = None) -> HistoricalFigures:
-    """logged_market: the market the logs come from; None: the platform sandbox's."""
+                       tolerance: float, logged_market: MarketConfig | None = None,
+                       calibrated: bool = True) -> HistoricalFigures:
+    """logged_market: the market the logs come from; None: the platform sandbox's. calibrated: the
+    simulator level is fitted to the logs before it predicts (False: the level as it is)."""
     evaluator = make_historical_evaluator(simulator=simulator_level, logged_market=logged_market,
-                                          num_campaigns=campaigns, days=days, seed=seed)
+                                          num_campaigns=campaigns, days=days, seed=seed,
+                                          calibrated=calibrated)
     compared = {AGENT: agent_policy(agent), "heuristic": heuristic_policy, "random": random_policy}
     figures = evaluator.gate_figures(compared, tolerance=tolerance)
     gaps = {gap.name: gap for gap in figures.policies}
@@ -79,4 +95,5 @@ def historical_figures(agent: Any, simulator_level: int, campaigns: int, days: i
         prediction_correlation=float(correlation),
         predicted={name: gap.predicted for name, gap in gaps.items()},
         estimates={name: gap.estimates for name, gap in gaps.items()},
+        calibration=evaluator.calibration,
     )

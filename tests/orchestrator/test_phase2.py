@@ -1,8 +1,9 @@
 """Phase-2 figures for an agent's own policy on logs whose truth is known.
 
-When the logs come from the simulator's own market, the simulator's prediction for a policy is that
-policy's true value in the logged market, so the off-policy estimates must find it and the figures
-must say the simulator matches; on the sandbox's logs (another market) they must say it does not.
+When the logs come from the simulator's own market, the uncalibrated simulator's prediction for a
+policy is that policy's true value in the logged market, so the off-policy estimates must find it
+and the figures must say the simulator matches; on the sandbox's logs (another market) they must
+say it does not, until the simulator is calibrated on those logs, as phase 2 does.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 
 from gaelp.config import load_settings
 from gaelp.rl.factory import make_agent
+from gaelp.sim.historical.calibration import MOMENT_GROUPS
 from gaelp.sim.market.config import curriculum_level
 from gaelp.sim.market.env import AdMarketVectorEnv
 from orchestrator.phase2 import AGENT, historical_figures
@@ -29,7 +31,7 @@ def an_agent() -> object:
 def test_on_the_simulators_own_market_the_estimates_find_the_agents_true_value() -> None:
     agent = an_agent()
     figures = historical_figures(agent, LEVEL, campaigns=96, days=2, seed=5, tolerance=0.15,
-                                 logged_market=curriculum_level(LEVEL))
+                                 logged_market=curriculum_level(LEVEL), calibrated=False)
     truth = figures.predicted[AGENT]
     for name in ("snipw", "dr"):
         estimate = figures.estimates[AGENT][name]
@@ -41,7 +43,26 @@ def test_on_the_simulators_own_market_the_estimates_find_the_agents_true_value()
 
 def test_on_the_sandbox_logs_the_sim_to_real_gap_shows() -> None:
     agent = an_agent()
-    own = historical_figures(agent, LEVEL, 96, 2, 5, 0.15, logged_market=curriculum_level(LEVEL))
-    sandbox = historical_figures(agent, LEVEL, 96, 2, 5, 0.15)
+    own = historical_figures(agent, LEVEL, 96, 2, 5, 0.15, logged_market=curriculum_level(LEVEL),
+                             calibrated=False)
+    sandbox = historical_figures(agent, LEVEL, 96, 2, 5, 0.15, calibrated=False)
     assert sandbox.historical_match < own.historical_match
     assert sandbox.prediction_accuracy <= own.prediction_accuracy
+    assert sandbox.calibration is None and not any(key.startswith("calibration_") for key in sandbox.flat())
+
+
+def test_calibrated_on_the_sandbox_logs_the_simulator_predicts_them() -> None:
+    """Phase 2 as the orchestrator runs it (its simulator level, calibrated) on a small sample."""
+    agent = an_agent()
+    level = load_settings().orchestrator.phases.historical.simulator_level
+    uncalibrated = historical_figures(agent, level, 64, 2, 3, 0.15, calibrated=False)
+    calibrated = historical_figures(agent, level, 64, 2, 3, 0.15)
+    assert calibrated.historical_match > uncalibrated.historical_match, (uncalibrated, calibrated)
+    assert calibrated.historical_match >= 0.9, calibrated.flat()
+    flat = calibrated.flat()
+    assert set(uncalibrated.flat()) < set(flat)  # the figures as before, and the calibration
+    assert calibrated.calibration is not None
+    for name, value in calibrated.calibration.parameters.items():
+        assert flat[f"calibration_{name}"] == value
+    assert flat["calibration_loss"] < flat["calibration_uncalibrated_loss"]
+    assert {f"calibration_error_{group}" for group in MOMENT_GROUPS} <= set(flat)

@@ -47,6 +47,17 @@ def test_sandbox_logs_reveal_the_sim_to_real_gap() -> None:
     assert sandbox_figures.correlation > 0.5  # the ranking of policies still carries over
 
 
+def test_calibrated_on_the_sandbox_logs_the_simulator_predicts_every_policy_within_tolerance() -> None:
+    """Fixed arms and the heuristic see little of the gap (their arms do not depend on the level's
+    features a trained agent reacts to): calibration must keep them predicted, with the fit in
+    place of the level's market."""
+    evaluator = make_historical_evaluator(simulator=2, num_campaigns=96, days=2, seed=3, calibrated=True)
+    figures = evaluator.gate_figures(POLICIES)
+    assert figures.match >= 0.95 and figures.accuracy == 1.0 and figures.correlation >= 0.95, figures
+    assert evaluator.calibration is not None
+    assert evaluator.simulator_config == evaluator.calibration.config
+
+
 def test_logs_value_a_policy_at_the_states_the_logging_policy_visited() -> None:
     """Level 3 has a tight budget: a fixed arm run on its own spends the budget unlike the uniform
     logging policy, and earns about 3.5 clicks per campaign-hour instead of the 2.4 it earns at the

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from gaelp.sim.market.config import CREATIVE_TYPES, MarketConfig
+from gaelp.sim.market.core import HourOutcome
 from gaelp.sim.market.env import AdMarketBatch, parse_actions
 
 
@@ -34,6 +35,17 @@ class LoggingSetup(BaseModel):
     bid: float = Field(12.0, gt=0)
     daily_budget: float = Field(200.0, gt=0)
     audience_size: float = Field(0.5, gt=0, le=1)
+
+
+class AccountTerms(BaseModel):
+    """The advertiser's own account settings while the logs were taken: known to whoever owns the
+    account, and shown to a policy in its observation (its budget-state features)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_daily_budget: float = Field(gt=0, description="account cap on the daily budget")
+    target_roas: float = Field(gt=0)
+    bid_cap: float = Field(gt=0)
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,12 @@ class LoggedAdData:
     # (n,) int: the campaign of each row. Rows of one campaign are correlated over hours and days,
     # so intervals resample campaigns; None: every row is its own campaign.
     campaign: np.ndarray | None = None
+    # The platform's other per-row reports (what calibration fits the simulator to) and the
+    # account's terms; None where a log file does not carry them.
+    impressions: np.ndarray | None = None  # (n,)
+    spend: np.ndarray | None = None  # (n,) dollars
+    conversions: np.ndarray | None = None  # (n,) attributed in the hour
+    account: AccountTerms | None = None
 
     @property
     def num_arms(self) -> int:
@@ -76,8 +94,8 @@ def _arm_actions(arm: np.ndarray, num_audiences: int, setup: LoggingSetup) -> di
 
 def _logging_day(
     batch: AdMarketBatch, rng: np.random.Generator, setup: LoggingSetup
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """One day under the uniform logging policy: (observation, arm, clicks) per hour."""
+) -> list[tuple[np.ndarray, np.ndarray, HourOutcome]]:
+    """One day under the uniform logging policy: (observation, arm, outcome) per hour."""
     num_audiences = batch.core.world.num_audiences
     num_arms = len(CREATIVE_TYPES) * num_audiences
     hours = []
@@ -87,7 +105,7 @@ def _logging_day(
         next_obs, _, _, _ = batch.step(_arm_actions(arm, num_audiences, setup))
         outcome = batch.tracker.last_outcome
         assert outcome is not None  # set by the step just taken
-        hours.append((obs, arm, outcome.clicks.copy()))
+        hours.append((obs, arm, outcome))
         obs = next_obs
     return hours
 
@@ -105,14 +123,23 @@ def generate_ad_logs(
     hours = [hour for _ in range(days) for hour in _logging_day(batch, rng, setup)]
     arm_all = np.concatenate([arm for _, arm, _ in hours])
     num_audiences = batch.core.world.num_audiences
+
+    def reported(kpi: str) -> np.ndarray:
+        return np.concatenate([getattr(outcome, kpi) for _, _, outcome in hours])
+
     return LoggedAdData(
         obs=np.concatenate([obs for obs, _, _ in hours]),
         arm=arm_all,
         pscore=np.full(arm_all.shape[0], 1.0 / (len(CREATIVE_TYPES) * num_audiences)),
-        reward=np.concatenate([clicks for _, _, clicks in hours]),
+        reward=reported("clicks"),
         num_audiences=num_audiences,
         setup=setup,
         campaign=np.tile(np.arange(num_campaigns), len(hours)),
+        impressions=reported("impressions"),
+        spend=reported("spend"),
+        conversions=reported("conversions"),
+        account=AccountTerms(max_daily_budget=config.max_daily_budget, target_roas=config.target_roas,
+                             bid_cap=config.bid_cap),
     )
 
 

@@ -5,7 +5,9 @@ creative/audience choices earn in the logged market, at the states the logging p
 training simulator predicts the same quantity: the policy's arm at each state the logging policy
 visits in the simulator (gaelp.sim.historical.ad_logs.value_on_logged_states). Running the policy
 on its own trajectory would be another quantity (its arms change the budget it has left and the
-history it sees), which the logs cannot estimate. The phase-2 gate reads three figures over a set of policies:
+history it sees), which the logs cannot estimate. With `calibrated`, the simulator level is first
+fitted to the logs (gaelp.sim.historical.calibration) and predicts as calibrated. The phase-2 gate
+reads three figures over a set of policies:
     match       1 - mean relative gap between prediction and the logs' DR estimate
     accuracy    share of policies whose prediction is within `tolerance` of that estimate
     correlation Pearson correlation of predictions and estimates across policies
@@ -27,6 +29,7 @@ from gaelp.sim.historical.ad_logs import (
     generate_ad_logs,
     value_on_logged_states,
 )
+from gaelp.sim.historical.calibration import Calibration, calibrate
 from gaelp.sim.historical.ope import Estimate, OffPolicyInput, estimate_all
 from gaelp.sim.market.config import MarketConfig, resolve_market_config
 from gaelp.sim.market.env import AdMarketVectorEnv, LevelSpec
@@ -58,9 +61,16 @@ class HistoricalEvaluator:
         ridge: float = 1.0,
         n_bootstrap: int = 300,
         n_refit_bootstrap: int = 100,
+        calibrated: bool = False,
+        calibration_seed: int = 0,
     ) -> None:
         self.logs = logs
-        self.simulator_config: MarketConfig = resolve_market_config(simulator)
+        level = resolve_market_config(simulator)
+        # The fit of the level to the logs, when calibrated; the simulator then predicts as fitted.
+        self.calibration: Calibration | None = (
+            calibrate(level, logs, calibration_seed) if calibrated else None
+        )
+        self.simulator_config: MarketConfig = self.calibration.config if self.calibration else level
         self.n_bootstrap = n_bootstrap
         self.n_refit_bootstrap = n_refit_bootstrap
         self.ridge = ridge
@@ -190,7 +200,9 @@ def make_historical_evaluator(
     num_campaigns: int = 256,
     days: int = 2,
     seed: int = 0,
+    calibrated: bool = False,
 ) -> HistoricalEvaluator:
-    """Entry point: logs from the sandbox's market (unless given), evaluated against a simulator level."""
+    """Entry point: logs from the sandbox's market (unless given), evaluated against a simulator level
+    (calibrated on the logs first when `calibrated`)."""
     logs = generate_ad_logs(logged_market or sandbox_market_config(), num_campaigns, days, seed)
-    return HistoricalEvaluator(logs, simulator)
+    return HistoricalEvaluator(logs, simulator, calibrated=calibrated)
