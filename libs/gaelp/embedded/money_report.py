@@ -182,12 +182,13 @@ def money_report(document: dict[str, Any], approved: list[dict[str, object]],
             f"{reconciliation['unreserved_cents']} cents unreserved, "
             f"{reconciliation['difference_cents']} cents apart; "
             f"{len(document.get('violations', []))} violation(s)")
+        say("    (T: a transfer campaign, a held-out product with the fine-tuned policy; max budget per day"
+            " and max window reservation)")
         for c in campaigns:
-            say(f"    p{c['phase']} {c['campaign_id'] or '(never live)':<12} {c['product']:<17}"
-                f"{' transfer' if c['transfer'] else '         '} {c['status']:<8} spend {c['spend']:7.2f} "
-                f"reserved {c['reserved']:7.2f} committed {c['committed']:7.2f} revenue {c['revenue']:7.2f} "
-                f"budget up to {c['limits']['daily_budget_max']:6.2f}/day, window cap up to "
-                f"{c['limits']['most_per_window']:6.2f}")
+            say(f"    p{c['phase']} {c['campaign_id'] or '(never live)':<12} {c['product']:<16} "
+                f"{'T' if c['transfer'] else ' '} {c['status']:<8} spend {c['spend']:7.2f} reserved "
+                f"{c['reserved']:7.2f} committed {c['committed']:7.2f} revenue {c['revenue']:7.2f} max "
+                f"{c['limits']['daily_budget_max']:6.2f}/day {c['limits']['most_per_window']:6.2f}/window")
         for a in approvals:
             say(f"    approval {a['kind']:<16} {a['subject'] or a['campaign_id']:<20} {a['status']:<9}"
                 + (f" +{a['amount']:.2f}/day" if a["kind"] == "budget_increase" else "")
