@@ -221,10 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         _write(args.out, report)  # after every seed, so long runs leave partial figures behind
     if args.data_plane:
         plane_runs: list[dict[str, Any]] = []
-        with tempfile.TemporaryDirectory(prefix="gaelp-rl-data-plane-") as tmp, LocalBroker() as broker:
+        with tempfile.TemporaryDirectory(prefix="gaelp-rl-data-plane-") as tmp:
             for seed in seeds:
-                plane_runs.append(run_data_plane(args.algo, args.env, args.steps, seed, preset,
-                                                 broker.bootstrap, Path(tmp), args.chunk_steps))
+                # A broker per seed: on a shared one, each seed's learner (a consumer group of its
+                # own, reading from the start) first trained every earlier seed's transitions again
+                # while its actors waited for policies and went on with stale ones.
+                with LocalBroker() as broker:
+                    plane_runs.append(run_data_plane(args.algo, args.env, args.steps, seed, preset,
+                                                     broker.bootstrap, Path(tmp), args.chunk_steps))
                 print(f"data plane seed {seed}: return {plane_runs[-1]['mean_return']:.1f} "
                       f"sps {plane_runs[-1]['sps']:.0f}", flush=True)
                 report["data_plane"] = summarize(args.algo, args.env, args.steps, plane_runs)
@@ -244,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         report["speed_ratio"] = report["sps"] / report["sb3"]["sps"]
         report["complete"] = True
         _write(args.out, report)
-    headline = {
+    headline: dict[str, Any] = {
         k: report[k] for k in ("algo", "env", "steps", "seeds", "mean_return", "std_return", "wall_s", "sps")
         if k in report
     }

@@ -151,8 +151,9 @@ def train_through_data_plane(algo: str, env_id: str, steps: int, seed: int, lane
         algo, env_id, seed, lanes, gaelp_config, bootstrap, work_dir, steps, learner.target, registry.target,
         chunk,
     )
-    for process, env in ((registry, registry_env), (learner, learner_env), (orchestrator, orchestrator_env)):
-        process.env.update({**env, **(extra_env or {})})
+    for process, settings in ((registry, registry_env), (learner, learner_env),
+                              (orchestrator, orchestrator_env)):
+        process.env.update({**settings, **(extra_env or {})})
     run_id = f"{algo.rsplit(':', 1)[-1].lower()}-{env_id.lower()}-{seed}-{os.getpid()}"
 
     def all_logs() -> str:
