@@ -34,14 +34,14 @@ TOLERANCE = {
 }
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_calibration_recovers_the_parameters_of_the_logged_market(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "budget_cap"), [(0, 1000.0), (1, 1000.0), (1, 120.0)])
+def test_calibration_recovers_the_parameters_of_the_logged_market(seed: int, budget_cap: float) -> None:
+    """budget_cap 1000: the account's cap does not bind the logging budget (as in the sandbox's
+    logs); 120 (level 2's): campaigns run out of budget on some days."""
     level = curriculum_level(LEVEL)
     assert all(level_parameters(level)[name] != value for name, value in TRUE_PARAMETERS.items())
-    # The level with the parameters set above, and an account whose budget cap does not bind the
-    # logging budget (as in the sandbox's logs).
-    account = AccountTerms(max_daily_budget=1000.0, target_roas=level.target_roas, bid_cap=level.bid_cap)
-    market = calibrated_config(level, TRUE_PARAMETERS, account)
+    account = AccountTerms(max_daily_budget=budget_cap, target_roas=level.target_roas, bid_cap=level.bid_cap)
+    market = calibrated_config(level, TRUE_PARAMETERS, account)  # the level with the parameters set above
     logs = generate_ad_logs(market, num_campaigns=96, days=2, seed=seed)
     calibration = calibrate(level, logs, seed=0)
     for name, value in TRUE_PARAMETERS.items():

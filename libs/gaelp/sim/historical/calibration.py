@@ -37,16 +37,18 @@ logged value is 0 are left out), so each group weighs the same whatever its size
 The search. First the opening: the auction format, the competitors' median and spread (OPENING)
 over the whole of their grids, jointly, on the first hour of the logged days alone (mean
 impressions and CPM paid, before competitors adapt to anything; one replayed hour per candidate).
-From there, with the level's other values, coordinate search: each parameter in turn takes the best
-value of its grid with the others fixed. The competitors' parameters (COUPLED) trade off against
-one another (a lower median with faster adaptation makes a similar day), which stalls a search
-along one axis at a time, so after each sweep they also move together to the best of their grid
-neighbours (one grid step up, down or none on each), as long as that lowers the loss. Sweeps repeat
-until one changes nothing (at most MAX_SWEEPS). That valley is narrow (the CPM paid is a
-deterministic function of the three), so the competitors' parameters then follow it by Nelder-Mead
-(at most SIMPLEX_EVALUATIONS losses). Last, the same coordinate search again on grids REFINEMENT
-times finer, one coarse step either side of that fit (the auction format stays as fitted).
-Deterministic given the seed; some hundreds of replays, seconds of CPU.
+Then the competitors' adaptation over its grid, to the opening's median and spread (the rest of the
+day). From there coordinate search: each parameter in turn takes the best value of its grid with
+the others fixed. The
+competitors' parameters (COUPLED) trade off against one another (a lower median with faster
+adaptation makes a similar day), which stalls a search along one axis at a time, so after each
+sweep they also move together to the best of their grid neighbours (one grid step up, down or none
+on each), as long as that lowers the loss. Sweeps repeat until one changes nothing (at most
+MAX_SWEEPS). That valley is narrow (the CPM paid is a deterministic function of the three), so the
+competitors' parameters then follow it by Nelder-Mead (at most SIMPLEX_EVALUATIONS losses). Last,
+the same coordinate search again on grids REFINEMENT times finer, one coarse step either side of
+that fit (the auction format stays as fitted). Deterministic given the seed; about 2,000 replays
+(most of them of one hour), about 10 s of CPU.
 """
 
 from __future__ import annotations
@@ -383,7 +385,10 @@ def calibrate(level: MarketConfig, logs: LoggedAdData, seed: int = 0) -> Calibra
     start = level_parameters(level)
     uncalibrated_loss = evaluate(start)
     opened = _opening_fit(level, logs, start, seed)
-    coarse = _nelder_mead(_search(opened, FITTED_PARAMETERS, evaluate), evaluate)
+    # The competitors' adaptation next, to the opening's median and spread: the rest of the day.
+    adapted = min((opened | {"competitor_adaptation": value}
+                   for value in FITTED_PARAMETERS["competitor_adaptation"]), key=evaluate)
+    coarse = _nelder_mead(_search(adapted, FITTED_PARAMETERS, evaluate), evaluate)
     best = _search(coarse, _fine_grids(coarse), evaluate)
     loss, errors = losses[tuple(best[name] for name in FITTED_PARAMETERS)]
     return Calibration(
