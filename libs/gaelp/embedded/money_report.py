@@ -30,6 +30,7 @@ from gaelp.client.errors import ClientError
 from gaelp.client.money import ApprovalsClient, MoneyControlClient
 from gaelp.config import GaelpSettings
 from gaelp.service.auth import token_hash
+from gaelp.sim.market.spaces import BID_RANGE
 from gaelp.sim.platform.process import SandboxProcess
 
 DEMO_OPERATOR = "demo-operator"
@@ -70,12 +71,18 @@ class MoneyStack:
                        * (money.scaled_budget_max - money.daily_budget_min))
         largest_step = overdelivery * money.scaled_budget_max * (1 - 1 / money.budget_step_factor) + 0.01
         safety = self.settings.safety_policy
+        # The policy bids within the simulator's action range; a bid clipped below what it chose runs
+        # another campaign than the one it decided (a CPM bid cut from $15 to $5 loses the sandbox's
+        # auctions, median $11). Spend stays bounded by the daily, episode and phase limits.
+        max_bid = max(BID_RANGE[1], safety.real_testing.max_bid, safety.scaled.max_bid)
         real_testing = safety.real_testing.model_copy(update={
+            "max_bid": max_bid,
             "daily_limit_max": max(phase_3_total, safety.real_testing.daily_limit_max),
             "episode_limit": most_per_day * days_touched + overlap,
             "phase_total": phase_3_total,
         })
         scaled = safety.scaled.model_copy(update={
+            "max_bid": max_bid,
             "daily_limit_max": max(phase_3_total + scaled_total, safety.scaled.daily_limit_max),
             "episode_limit": scaled_episode,
             "phase_total": scaled_total,

@@ -68,7 +68,11 @@ class MoneyPhaseRunner:
                                              document.seed)
         else:
             outcome = await phases.run_phase(handle)
-        if outcome == "done":
+        if document.phase != handle.phase:
+            # An assessment moved the run on while the campaigns ran (they end as planned first):
+            # the work done is the left phase's, not the current one's.
+            logger.info("run %s left phase %d while its campaigns ran", document.run_id, handle.phase)
+        elif outcome == "done":
             document.phase_work_done = True
         elif outcome == "rejected":
             document.state = "completed"

@@ -58,7 +58,11 @@ class MoneySettings(BaseModel):
     daily_budget_min: float = Field(10.0, gt=0, description="phase-3 campaign budgets, dollars a day")
     daily_budget_max: float = Field(50.0, gt=0)
     campaigns: int = Field(6, ge=1, description="phase-3 campaigns (one episode each), one after another")
-    campaign_days: int = Field(1, ge=1, le=31, description="platform days each phase-3 campaign runs")
+    campaign_days: int = Field(
+        2, ge=1, le=31,
+        description="platform days each money-phase campaign runs: one day's revenue comes from a few"
+        " conversions (a one-day campaign often has none), too lumpy to judge a campaign's ROI on",
+    )
     step_hours: int = Field(6, ge=1, le=24, description="platform hours between the policy's decisions")
     settle_max_hours: int = Field(
         48, ge=1, description="platform hours a paused campaign's last report may take to arrive"
