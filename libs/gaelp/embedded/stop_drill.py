@@ -47,9 +47,8 @@ def wait_for(condition: Callable[[], T], timeout_s: float, what: str) -> T:
 
 
 def live_campaigns(report: dict[str, Any]) -> list[str]:
-    """Money-phase campaigns active on the platform with at least one window committed."""
-    return [c["campaign_id"] for c in report.get("campaigns", [])
-            if c["status"] == "active" and any(w["committed"] is not None for w in c["windows"])]
+    """Money-phase campaigns active on the platform."""
+    return [c["campaign_id"] for c in report.get("campaigns", []) if c["status"] == "active"]
 
 
 def stop_and_resume(approvals: ApprovalsClient, control: MoneyControlClient, sandbox: SandboxProcess,
@@ -84,7 +83,7 @@ class StopDrill:
     """One stop-and-resume as the demo operator, once the run has a live money-phase campaign."""
 
     def __init__(self, safety_target: str, orchestrator_target: str, token: str, run_id: str,
-                 sandbox: SandboxProcess, say: Callable[[str], None], poll_s: float = 0.5) -> None:
+                 sandbox: SandboxProcess, say: Callable[[str], None], poll_s: float = 0.05) -> None:
         self.safety_target, self.orchestrator_target = safety_target, orchestrator_target
         self.token, self.run_id, self.sandbox = token, run_id, sandbox
         self.say, self.poll_s = say, poll_s

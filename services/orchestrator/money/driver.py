@@ -70,6 +70,7 @@ class RunHandle:
     set_state: Callable[[str, str], Awaitable[None]]  # (state, detail), saved
     episode_done: Callable[[], Awaitable[None]]
     stopping: Callable[[], bool]
+    current_phase: Callable[[], int]  # an assessment may move the run on while its campaigns run
 
 
 @dataclass
@@ -128,6 +129,8 @@ class MoneyPhases:
             for index in range(self.settings.campaigns):
                 if run.stopping():
                     return "interrupted"
+                if run.current_phase() != run.phase:
+                    break  # the campaigns so far decided the phase: no more test campaigns
                 record = self._record(money, run, index, ledger_campaign)
                 stopped = False
                 if record.status in FINISHED:

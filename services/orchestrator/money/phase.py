@@ -60,7 +60,8 @@ class MoneyPhaseRunner:
         agent = run.policy.agent if document.kind == "train" else RandomActionAgent(run.policy.agent)
         handle = RunHandle(run_id=document.run_id, phase=document.phase, agent=agent,
                            policy_version=lambda: run.policy.version, set_state=set_state,
-                           episode_done=episode_done, stopping=lambda: run.stop)
+                           episode_done=episode_done, stopping=lambda: run.stop,
+                           current_phase=lambda: document.phase)
         phases = await self.phases()
         if document.phase == common_pb2.PHASE_SCALED:
             scaled = ScaledPhase(phases, self.training, run.scheduler.settings.levels)

@@ -57,7 +57,11 @@ class MoneySettings(BaseModel):
     )
     daily_budget_min: float = Field(10.0, gt=0, description="phase-3 campaign budgets, dollars a day")
     daily_budget_max: float = Field(50.0, gt=0)
-    campaigns: int = Field(6, ge=1, description="phase-3 campaigns (one episode each), one after another")
+    campaigns: int = Field(
+        12, ge=1,
+        description="most phase-3 campaigns (one episode each), one after another: the phase stops"
+        " starting new ones once an assessment moved the run on (e.g. after 5 in a row with positive ROI)",
+    )
     campaign_days: int = Field(
         2, ge=1, le=31,
         description="platform days each money-phase campaign runs: one day's revenue comes from a few"
