@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from gaelp.rl.algorithms.base import Agent
-from gaelp.sim.market.policies import evaluate_policy, normalized_reward
+from gaelp.sim.market.policies import PolicyFactory, evaluate_policy, normalized_reward
 
 EVALUATION_SEED = 10_007  # fixed, and apart from training seeds, so every evaluation sees the same days
 
@@ -70,8 +70,8 @@ def reference_scores(level: int, envs: int) -> dict[str, float]:
     }
 
 
-def evaluate_agent(agent: Agent, level: int, envs: int, references: dict[str, float]) -> AgentScore:
-    """The agent's deterministic policy on the market task, on the references' seeds."""
+def deterministic_policy(agent: Agent) -> PolicyFactory:
+    """The agent's deterministic policy as a simulator policy factory."""
 
     def factory(env: Any) -> Any:
         def act(obs: np.ndarray, info: dict[str, Any]) -> Any:
@@ -80,7 +80,12 @@ def evaluate_agent(agent: Agent, level: int, envs: int, references: dict[str, fl
 
         return act
 
-    result = evaluate_policy(factory, level, num_envs=envs, seed=EVALUATION_SEED)
+    return factory
+
+
+def evaluate_agent(agent: Agent, level: int, envs: int, references: dict[str, float]) -> AgentScore:
+    """The agent's deterministic policy on the market task, on the references' seeds."""
+    result = evaluate_policy(deterministic_policy(agent), level, num_envs=envs, seed=EVALUATION_SEED)
     fraction = normalized_reward(result.mean_reward, references["random_reward"], references["oracle_reward"])
     return AgentScore(fraction, result.mean_reward)
 

@@ -23,9 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 from gaelp.config.sections.money import TransferSettings
 from gaelp.config.sections.training import TrainingSettings
@@ -35,7 +32,7 @@ from gaelp.sim import AdMarketVectorEnv
 from gaelp.sim.market.config import MarketConfig, Product, curriculum_level
 from gaelp.sim.market.policies import evaluate_policy, normalized_reward
 from gaelp.sim.platform.sandbox_market import sandbox_catalogue_market
-from orchestrator.evaluation import EVALUATION_SEED
+from orchestrator.evaluation import EVALUATION_SEED, deterministic_policy
 from orchestrator.money.records import TransferRecord
 
 # Training streams apart from the run's own (its learner's seed, its actors' offset).
@@ -67,14 +64,7 @@ class TransferResult:
 def normalized_score(agent: Agent, market: MarketConfig, envs: int, random_reward: float,
                      upper_reward: float) -> float:
     """The deterministic policy's normalized reward on the market's seeded campaign-days."""
-    def factory(env: Any) -> Any:
-        def act(obs: np.ndarray, info: dict[str, Any]) -> Any:
-            actions, _, _ = agent.act(obs, deterministic=True)
-            return agent.env_actions(actions)
-
-        return act
-
-    result = evaluate_policy(factory, market, num_envs=envs, seed=EVALUATION_SEED)
+    result = evaluate_policy(deterministic_policy(agent), market, num_envs=envs, seed=EVALUATION_SEED)
     return normalized_reward(result.mean_reward, random_reward, upper_reward)
 
 
