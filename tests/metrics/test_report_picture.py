@@ -77,7 +77,7 @@ def test_the_picture_draws_every_episode_by_phase_and_the_spend_of_live_campaign
 
     spend = spend_series(money)
     assert spend == [{"name": "phase 3 #0 shoes", "hours": [6, 12], "committed": [2.5, 4.0],
-                      "reserved": [5.0, 10.0]}]
+                      "starts": [0, 6], "reserved": [5.0, 5.0]}]
     drawn = figure(run_id, episode_columns(base, run_id), spend)
     lines = {trace.name: trace for trace in drawn.data}
     simulation, historical = lines["normalized_reward simulation"], lines["normalized_reward historical"]

@@ -5,9 +5,10 @@ wheel) beside it so that the file opens offline. Its figures come from the servi
 - learning curves: every episode of the run from the metrics service's dashboard API, normalized
   reward and ROAS as a trailing mean over `SMOOTHING` episodes, one line per phase, x the run-wide
   episode number;
-- spend over time: per sandbox campaign, the spend the ledger committed and the amount it had
-  reserved, cumulative over platform hours (the end of each decision window), from the
-  orchestrator's money report. Spend is the sandbox's (a simulated ad platform), not real money.
+- spend over time: per sandbox campaign, the spend the ledger committed, cumulative over platform
+  hours (the end of each decision window), and each window's reservation (the most the platform
+  may spend in it), from the orchestrator's money report. Spend is the sandbox's (a simulated ad
+  platform), not real money.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def _thinned(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 def spend_series(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per campaign that went live: platform hours and cumulative committed and reserved amounts."""
+    """Per campaign that went live: window end hours with the cumulative committed spend, window start
+    hours with each window's reservation (held from its start)."""
     series = []
     for campaign in document.get("campaigns", []):
         windows = sorted((w for w in campaign["windows"] if w["granted"]), key=lambda w: w["end_hour"])
@@ -70,7 +72,8 @@ def spend_series(document: dict[str, Any]) -> list[dict[str, Any]]:
             "name": f"phase {campaign['phase']} #{campaign['index']} {campaign['product']}",
             "hours": [w["end_hour"] for w in windows],
             "committed": np.cumsum([w["committed"] or 0.0 for w in windows]).tolist(),
-            "reserved": np.cumsum([w["amount"] for w in windows]).tolist(),
+            "starts": [w["start_hour"] for w in windows],
+            "reserved": [w["amount"] for w in windows],
         })
     return series
 
@@ -78,7 +81,8 @@ def spend_series(document: dict[str, Any]) -> list[dict[str, Any]]:
 def figure(run_id: str, episodes: dict[str, list[Any]], spend: list[dict[str, Any]]) -> go.Figure:
     fig = make_subplots(rows=3, cols=1, vertical_spacing=0.08, subplot_titles=(
         f"normalized reward (trailing mean of {SMOOTHING} episodes)", "ROAS (same smoothing)",
-        "sandbox spend over platform hours: committed (solid) and reserved (dotted), cumulative"))
+        "sandbox spend over platform hours: committed, cumulative (solid); each window's reservation"
+        " (dotted)"))
     phases = np.asarray(episodes.get("phase", []), dtype=int)
     numbers = np.asarray(episodes.get("episode", []), dtype=float)
     for row, name in ((1, "normalized_reward"), (2, "roas")):
@@ -93,8 +97,9 @@ def figure(run_id: str, episodes: dict[str, list[Any]], spend: list[dict[str, An
         line = go.Scatter(x=campaign["hours"], y=campaign["committed"], mode="lines+markers",
                           name=f"committed {campaign['name']}")
         fig.add_trace(line, row=3, col=1)
-        fig.add_trace(go.Scatter(x=campaign["hours"], y=campaign["reserved"], mode="lines",
-                                 line={"dash": "dot"}, name=f"reserved {campaign['name']}"), row=3, col=1)
+        fig.add_trace(go.Scatter(x=campaign["starts"], y=campaign["reserved"], mode="lines",
+                                 line={"dash": "dot", "shape": "hv"}, name=f"reserved {campaign['name']}"),
+                      row=3, col=1)
     fig.update_xaxes(title_text="episode", row=1, col=1)
     fig.update_xaxes(title_text="episode", row=2, col=1)
     fig.update_xaxes(title_text="sandbox platform hour", row=3, col=1)
