@@ -231,7 +231,9 @@ def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.Learner
     path = run_dir / "report.json"
     path.write_text(json.dumps(document, indent=2))
     console.print(f"  report: {path}")
-    return status.state == "completed"
+    # Success is a run that graduated from the last phase enabled, not one that merely ended.
+    last = status.phase_history[-1].transition if status.phase_history else None
+    return status.state == "completed" and last is not None and last.to_phase == common_pb2.PHASE_UNSPECIFIED
 
 
 def phase_report(status: orchestrator_pb2.RunStatus, metrics: metrics_pb2_grpc.MetricsStub, seconds: float,
