@@ -30,7 +30,8 @@ from gaelp.rl.factory import make_agent
 from gaelp.sim.historical.evaluator import policy_value
 from gaelp.sim.market.config import curriculum_level
 from gaelp.sim.market.env import AdMarketVectorEnv
-from orchestrator.phase2 import AGENT, agent_policy, historical_figures
+from orchestrator.evaluation import deterministic_policy
+from orchestrator.phase2 import AGENT, historical_figures
 
 TRUTH_SEED_OFFSET = 1_000_003  # the truth's campaigns are drawn apart from the logs' and the simulator's
 
@@ -47,7 +48,8 @@ def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns:
         agent = make_agent(settings.training.algorithm, env.single_observation_space, env.single_action_space,
                            settings.training.algorithm_config(), device="cpu", seed=seed)
         figures = historical_figures(agent, level, campaigns, days, seed, 0.15, logged_market=market)
-        truth = policy_value(agent_policy(agent), market, truth_campaigns, days, TRUTH_SEED_OFFSET + seed)
+        truth = policy_value(deterministic_policy(agent), market, truth_campaigns, days,
+                             TRUTH_SEED_OFFSET + seed)
         row: dict[str, object] = {"seed": seed, "truth": truth.value,
                                   "truth_standard_error": truth.standard_error,
                                   "simulator_prediction": figures.predicted[AGENT]}

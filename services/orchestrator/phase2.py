@@ -29,7 +29,8 @@ from gaelp.sim.historical.calibration import Calibration
 from gaelp.sim.historical.evaluator import make_historical_evaluator
 from gaelp.sim.historical.ope import Estimate
 from gaelp.sim.market.config import MarketConfig
-from gaelp.sim.market.policies import PolicyFactory, heuristic_policy, random_policy
+from gaelp.sim.market.policies import heuristic_policy, random_policy
+from orchestrator.evaluation import deterministic_policy
 
 AGENT = "agent"
 
@@ -62,19 +63,6 @@ class HistoricalFigures:
         return flat
 
 
-def agent_policy(agent: Any) -> PolicyFactory:
-    """The agent's deterministic policy as a simulator policy factory."""
-
-    def factory(env: Any) -> Any:
-        def act(obs: np.ndarray, info: dict[str, Any]) -> Any:
-            actions, _, _ = agent.policy.act(obs, deterministic=True)
-            return agent.env_actions(actions)
-
-        return act
-
-    return factory
-
-
 def historical_figures(agent: Any, simulator_level: int, campaigns: int, days: int, seed: int,
                        tolerance: float, logged_market: MarketConfig | None = None,
                        calibrated: bool = True) -> HistoricalFigures:
@@ -83,7 +71,7 @@ def historical_figures(agent: Any, simulator_level: int, campaigns: int, days: i
     evaluator = make_historical_evaluator(simulator=simulator_level, logged_market=logged_market,
                                           num_campaigns=campaigns, days=days, seed=seed,
                                           calibrated=calibrated)
-    compared = {AGENT: agent_policy(agent), "heuristic": heuristic_policy, "random": random_policy}
+    compared = {AGENT: deterministic_policy(agent), "heuristic": heuristic_policy, "random": random_policy}
     figures = evaluator.gate_figures(compared, tolerance=tolerance)
     gaps = {gap.name: gap for gap in figures.policies}
     own = gaps[AGENT]
