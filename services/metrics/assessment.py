@@ -49,19 +49,21 @@ def _result(name: str, value: float, criterion: Criterion) -> events_pb2.Criteri
     )
 
 
+def _relative_change(value: float, baseline: float) -> float:
+    return (value - baseline) / max(abs(baseline), 1e-9)
+
+
 def improvement(state: PhaseState) -> float:
-    baseline = mean(state.baseline)
     if not state.baseline:
         return 0.0
-    return (window_reward(state) - baseline) / max(abs(baseline), 1e-9)
+    return _relative_change(window_reward(state), mean(state.baseline))
 
 
 def sustained_improvement(state: PhaseState, graduated: PhaseState | None) -> float:
     """Phase 4's window against the phase-3 level it scaled up from."""
     if graduated is None or not graduated.window:
         return improvement(state)
-    baseline = window_reward(graduated)
-    return (window_reward(state) - baseline) / max(abs(baseline), 1e-9)
+    return _relative_change(window_reward(state), window_reward(graduated))
 
 
 def _transfer_effectiveness(state: PhaseState) -> float:

@@ -166,9 +166,8 @@ class MoneyPhases:
             await self.store.save(money, time.time())
 
     def _record(self, money: MoneyRunDocument, run: RunHandle, index: int, ledger: str) -> CampaignRecord:
-        for record in money.campaigns:
-            if record.index == index and record.phase == run.phase:
-                return record
+        if (found := money.campaign(index, run.phase)) is not None:
+            return found
         record = CampaignRecord(index=index, phase=run.phase, ledger_campaign=ledger,
                                 product=self.products[index % len(self.products)])
         money.campaigns.append(record)

@@ -129,6 +129,10 @@ class MoneyRunDocument(BaseModel):
     reconciliation: Reconciliation | None = None
     transfer: TransferRecord | None = None
 
+    def campaign(self, index: int, phase: int) -> CampaignRecord | None:
+        """The phase's campaign of that index, once planned."""
+        return next((c for c in self.campaigns if c.index == index and c.phase == phase), None)
+
 
 class MoneyStore:
     """Money records per run. `fenced(run_id)` is the run store's lease-fenced transaction: a

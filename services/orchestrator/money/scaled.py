@@ -160,9 +160,8 @@ class ScaledPhase:
 
     def _record(self, money: MoneyRunDocument, run: RunHandle, index: int, ledger: str) -> CampaignRecord:
         """The campaign's record; the last transfer.campaigns sell the held-out products."""
-        for record in money.campaigns:
-            if record.index == index and record.phase == run.phase:
-                return record
+        if (found := money.campaign(index, run.phase)) is not None:
+            return found
         first_transfer = self.settings.scaled_campaigns - self.settings.transfer.campaigns
         transfer = index >= first_transfer and bool(self.held_out)
         products = [p.name for p in self.held_out] if transfer else self.phases.products
