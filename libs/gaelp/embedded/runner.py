@@ -173,8 +173,15 @@ def follow_run(control: orchestrator_pb2_grpc.OrchestratorStub, metrics: metrics
             time.sleep(0.5)
 
 
+def graduated_last_phase(status: orchestrator_pb2.RunStatus) -> bool:
+    """The run's last transition completed it: it graduated from the last phase enabled."""
+    last = status.phase_history[-1].transition if status.phase_history else None
+    return last is not None and last.to_phase == common_pb2.PHASE_UNSPECIFIED
+
+
 def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.LearnerStub,
-           metrics: metrics_pb2_grpc.MetricsStub, seconds: float, run_dir: Path) -> bool:
+           metrics: metrics_pb2_grpc.MetricsStub, seconds: float) -> dict[str, object]:
+    """Prints the run's report; returns report.json's keys so far (the money keys come after)."""
     stats = learner.GetLearnerStats(learner_pb2.GetLearnerStatsRequest(run_id=status.run_id), timeout=10)
     # Metrics consume asynchronously: wait until they have seen every episode of the run.
     summary = metrics_pb2.RunSummary()
@@ -227,13 +234,7 @@ def report(status: orchestrator_pb2.RunStatus, learner: learner_pb2_grpc.Learner
     console.print(f"  anomaly alerts raised by the metrics service: {len(alerts)}")
     for alert in alerts:
         console.print(f"    phase {alert['phase']} episode {alert['episode_index']}: {alert['message']}")
-    document = phase_report(status, metrics, seconds, metrics_wait_s) | {"alerts": alerts}
-    path = run_dir / "report.json"
-    path.write_text(json.dumps(document, indent=2))
-    console.print(f"  report: {path}")
-    # Success is a run that graduated from the last phase enabled, not one that merely ended.
-    last = status.phase_history[-1].transition if status.phase_history else None
-    return status.state == "completed" and last is not None and last.to_phase == common_pb2.PHASE_UNSPECIFIED
+    return phase_report(status, metrics, seconds, metrics_wait_s) | {"alerts": alerts}
 
 
 def phase_report(status: orchestrator_pb2.RunStatus, metrics: metrics_pb2_grpc.MetricsStub, seconds: float,
@@ -284,10 +285,9 @@ def phase_report(status: orchestrator_pb2.RunStatus, metrics: metrics_pb2_grpc.M
     for t in transitions:
         console.print(f"  transition {t['time']}: phase {t['from']} → {t['to'] or 'run completed'} "
                       f"({t['reason']}, policy v{t['policy_version']})")
-    last = status.phase_history[-1].transition if status.phase_history else None
-    if last is not None and last.to_phase == common_pb2.PHASE_UNSPECIFIED:
-        console.print(f"  stopped after phase {last.from_phase}, the last phase enabled "
-                      "(orchestrator.phases.last_phase)")
+    if graduated_last_phase(status):
+        console.print(f"  stopped after phase {status.phase_history[-1].transition.from_phase}, the last"
+                      " phase enabled (orchestrator.phases.last_phase)")
     else:
         console.print(f"  stopped in phase {status.phase}: it did not graduate (see its criteria above)")
     return {
@@ -361,17 +361,19 @@ def main(argv: list[str] | None = None) -> int:
                         drill if args.stop_drill else contextlib.nullcontext():
                     status = follow_run(control, metrics, run_id,
                                         settings.orchestrator.curriculum.consolidation_env_steps)
-                ok = report(status, learner_pb2_grpc.LearnerStub(channel_l), metrics,
-                            time.monotonic() - started, run_dir)
-                report_path = run_dir / "report.json"
+                keys = report(status, learner_pb2_grpc.LearnerStub(channel_l), metrics,
+                              time.monotonic() - started)
+                # Success is a run that graduated from the last phase enabled, not one that merely ended.
+                ok = status.state == "completed" and graduated_last_phase(status)
                 document = money_document(services.target("orchestrator"), run_id)
-                money_keys = money_report(document, demo.approved, console.print,
-                                          drill.outcome.latency_s if drill.outcome else None)
+                keys |= money_report(document, demo.approved, console.print,
+                                     drill.outcome.latency_s if drill.outcome else None)
                 picture = write_picture(run_dir, f"http://127.0.0.1:{services.dashboard_port}", run_id,
                                         document)
+                report_path = run_dir / "report.json"
+                report_path.write_text(json.dumps(keys | {"picture": str(picture)}, indent=2))
+                console.print(f"  report: {report_path}")
                 console.print(f"  picture: {picture} (learning curves by phase, sandbox spend over time)")
-                report_path.write_text(json.dumps(json.loads(report_path.read_text()) | money_keys
-                                                  | {"picture": str(picture)}, indent=2))
         finally:
             codes = services.stop()
         if tap is not None:
