@@ -35,7 +35,7 @@ from orchestrator.evaluation import RandomActionAgent, evaluation_for
 from orchestrator.leases import LeaseLost
 from orchestrator.messages import episode_summary, transition_batch
 from orchestrator.money.phase import ACTIVE_STATES, MONEY_PHASES, MoneyPhaseRunner
-from orchestrator.phase2 import historical_figures
+from orchestrator.phase2 import historical_figures, load_logs
 from orchestrator.phases import PhaseMachine, Transition, phase_name
 from orchestrator.policy import PolicyHolder
 from orchestrator.run_document import (
@@ -246,10 +246,13 @@ class RunManager:
         run.phase_changed.set()
 
     async def _validate_on_logs(self, run: Run) -> None:
-        """Phase 2's work: the run's policy on the sandbox's logs, reported as one phase-2 episode."""
+        """Phase 2's work: the run's policy on the sandbox's logs (or the user's, when settings name a
+        file), reported as one phase-2 episode."""
         document, cfg = run.document, self.config.phases.historical
+        logs = (await asyncio.to_thread(load_logs, cfg.user_logs, cfg.simulator_level)
+                if cfg.user_logs is not None else None)
         figures = await asyncio.to_thread(historical_figures, run.policy.agent, cfg.simulator_level,
-                                          cfg.campaigns, cfg.days, document.seed, cfg.tolerance)
+                                          cfg.campaigns, cfg.days, document.seed, cfg.tolerance, logs=logs)
         document.historical = figures.flat()
         summary = events_pb2.EpisodeSummary(
             run_id=document.run_id, episode_id=f"{document.run_id}:historical:{len(document.phase_history)}",

@@ -58,3 +58,19 @@ def test_cli_validate_prints_each_error_with_its_path(
     errors = capsys.readouterr().err
     for path in ("kafka.acks", "kafka.partitions", "grpc.grace_period_s", "unknown_section"):
         assert f"{bad}: {path}:" in errors
+
+
+def test_phase_2_reads_a_users_log_file_named_in_the_settings(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    user_logs = {"file": str(tmp_path / "logs.csv"), "bid": 8.0, "max_daily_budget": 500.0,
+                 "target_roas": 1.5, "bid_cap": 20.0}
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"orchestrator": {"phases": {"historical": {"user_logs": user_logs}}}}))
+    configured = load_settings(good).orchestrator.phases.historical.user_logs
+    assert configured is not None and configured.file == tmp_path / "logs.csv" and configured.bid == 8.0
+    assert load_settings().orchestrator.phases.historical.user_logs is None  # the sandbox's logs
+    bad = tmp_path / "bad.yaml"
+    partial = {"file": "logs.csv", "target_roas": 1.5}
+    bad.write_text(yaml.safe_dump({"orchestrator": {"phases": {"historical": {"user_logs": partial}}}}))
+    assert gaelp_main(["config", "validate", str(bad)]) == 1
+    assert "account terms" in capsys.readouterr().err

@@ -8,14 +8,21 @@ say it does not, until the simulator is calibrated on those logs, as phase 2 doe
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import torch
 
 from gaelp.config import load_settings
+from gaelp.config.sections.orchestrator import UserLogsSettings
 from gaelp.rl.factory import make_agent
+from gaelp.sim.historical.ad_logs import generate_ad_logs
 from gaelp.sim.historical.calibration import MOMENT_GROUPS
+from gaelp.sim.historical.user_logs import write_user_logs
 from gaelp.sim.market.config import curriculum_level
 from gaelp.sim.market.env import AdMarketVectorEnv
-from orchestrator.phase2 import AGENT, historical_figures
+from gaelp.sim.platform.sandbox_market import sandbox_market_config
+from orchestrator.phase2 import AGENT, historical_figures, load_logs
 
 LEVEL = 3
 
@@ -66,3 +73,33 @@ def test_calibrated_on_the_sandbox_logs_the_simulator_predicts_them() -> None:
         assert flat[f"calibration_{name}"] == value
     assert flat["calibration_loss"] < flat["calibration_uncalibrated_loss"]
     assert {f"calibration_error_{group}" for group in MOMENT_GROUPS} <= set(flat)
+
+
+def test_a_users_log_file_scores_the_policy_as_the_logs_it_was_written_from(tmp_path: Path) -> None:
+    """The sandbox's logs written as a user's file (the documented format) and read back through
+    phase 2's settings give the same figures, calibration included, as the logs themselves."""
+    agent = an_agent()
+    level = load_settings().orchestrator.phases.historical.simulator_level
+    logs = generate_ad_logs(sandbox_market_config(), num_campaigns=16, days=1, seed=4)
+    write_user_logs(logs, tmp_path / "logs.csv")
+    account = logs.account
+    assert account is not None
+    settings = UserLogsSettings(file=tmp_path / "logs.csv", max_daily_budget=account.max_daily_budget,
+                                target_roas=account.target_roas, bid_cap=account.bid_cap)
+    from_file = historical_figures(agent, level, 0, 0, 0, 0.15, logs=load_logs(settings, level))
+    direct = historical_figures(agent, level, 0, 0, 0, 0.15, logs=logs)
+    assert from_file.flat() == direct.flat()
+    assert from_file.calibration is not None
+
+
+def test_a_log_file_without_platform_reports_is_scored_uncalibrated(tmp_path: Path) -> None:
+    agent = an_agent()
+    level = load_settings().orchestrator.phases.historical.simulator_level
+    logs = generate_ad_logs(sandbox_market_config(), num_campaigns=16, days=1, seed=4)
+    write_user_logs(dataclasses.replace(logs, impressions=None, spend=None, conversions=None),
+                    tmp_path / "logs.csv")
+    figures = historical_figures(agent, level, 0, 0, 0, 0.15,
+                                 logs=load_logs(UserLogsSettings(file=tmp_path / "logs.csv"), level))
+    assert figures.calibration is None
+    assert set(figures.estimates[AGENT]) == {"ipw", "snipw", "dm", "dr"}
+    assert 0.0 <= figures.historical_match <= 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gaelp.config.sections.money import MoneySettings
@@ -48,8 +50,32 @@ class CurriculumSettings(BaseModel):
     )
 
 
+class UserLogsSettings(BaseModel):
+    """A user's own logged campaigns for phase 2 (file format: docs/historical_data.md) and what the
+    logging policy held fixed while they were taken."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path = Field(description="the CSV file; check it first with `gaelp historical check FILE`")
+    bid_strategy: int = Field(1, ge=0, le=2, description="the logs' fixed bid strategy: 0 CPC, 1 CPM, 2 CPA")
+    bid: float = Field(12.0, gt=0, description="the logs' fixed bid (dollars)")
+    daily_budget: float = Field(200.0, gt=0, description="the logs' fixed daily budget (dollars)")
+    audience_size: float = Field(0.5, gt=0, le=1, description="the logs' fixed audience size (share)")
+    max_daily_budget: float | None = Field(None, gt=0, description="account cap on the daily budget")
+    target_roas: float | None = Field(None, gt=0, description="the account's ROAS target")
+    bid_cap: float | None = Field(None, gt=0, description="the account's bid cap (dollars)")
+
+    @model_validator(mode="after")
+    def _account_terms_together(self) -> UserLogsSettings:
+        given = [self.max_daily_budget is not None, self.target_roas is not None, self.bid_cap is not None]
+        if any(given) and not all(given):
+            raise ValueError("the account terms max_daily_budget, target_roas and bid_cap go together")
+        return self
+
+
 class HistoricalValidationSettings(BaseModel):
-    """Phase 2: the sandbox market's logs the run's policy is scored on."""
+    """Phase 2: the logs the run's policy is scored on: the platform sandbox's market's by default, a
+    user's own file when `user_logs` names one."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +88,10 @@ class HistoricalValidationSettings(BaseModel):
     campaigns: int = Field(96, ge=8, description="logged campaigns (one row per campaign-hour)")
     days: int = Field(2, ge=1, description="logged days per campaign")
     tolerance: float = Field(0.15, gt=0, description="relative gap within which a prediction is accurate")
+    user_logs: UserLogsSettings | None = Field(
+        None, description="score the policy on your own logged campaigns instead of the sandbox's logs"
+        " (campaigns and days then come from the file)",
+    )
 
 
 class PhaseSettings(BaseModel):

@@ -151,6 +151,19 @@ class _Rows:
     campaigns: int
 
 
+def calibration_blocker(logs: LoggedAdData) -> str | None:
+    """Why the simulator cannot be calibrated on `logs`, None when it can: the fit replays whole logged
+    days of every campaign hour by hour and compares the platform's reports."""
+    if logs.impressions is None or logs.spend is None or logs.conversions is None:
+        return "the logs carry no impressions, spend and conversions per row"
+    campaign = logs.campaign if logs.campaign is not None else np.zeros(logs.arm.shape[0], dtype=int)
+    campaigns = int(np.unique(campaign).shape[0])
+    hours, left = divmod(campaign.shape[0], campaigns)
+    if left or hours % HOURS_PER_DAY or not np.array_equal(campaign, np.tile(campaign[:campaigns], hours)):
+        return "not every campaign has the same hours, in whole days (24 rows a day)"
+    return None
+
+
 def _logged_rows(logs: LoggedAdData) -> _Rows:
     if logs.impressions is None or logs.spend is None or logs.conversions is None:
         raise ValueError("calibration needs logs with impressions, spend and conversions per row")
