@@ -14,7 +14,8 @@ import pytest
 
 from gaelp.db import Database
 from gaelp.db.ledger import ReserveRequest, SpendLedger, SpendLimits, format_dollars, to_micros
-from gaelp.db.ledger_outbox import unpublished_violations
+from gaelp.db.ledger_approvals import ApprovalStore
+from gaelp.db.ledger_outbox import ViolationRecord, record_violation, unpublished_violations
 from gaelp.db.ledger_schema import COMPONENT, MIGRATIONS
 from gaelp.v1 import common_pb2, safety_pb2
 
@@ -117,6 +118,48 @@ async def test_refusal_reasons_read_the_same_on_both_backends(ledger: SpendLedge
     bid = await ledger.reserve(request(1, bid=7.25), LIMITS, 1000.0)
     assert (bid.refused_by, bid.reason) == ("max_bid", "bid 7.25 exceeds the maximum bid 5")
     assert format_dollars(1) == "0.000001" and format_dollars(to_micros(20)) == "20"
+
+
+async def test_an_emergency_stop_refusal_is_recorded_but_not_critical(ledger: SpendLedger) -> None:
+    # A critical violation demotes the run; the operator's stop is not the agent's misbehaviour.
+    approvals = ApprovalStore(ledger.db)
+    await approvals.emergency_stop("alice", "drill", 1000.0)
+    stopped_request = request(1)
+    refused = await ledger.reserve(stopped_request, LIMITS, 1001.0)
+    assert (refused.granted, refused.refused_by) == (False, "emergency_stop")
+    assert refused.reason == "emergency stop in force: drill"
+    assert await ledger.reserve(stopped_request, LIMITS, 1002.0) == refused
+    refusals = [v for v in await unpublished_violations(ledger.db) if v.action_taken == "refused"]
+    assert [(v.violation_id, v.rule, v.severity, v.amount_micros, v.run_id) for v in refusals] == [
+        (f"refused:{stopped_request.idempotency_key}", "emergency_stop", "info", to_micros(1), "run")
+    ]
+    usage = await ledger.usage("camp", 3, "1970-01-01", LIMITS, 1003.0)
+    assert usage.emergency_stopped and (usage.committed_day_micros, usage.reserved_day_micros) == (0, 0)
+
+
+async def test_migration_4_makes_unpublished_stop_refusals_info_and_keeps_the_rest(ledger_url: str) -> None:
+    db = await Database.connect(ledger_url)
+    try:
+        await db.migrate(COMPONENT, MIGRATIONS[:3])
+        async with db.transaction() as tx:
+            for violation_id, rule, published in [
+                ("stop-queued", "emergency_stop", 0), ("stop-sent", "emergency_stop", 1),
+                ("limit-queued", "episode_limit", 0),
+            ]:
+                await record_violation(tx, ViolationRecord(
+                    "camp", "run", rule, "critical", 1, 3, "refused", "", 1.0, violation_id
+                ))
+                await tx.execute(
+                    "UPDATE safety_violation_outbox SET published = $1 WHERE violation_id = $2",
+                    published, violation_id,
+                )
+        assert await db.migrate(COMPONENT, MIGRATIONS) == [4]
+        rows = await db.fetch("SELECT violation_id, severity FROM safety_violation_outbox ORDER BY 1")
+        assert [(row["violation_id"], row["severity"]) for row in rows] == [
+            ("limit-queued", "critical"), ("stop-queued", "info"), ("stop-sent", "critical")
+        ]
+    finally:
+        await db.close()
 
 
 @pytest.mark.parametrize("amount", [1e-7, 4.9e-7, 5e-7, 1.0000005, 0.0, -0.0])

@@ -748,7 +748,9 @@ async def _refusal(
     """The first rule the request breaks, or None (SQLite; safety_reserve on PostgreSQL)."""
     stop = await tx.fetchrow("SELECT stopped, reason FROM safety_emergency_stop WHERE id = 1")
     if stop is not None and stop["stopped"]:
-        return _Refusal("emergency_stop", f"emergency stop in force: {stop['reason']}", "critical")
+        # Not critical: the stop is the operator's act, not the agent's misbehaviour, and nothing
+        # was overspent; a critical violation would demote the run (migration 4 on PostgreSQL).
+        return _Refusal("emergency_stop", f"emergency stop in force: {stop['reason']}", "info")
     if limits.requires_entry_approval and not campaign.phase_entry_approved:
         return _Refusal(
             "phase_entry_approval",
