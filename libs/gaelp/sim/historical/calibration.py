@@ -45,7 +45,7 @@ adaptation makes a similar day), which stalls a search along one axis at a time,
 sweep they also move together to the best of their grid neighbours (one grid step up, down or none
 on each), as long as that lowers the loss. Sweeps repeat until one changes nothing (at most
 MAX_SWEEPS). That valley is narrow (the CPM paid is a deterministic function of the three), so the
-competitors' parameters then follow it by Nelder-Mead (at most SIMPLEX_EVALUATIONS losses). Last,
+competitors' parameters then follow it by scipy's Nelder-Mead (at most SIMPLEX_EVALUATIONS losses). Last,
 the same coordinate search again on grids REFINEMENT times finer, one coarse step either side of
 that fit (the auction format stays as fitted). Deterministic given the seed; about 2,000 replays
 (most of them of one hour), about 10 s of CPU.
@@ -58,6 +58,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize
 
 from gaelp.sim.historical.ad_logs import AccountTerms, LoggedAdData, fixed_continuous_actions
 from gaelp.sim.market.config import HOURS_PER_DAY, MarketConfig
@@ -278,51 +279,26 @@ def _opening_fit(
 def _nelder_mead(
     start: dict[str, float], evaluate: Callable[[Mapping[str, float]], float]
 ) -> dict[str, float]:
-    """Nelder-Mead over the COUPLED parameters from `start` (a first simplex one coarse step along
-    each), within their grids' ranges, at most SIMPLEX_EVALUATIONS losses: it follows the narrow
-    valley along which they trade off, where moves on a grid stall."""
+    """Nelder-Mead (scipy's) over the COUPLED parameters from `start` (a first simplex one coarse step
+    along each), within their grids' ranges, at most SIMPLEX_EVALUATIONS losses: it follows the
+    narrow valley along which they trade off, where moves on a grid stall."""
     low = np.array([FITTED_PARAMETERS[name][0] for name in COUPLED])
     high = np.array([FITTED_PARAMETERS[name][-1] for name in COUPLED])
 
-    def loss(point: np.ndarray) -> float:
+    def at(point: np.ndarray) -> dict[str, float]:
+        # Rounded as the grids are, so that the loss cache (calibrate's evaluate) is hit on revisits.
         values = np.round(np.clip(point, low, high), 4)
-        return evaluate(start | {name: float(v) for name, v in zip(COUPLED, values, strict=True)})
+        return start | {name: float(v) for name, v in zip(COUPLED, values, strict=True)}
 
     origin = np.array([start[name] for name in COUPLED])
     steps = np.array([FITTED_PARAMETERS[name][1] - FITTED_PARAMETERS[name][0] for name in COUPLED])
-    simplex = [origin] + [np.clip(origin + np.eye(len(COUPLED))[i] * steps[i], low, high)
-                          for i in range(len(COUPLED))]
-    losses = [loss(point) for point in simplex]
-    evaluations = len(simplex)
-    while evaluations < SIMPLEX_EVALUATIONS:
-        order = np.argsort(losses)
-        simplex, losses = [simplex[i] for i in order], [losses[i] for i in order]
-        if losses[-1] - losses[0] <= 1e-9:
-            break
-        centroid = np.mean(simplex[:-1], axis=0)
-        reflected = centroid + (centroid - simplex[-1])
-        reflected_loss = loss(reflected)
-        evaluations += 1
-        if reflected_loss < losses[0]:
-            expanded = centroid + 2.0 * (centroid - simplex[-1])
-            expanded_loss = loss(expanded)
-            evaluations += 1
-            simplex[-1], losses[-1] = ((expanded, expanded_loss) if expanded_loss < reflected_loss
-                                       else (reflected, reflected_loss))
-        elif reflected_loss < losses[-2]:
-            simplex[-1], losses[-1] = reflected, reflected_loss
-        else:
-            contracted = centroid + 0.5 * (simplex[-1] - centroid)
-            contracted_loss = loss(contracted)
-            evaluations += 1
-            if contracted_loss < losses[-1]:
-                simplex[-1], losses[-1] = contracted, contracted_loss
-            else:  # shrink towards the best point
-                simplex = [simplex[0]] + [simplex[0] + 0.5 * (point - simplex[0]) for point in simplex[1:]]
-                losses = [losses[0]] + [loss(point) for point in simplex[1:]]
-                evaluations += len(simplex) - 1
-    best = np.round(np.clip(simplex[int(np.argmin(losses))], low, high), 4)
-    moved = start | {name: float(v) for name, v in zip(COUPLED, best, strict=True)}
+    simplex = np.array([origin] + [np.clip(origin + np.eye(len(COUPLED))[i] * steps[i], low, high)
+                                   for i in range(len(COUPLED))])
+    result = minimize(lambda point: evaluate(at(point)), origin, method="Nelder-Mead",
+                      bounds=list(zip(low, high, strict=True)),
+                      options={"initial_simplex": simplex, "maxfev": SIMPLEX_EVALUATIONS,
+                               "xatol": 1e-4, "fatol": 1e-9})
+    moved = at(result.x)
     return moved if evaluate(moved) < evaluate(start) else start
 
 
