@@ -55,11 +55,12 @@ def test_dqn_learns_cartpole_through_the_bus(kafka_bootstrap: str, tmp_path: Pat
 
 
 def test_sac_learns_pendulum_through_the_bus(kafka_bootstrap: str, tmp_path: Path) -> None:
-    config = {"learning_rate": 1e-3,
+    # train_freq 8 with gradient_steps 8: 8-step rounds (one message, one update each) that keep
+    # SAC's one gradient step per env step
+    config = {"learning_rate": 1e-3, "train_freq": 8, "gradient_steps": 8,
               "network": {"hidden_sizes": [64, 64], "activation": "relu", "orthogonal_init": False}}
-    # 8 steps per message (8 gradient steps per update keep SAC's one per env step)
-    score, _ = trained_return("sac", "Pendulum-v1", 3_000, config, 1, kafka_bootstrap, tmp_path,
-                              chunk_steps=8)
+    score, figures = trained_return("sac", "Pendulum-v1", 3_000, config, 1, kafka_bootstrap, tmp_path)
+    assert figures["chunk_steps"] == 8, figures  # the round length comes from the algorithm's settings
     baseline = random_return("Pendulum-v1")
     assert baseline < -1000 and score > -800, (baseline, score)
 
