@@ -1,6 +1,12 @@
 """Graduation assessment: each criterion of the phase (from settings) against the run's aggregates.
 
-Figures (window = the last metrics.window_episodes non-failed episodes of the phase):
+A phase is assessed on its current entry (EpisodeSummary.phase_entry; a run demoted out of a phase
+and graduated back into it enters it anew): the window, the streaks and the violations counted are
+that entry's, and the assessment names the entry (GraduationAssessment.phase_entry) so that the
+orchestrator ignores one about an earlier entry. Phase 1's improvement baseline is the phase's first
+episodes ever (where the policy started), phase 4's the phase-3 state's current window.
+
+Figures (window = the last metrics.window_episodes non-failed episodes of the phase's entry):
   phase 1: avg_normalized_reward = window mean; success_rate = window share of successes;
            improvement = (window mean - baseline mean) / |baseline mean|, baseline = the phase's first
            baseline_episodes episodes; consistency = consecutive latest episodes after which both the
@@ -9,7 +15,7 @@ Figures (window = the last metrics.window_episodes non-failed episodes of the ph
   phase 2: window means of historical_match, prediction_accuracy, prediction_correlation.
   phase 3: consecutive_positive_roi = streak of episodes with revenue > spend; roi = window
            (revenue - spend) / spend; budget_efficiency = window spend / budget; violations = count in
-           the phase.
+           the phase's entry (those that occurred since it began, entry_violations).
   phase 4: sustained_improvement = (window mean normalized reward - baseline) / |baseline|, baseline =
            the phase-3 window's mean normalized reward (the level the run graduated to scale with; money
            episodes' normalized reward is their ROI), or phase 1's baseline rule when the run has no
@@ -19,7 +25,7 @@ Figures (window = the last metrics.window_episodes non-failed episodes of the ph
            on the same env steps (the normalized reward on the simulator's model of those products, carried
            by each transfer episode); 0 without transfer episodes or when the scratch policy does not
            beat random play there (the ratio then says nothing).
-A phase graduates when every criterion passes. It demotes on a critical violation in the phase or a
+A phase graduates when every criterion passes. It demotes on a critical violation in the entry or a
 downward ROAS/reward anomaly within the current window (anomaly.demote_on_collapse).
 """
 
@@ -31,15 +37,29 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gaelp.config.sections.metrics import Criterion, MetricsSettings
 from gaelp.v1 import common_pb2, events_pb2
-from metrics.state import PhaseState, RunState, mean, window_reward, window_success_rate
+from metrics.state import (
+    CampaignViolations,
+    PhaseState,
+    RunState,
+    entry_counts,
+    mean,
+    window_reward,
+    window_success_rate,
+)
 
 
 @dataclass(frozen=True)
 class RunViolations:
-    """Violation counts of one run in one phase (summed over its campaigns)."""
+    """Violation counts of one run in one phase's current entry (summed over its campaigns)."""
 
     count: int = 0
     critical: int = 0
+
+
+def entry_violations(campaigns: list[CampaignViolations], phase: int, entered_at: float) -> RunViolations:
+    """The run's violations of the phase's entry that began at `entered_at` (PhaseState.entered_at)."""
+    counts = [entry_counts(campaign, phase, entered_at) for campaign in campaigns]
+    return RunViolations(count=sum(c for c, _ in counts), critical=sum(c for _, c in counts))
 
 
 def _result(name: str, value: float, criterion: Criterion) -> events_pb2.CriterionResult:
@@ -133,7 +153,7 @@ def assess(
                  and state.collapse_at_episode > window_start)
     demote_reasons = []
     if violations.critical:
-        demote_reasons.append(f"{violations.critical} critical violation(s) in the phase")
+        demote_reasons.append(f"{violations.critical} critical violation(s) in the phase's entry")
     if collapsed:
         demote_reasons.append(f"performance collapse at episode {state.collapse_at_episode}")
     ready = not failing and not demote_reasons
@@ -155,4 +175,5 @@ def assess(
         episodes_considered=len(state.window),
         assessed_at=assessed_at,
         policy_version=state.last_policy_version,  # the newest policy among the phase's episodes
+        phase_entry=state.entry,
     )

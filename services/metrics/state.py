@@ -52,7 +52,14 @@ class CurvePoint(BaseModel):
 
 
 class PhaseState(BaseModel):
+    """A phase's aggregates. Totals, curves, detectors and the baseline cover the phase's whole life;
+    the window, the streaks and the violations the criteria count cover its current entry only
+    (`entry`, EpisodeSummary.phase_entry: a run demoted out of the phase and graduated back starts
+    its criteria afresh, and an earlier entry's critical violation does not demote the new one)."""
+
     phase: int
+    entry: int = 0  # the current entry into the phase (0: its episodes do not say)
+    entered_at: float = 0.0  # when that entry began, seconds since the epoch (0: the run's whole life)
     episodes: int = 0
     failed_episodes: int = 0
     sum_reward: float = 0.0
@@ -238,6 +245,7 @@ def _fold_phase(
     count, failed = state.episodes, state.failed_episodes
     run_version, version = run.last_policy_version, state.last_policy_version
     level, levels = state.curriculum_level, state.curriculum_levels
+    entry, entered_at = state.entry, state.entered_at
     sum_reward, sum_normalized, sum_roas, sum_ctr = (state.sum_reward, state.sum_normalized_reward,
                                                      state.sum_roas, state.sum_ctr)
     successes, spend, revenue, budget = (state.successes, state.total_spend, state.total_revenue,
@@ -254,9 +262,16 @@ def _fold_phase(
         levels = max(levels, episode.curriculum_levels)
         if episode.reference_rewards:
             references[episode.task] = dict(episode.reference_rewards)
+        if episode.phase_entry > entry:  # the run re-entered the phase: its criteria start afresh
+            entry = episode.phase_entry
+            entered_at = (episode.phase_entered_at.ToNanoseconds() / 1e9
+                          if episode.HasField("phase_entered_at") else 0.0)
+            window.clear()
+            window_sum, window_successes, streak, roi_streak = 0.0, 0, 0, 0
         if episode.failed:
             failed += 1
             continue
+        stale = 0 < episode.phase_entry < entry  # an earlier entry's, arriving late
 
         point = _point(episode)
         sum_reward += point.reward
@@ -267,6 +282,8 @@ def _fold_phase(
         spend += point.spend
         revenue += point.revenue
         budget += point.budget
+        if stale:  # the phase's totals count it; the current entry's criteria do not
+            continue
         # The window and its running sums (exact again at every wrap, see PhaseState).
         window.append(point)
         window_sum += point.normalized_reward
@@ -302,6 +319,7 @@ def _fold_phase(
     state.episodes, state.failed_episodes = count, failed
     state.last_policy_version = version
     state.curriculum_level, state.curriculum_levels = level, levels
+    state.entry, state.entered_at = entry, entered_at
     state.sum_reward, state.sum_normalized_reward, state.sum_roas, state.sum_ctr = (
         sum_reward, sum_normalized, sum_roas, sum_ctr)
     state.successes, state.total_spend, state.total_revenue, state.total_budget = (
@@ -368,6 +386,10 @@ class CampaignViolations(BaseModel):
     run_id: str
     count_by_phase: dict[int, int] = Field(default_factory=dict)
     critical_by_phase: dict[int, int] = Field(default_factory=dict)
+    # When each violation with a time occurred (Violation.occurred_at), per phase: a phase's entry
+    # counts those from its start on (entry_counts).
+    occurred_by_phase: dict[int, list[float]] = Field(default_factory=dict)
+    critical_occurred_by_phase: dict[int, list[float]] = Field(default_factory=dict)
     recent: list[ViolationRecord] = Field(default_factory=list)
     next_offsets: dict[int, int] = Field(default_factory=dict)
 
@@ -376,9 +398,15 @@ def apply_violation(
     state: CampaignViolations, violation: events_pb2.Violation, partition: int, offset: int, history: int
 ) -> None:
     state.next_offsets[partition] = offset + 1
+    critical = violation.severity == events_pb2.SEVERITY_CRITICAL
     state.count_by_phase[violation.phase] = state.count_by_phase.get(violation.phase, 0) + 1
-    if violation.severity == events_pb2.SEVERITY_CRITICAL:
+    if critical:
         state.critical_by_phase[violation.phase] = state.critical_by_phase.get(violation.phase, 0) + 1
+    if violation.HasField("occurred_at"):
+        at = violation.occurred_at.ToNanoseconds() / 1e9
+        state.occurred_by_phase.setdefault(violation.phase, []).append(at)
+        if critical:
+            state.critical_occurred_by_phase.setdefault(violation.phase, []).append(at)
     state.recent.append(ViolationRecord(
         violation_id=violation.violation_id,
         rule=violation.rule,
@@ -389,3 +417,14 @@ def apply_violation(
         detail=violation.detail,
     ))
     del state.recent[:-history]
+
+
+def entry_counts(state: CampaignViolations, phase: int, entered_at: float) -> tuple[int, int]:
+    """(violations, critical ones) of the phase's entry that began at `entered_at`: those that
+    occurred from then on, and every one without a time (the safe side: it may be the entry's)."""
+    timed = state.occurred_by_phase.get(phase, [])
+    timed_critical = state.critical_occurred_by_phase.get(phase, [])
+    count = state.count_by_phase.get(phase, 0) - len(timed) + sum(1 for at in timed if at >= entered_at)
+    critical = (state.critical_by_phase.get(phase, 0) - len(timed_critical)
+                + sum(1 for at in timed_critical if at >= entered_at))
+    return count, critical

@@ -64,7 +64,7 @@ from gaelp.bus.tracing import extract_context, message_attributes, process_span
 from gaelp.bus.validation import InvalidMessage, validate
 from gaelp.config import GaelpSettings
 from gaelp.v1 import events_pb2
-from metrics.assessment import RunViolations, assess
+from metrics.assessment import RunViolations, assess, entry_violations
 from metrics.instruments import MetricsInstruments
 from metrics.state import (
     Alert,
@@ -350,15 +350,13 @@ class MetricsStreams:
         return found
 
     def run_violations(self, run_id: str) -> dict[int, RunViolations]:
-        totals: dict[int, RunViolations] = {}
-        for campaign in self.campaign_violations(run_id):
-            for phase, count in campaign.count_by_phase.items():
-                before = totals.get(phase, RunViolations())
-                totals[phase] = RunViolations(
-                    count=before.count + count,
-                    critical=before.critical + campaign.critical_by_phase.get(phase, 0),
-                )
-        return totals
+        """Per phase, the violations of the run's current entry into it (those since it began)."""
+        campaigns = self.campaign_violations(run_id)
+        run = self._runs.get(run_id)
+        phases = {phase for campaign in campaigns for phase in campaign.count_by_phase}
+        return {phase: entry_violations(campaigns, phase, run.phases[phase].entered_at
+                                        if run is not None and phase in run.phases else 0.0)
+                for phase in phases}
 
     def assessment(self, run: RunState, phase: int) -> events_pb2.GraduationAssessment:
         return assess(run, phase, self.run_violations(run.run_id).get(phase, RunViolations()),

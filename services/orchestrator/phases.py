@@ -11,7 +11,10 @@ Rules:
   demote flag (performance collapse, or critical violations the metrics counted), whatever its
   policy version: a collapse is never stale news about money at risk.
 - demote likewise on a critical Violation for the run or one of its campaigns, raised in phase P
-  (or with no phase); violations of a phase the run has already left are history, not news.
+  (or with no phase); violations of a phase the run has already left are history, not news, and so
+  are those that occurred before the current entry into P began (an earlier entry's, redelivered).
+- assessments are about one entry of the phase (GraduationAssessment.phase_entry, 1 = the first):
+  one about an earlier entry than the current one changes nothing (0: the producer did not say).
 - a phase whose demotion target is itself never demotes (phase 1 has nowhere to go).
 - anything for another run or another phase changes nothing.
 """
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 
 from gaelp.config.sections.orchestrator import PhaseSettings
 from gaelp.v1 import common_pb2, events_pb2
+from orchestrator.run_document import FIRST_ENTRY, PhaseEntry
 
 COMPLETED = common_pb2.PHASE_UNSPECIFIED  # to_phase of a graduation from the last enabled phase
 
@@ -59,18 +63,23 @@ def _figures(assessment: events_pb2.GraduationAssessment) -> tuple[CriterionFigu
 
 
 class PhaseMachine:
-    """One run's phase: the current phase and the policy version that entered it."""
+    """One run's phase: the current phase, its entry and the policy version that entered it. The run
+    manager sets `entry` (RunDocument.phase_entry) once each transition is recorded."""
 
-    def __init__(self, settings: PhaseSettings, run_id: str, phase: int, entry_policy_version: int) -> None:
+    def __init__(self, settings: PhaseSettings, run_id: str, phase: int, entry_policy_version: int,
+                 entry: PhaseEntry = FIRST_ENTRY) -> None:
         self.settings = settings
         self.run_id = run_id
         self.phase = phase
         self.entry_policy_version = entry_policy_version
+        self.entry = entry
 
     def on_assessment(self, assessment: events_pb2.GraduationAssessment,
                       current_policy_version: int) -> Transition | None:
         if assessment.run_id != self.run_id or assessment.phase != self.phase:
             return None
+        if 0 < assessment.phase_entry < self.entry.attempt:
+            return None  # figures of an earlier entry into the phase (its episodes, its violations)
         if assessment.demote:
             return self._demote(f"demoted: {assessment.reason}", _figures(assessment), current_policy_version)
         if assessment.policy_version < self.entry_policy_version:
@@ -91,6 +100,9 @@ class PhaseMachine:
             return None
         if violation.phase not in (common_pb2.PHASE_UNSPECIFIED, self.phase):
             return None
+        occurred = violation.occurred_at.ToNanoseconds() / 1e9 if violation.HasField("occurred_at") else None
+        if occurred is not None and occurred < self.entry.entered_at:
+            return None  # an earlier entry's violation (it demoted that entry already)
         where = f" on campaign {violation.campaign_id}" if violation.campaign_id else ""
         reason = f"demoted: critical violation {violation.rule}{where}"
         return self._demote(reason, (), current_policy_version)

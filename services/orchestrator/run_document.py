@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -70,6 +71,27 @@ class PhaseTransitionDocument(BaseModel):
         return orchestrator_pb2.PhaseHistoryEntry(transition=transition, at=at)
 
 
+@dataclass(frozen=True)
+class PhaseEntry:
+    """One entry of a run into a phase: `attempt` 1 is its first time there, each re-entry (after a
+    demotion, a graduation back) one more; `entered_at` is the transition's time (0 for the phase a
+    run was created or stored in: its whole life so far). Money records, reservation keys and the
+    metrics service's assessment of the phase belong to one entry."""
+
+    attempt: int
+    entered_at: float
+
+    def stamp(self, episode: events_pb2.EpisodeSummary) -> events_pb2.EpisodeSummary:
+        """The episode names this entry (the metrics service assesses the phase's current entry)."""
+        episode.phase_entry = self.attempt
+        if self.entered_at > 0:
+            episode.phase_entered_at.FromNanoseconds(int(self.entered_at * 1e9))
+        return episode
+
+
+FIRST_ENTRY = PhaseEntry(attempt=1, entered_at=0.0)
+
+
 class RunDocument(BaseModel):
     run_id: str
     kind: RunKind = "train"
@@ -94,6 +116,15 @@ class RunDocument(BaseModel):
     phase_work_done: bool = False  # the current phase's own work is done; it waits for a decision
     historical: dict[str, float] = Field(default_factory=dict)  # phase-2 figures and OPE estimates
     consolidation_env_steps: int = 0  # steps on the last task since the curriculum completed
+
+    def phase_entry(self, phase: int | None = None) -> PhaseEntry:
+        """The latest entry into `phase` (default: the current phase), derived from phase_history:
+        the phase the run started in counts as its first entry, each transition into it as one more."""
+        phase = self.phase if phase is None else phase
+        started_in = self.phase_history[0].from_phase if self.phase_history else self.phase
+        entries = [entry.at for entry in self.phase_history if entry.to_phase == phase]
+        attempt = len(entries) + int(started_in == phase)
+        return PhaseEntry(attempt=max(attempt, 1), entered_at=entries[-1] if entries else 0.0)
 
     def status(self, task: str, window_mean: float, task_budget: int) -> orchestrator_pb2.RunStatus:
         return orchestrator_pb2.RunStatus(

@@ -115,7 +115,7 @@ class RunManager:
         scheduler = CurriculumScheduler(self.config.curriculum, self.level_names, document.curriculum)
         holder = PolicyHolder(self.settings.training, self.observation_space, self.action_space)
         phases = PhaseMachine(self.config.phases, document.run_id, document.phase,
-                              document.phase_entry_policy_version)
+                              document.phase_entry_policy_version, document.phase_entry())
         run = Run(document, scheduler, holder, phases)
         if document.state == "running":
             run.resume.set()
@@ -239,6 +239,7 @@ class RunManager:
                 # Back to simulation: train on the last task again until the run graduates anew.
                 document.curriculum.history.append({"task": run.scheduler.task.name,
                                                     "decision": "reopened_on_demotion"})
+        run.phases.entry = document.phase_entry()  # the phase now entered (or, completed, the last one)
         run.last_assessment = ""
         await self._save(document)
         logger.info("phase transition", extra={"run_id": document.run_id, "from": transition.from_phase,
@@ -261,6 +262,7 @@ class RunManager:
             prediction_accuracy=figures.prediction_accuracy,
             prediction_correlation=figures.prediction_correlation, success=True,
         )
+        document.phase_entry(common_pb2.PHASE_HISTORICAL).stamp(summary)
         await self.producer.send(EPISODES, document.run_id, summary)
         document.episodes += 1
         document.phase_work_done = True
@@ -530,6 +532,7 @@ class RunManager:
             # the sends and the round's save, the restarted process must not reuse an id.
             document.actor_batches = [sequence + 1 for sequence in sequences]
             await self._save(document)
+        entry = document.phase_entry(phase)  # the round is phase 1's, of its latest entry
         # A smoke run acts at random before any policy exists (version -1): its episodes say 0.
         episode_policy_version = max(run.policy.version, 0)
         deliveries = []
@@ -544,11 +547,11 @@ class RunManager:
             document.env_steps += chunk.samples
             scheduler.record_steps(chunk.samples, len(chunk.episodes))
             for episode in chunk.episodes:
-                summary = episode_summary(
+                summary = entry.stamp(episode_summary(
                     episode, document.run_id, actor_id, episode_policy_version, task, refs,
                     curriculum_level=scheduler.task.difficulty + 1,
                     curriculum_levels=len(scheduler.tasks), phase=phase,
-                )
+                ))
                 deliveries.append(await self.producer.enqueue(EPISODES, document.run_id, summary))
                 document.episodes += 1
         # One wait for the round: the run document is saved only after the broker has it all.

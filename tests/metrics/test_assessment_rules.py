@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from gaelp.config.sections.metrics import MetricsSettings
 from gaelp.v1 import common_pb2, events_pb2
-from metrics.assessment import RunViolations, assess
-from metrics.state import Alert, RunState, apply_episode, episodes_to_threshold
+from metrics.assessment import RunViolations, assess, entry_violations
+from metrics.state import (
+    Alert,
+    CampaignViolations,
+    RunState,
+    apply_episode,
+    apply_violation,
+    episodes_to_threshold,
+)
 
 
 def feed(run: RunState, settings: MetricsSettings, episodes: list[events_pb2.EpisodeSummary]) -> None:
@@ -167,3 +175,65 @@ def test_a_persistent_collapse_alerts_once_per_excursion_and_per_task() -> None:
     assert _series(run, settings, [0.5] * (block * 6), task="other") == []
     # Back on the task after another: it warms up afresh, then down again: a second alert.
     assert len(_series(run, settings, steady + collapse)) == 1
+
+
+def _at(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def test_a_reentered_phase_is_assessed_on_its_new_entry_only() -> None:
+    """Demoted from phase 3 by a critical violation, graduated back: the new entry's assessment counts
+    neither the earlier entry's violations nor its campaigns (window, positive-ROI streak)."""
+    settings = MetricsSettings()
+    run = RunState(run_id="r")
+    real, historical = common_pb2.PHASE_REAL_TESTING, common_pb2.PHASE_HISTORICAL
+    first_entered, reentered = 1_000.0, 2_000.0
+
+    def campaign(entry: int, entered_at: float, revenue: float) -> events_pb2.EpisodeSummary:
+        return events_pb2.EpisodeSummary(run_id="r", phase=real, spend=10, budget=20, revenue=revenue,
+                                         phase_entry=entry, phase_entered_at=_at(entered_at))
+
+    feed(run, settings, [campaign(1, first_entered, 12) for _ in range(4)])
+    violations = CampaignViolations(campaign_id="ledger", run_id="r")
+    for offset, (severity, at) in enumerate([(events_pb2.SEVERITY_CRITICAL, 1_500.0),
+                                             (events_pb2.SEVERITY_WARNING, 1_600.0)]):
+        apply_violation(violations, events_pb2.Violation(
+            violation_id=f"v{offset}", run_id="r", campaign_id="ledger", rule="spend_above_reservation",
+            severity=severity, phase=real, occurred_at=_at(at)), 0, offset, 10)  # type: ignore[arg-type]
+    first = assess(run, real, entry_violations([violations], real, run.phases[real].entered_at), settings)
+    assert first.demote and first.phase_entry == 1
+    assert {c.name: c.value for c in first.criteria}["violations"] == 2
+
+    # Phase 2 in between, then the new entry: one warning of its own, three profitable campaigns.
+    feed(run, settings, [events_pb2.EpisodeSummary(run_id="r", phase=historical, historical_match=0.99,
+                                                   phase_entry=1, phase_entered_at=_at(1_700.0))])
+    apply_violation(violations, events_pb2.Violation(
+        violation_id="v2", run_id="r", campaign_id="ledger", rule="daily_limit",
+        severity=events_pb2.SEVERITY_WARNING, phase=real, occurred_at=_at(2_100.0)), 0, 2, 10)  # type: ignore[arg-type]
+    feed(run, settings, [campaign(2, reentered, revenue) for revenue in (15, 16, 14)])
+    state = run.phases[real]
+    assert (state.entry, state.entered_at, state.episodes, len(state.window)) == (2, reentered, 7, 3)
+    counted = entry_violations([violations], real, state.entered_at)
+    assert counted == RunViolations(count=1, critical=0)
+    second = assess(run, real, counted, settings)
+    assert not second.demote and second.phase_entry == 2
+    figures = {c.name: c.value for c in second.criteria}
+    assert figures["violations"] == 1  # the new entry's own warning, not the earlier entry's two
+    assert figures["consecutive_positive_roi"] == 3  # the earlier entry's four profitable ones do not count
+    assert figures["roi"] == pytest.approx((45 - 30) / 30)  # the new entry's window only
+    # An earlier entry's campaign arriving late counts in the phase's totals, not in the new entry.
+    feed(run, settings, [campaign(1, first_entered, 30)])
+    assert (state.episodes, len(state.window), state.positive_roi_streak) == (8, 3, 3)
+
+
+def test_violations_without_a_time_count_in_every_entry() -> None:
+    """State written before violations carried their time (or a producer that sets none): counted
+    in the current entry too, the safe side for a criterion that must be zero."""
+    real = common_pb2.PHASE_REAL_TESTING
+    violations = CampaignViolations(campaign_id="ledger", run_id="r")
+    apply_violation(violations, events_pb2.Violation(
+        violation_id="v0", run_id="r", campaign_id="ledger", rule="commit_refused",
+        severity=events_pb2.SEVERITY_CRITICAL, phase=real), 0, 0, 10)
+    assert entry_violations([violations], real, 5_000.0) == RunViolations(count=1, critical=1)

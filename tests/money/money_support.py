@@ -42,9 +42,11 @@ def start_safety(tmp_path: Path, bootstrap: str, campaigns: list[dict[str, Any]]
 
 
 def start_orchestrator(tmp_path: Path, bootstrap: str, group: str, safety: ServiceProcess,
-                       sandbox: SandboxProcess, **money: Any) -> ServiceProcess:
+                       sandbox: SandboxProcess, phases: dict[str, Any] | None = None,
+                       **money: Any) -> ServiceProcess:
+    """phases: orchestrator.phases settings beyond the group and last_phase (3)."""
     env = orchestrator_env(bootstrap, tmp_path / "runs.db", "")
-    env["GAELP_ORCHESTRATOR_PHASES"] = json.dumps({"group_id": group, "last_phase": 3})
+    env["GAELP_ORCHESTRATOR_PHASES"] = json.dumps({"group_id": group, "last_phase": 3, **(phases or {})})
     env["GAELP_ORCHESTRATOR_MONEY"] = json.dumps({
         "safety_policy_target": safety.target, "approval_poll_s": 0.2,
         "platform": {"url": sandbox.url, "backoff_s": 0.05}, **money})

@@ -40,8 +40,10 @@ def test_demo_limits_hold_phase_4_and_the_demo_operator_approves_its_step_ups(
     # Each approved raise reached the campaign in its next window.
     by_index = {c["index"]: c for c in campaigns}
     for step in steps:
-        index, levels = step["subject"][1:].split(":")
-        assert by_index[int(index)]["limits"]["daily_budget_max"] >= float(levels.split("->")[1]), step
+        attempt, index, levels = step["subject"].split(":")
+        assert attempt == "a1"
+        campaign = by_index[int(index.removeprefix("c"))]
+        assert campaign["limits"]["daily_budget_max"] >= float(levels.split("->")[1]), step
     announced = [line for line in said if "approved budget_increase" in line and "/day on the ledger" in line]
     assert len(announced) == len(steps), said
     assert section["transfer"]["products"] == [c["product"] for c in campaigns if c["transfer"]]

@@ -111,6 +111,10 @@ def test_phase_3_from_approval_to_exact_reconciliation(kafka_bootstrap: str, tmp
     assert reconciliation["unreserved_cents"] == 0 and reconciliation["difference_cents"] == 0
     assert reconciliation["platform_spend"] > 0
     assert reconciliation["platform_spend"] == pytest.approx(sum(sum(d.values()) for d in spend_log.values()))
+    # The ledger's maximum bid ($5) is below the policy's bid range (up to $20): the random policy's
+    # bids above it were clipped, counted per campaign, and no window carried more.
+    assert {c["max_bid"] for c in live} == {5.0} and sum(c["bids_clipped"] for c in live) > 0
+    assert all(w["bid"] <= 5.0 for c in live for w in c["windows"])
     windows = [(c, w) for c in live for w in c["windows"]]
     for _, window in windows:
         if window["granted"]:
@@ -140,6 +144,6 @@ def test_phase_3_from_approval_to_exact_reconciliation(kafka_bootstrap: str, tmp
     phase_3 = {e.episode_id: e for e in episodes if e.phase == REAL}
     assert len(phase_3) == len(live)
     for campaign in live:
-        episode = phase_3[f"{run_id}-p{REAL}-c{campaign['index']}"]
+        episode = phase_3[f"{run_id}-p{REAL}-a1-c{campaign['index']}"]
         committed = sum(w["committed"] or 0.0 for w in campaign["windows"])
         assert episode.spend == pytest.approx(committed) and episode.budget > 0

@@ -204,7 +204,9 @@ def test_phase_4_campaigns_at_once_with_approved_step_ups(
               if c["operation"] == "update_budget"}
     approved = set()
     for step in steps:
-        index, levels = step["subject"][1:].split(":")
+        attempt, index, levels = step["subject"].split(":")
+        assert attempt == "a1"
+        index = index.removeprefix("c")
         target = (by_index[index], float(levels.split("->")[1]))
         if step["status"] == "approved":
             approved.add(target)
@@ -219,7 +221,7 @@ def test_phase_4_campaigns_at_once_with_approved_step_ups(
     phase_4 = {e.episode_id: e for e in episodes if e.phase == SCALED}
     assert len(phase_4) == CAMPAIGNS
     for campaign in campaigns:
-        episode = phase_4[f"{run_id}-p{SCALED}-c{campaign['index']}"]
+        episode = phase_4[f"{run_id}-p{SCALED}-a1-c{campaign['index']}"]
         assert episode.spend == pytest.approx(sum(w["committed"] for w in campaign["windows"]))
         assert episode.transfer == campaign["transfer"]
         if episode.transfer:

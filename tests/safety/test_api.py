@@ -59,7 +59,7 @@ async def test_phase_3_needs_an_approved_entry_then_grants_and_commits(safety: A
 
 async def test_each_limit_refuses_by_name(safety: Any, tools: Any) -> None:
     await tools.enter_phase_3(safety.stub, "camp-a")
-    over_bid = await safety.stub.ReserveSpend(reserve(bid=5.01))
+    over_bid = await safety.stub.ReserveSpend(reserve(bid=safety.settings.real_testing.max_bid + 0.01))
     assert over_bid.refused_by == "max_bid"
     episode = await safety.stub.ReserveSpend(reserve(amount=10.01))
     assert episode.refused_by == "episode_limit"

@@ -30,7 +30,6 @@ from gaelp.client.errors import ClientError
 from gaelp.client.money import ApprovalsClient, MoneyControlClient
 from gaelp.config import GaelpSettings
 from gaelp.service.auth import token_hash
-from gaelp.sim.market.spaces import BID_RANGE
 from gaelp.sim.platform.process import SandboxProcess
 
 DEMO_OPERATOR = "demo-operator"
@@ -71,18 +70,13 @@ class MoneyStack:
                        * (money.scaled_budget_max - money.daily_budget_min))
         largest_step = overdelivery * money.scaled_budget_max * (1 - 1 / money.budget_step_factor) + 0.01
         safety = self.settings.safety_policy
-        # The policy bids within the simulator's action range; a bid clipped below what it chose runs
-        # another campaign than the one it decided (a CPM bid cut from $15 to $5 loses the sandbox's
-        # auctions, median $11). Spend stays bounded by the daily, episode and phase limits.
-        max_bid = max(BID_RANGE[1], safety.real_testing.max_bid, safety.scaled.max_bid)
+        # The ledger's maximum bid stays the settings' (by default the top of the policy's bid range).
         real_testing = safety.real_testing.model_copy(update={
-            "max_bid": max_bid,
             "daily_limit_max": max(phase_3_total, safety.real_testing.daily_limit_max),
             "episode_limit": most_per_day * days_touched + overlap,
             "phase_total": phase_3_total,
         })
         scaled = safety.scaled.model_copy(update={
-            "max_bid": max_bid,
             "daily_limit_max": max(phase_3_total + scaled_total, safety.scaled.daily_limit_max),
             "episode_limit": scaled_episode,
             "phase_total": scaled_total,
@@ -166,7 +160,8 @@ def money_report(document: dict[str, Any], approved: list[dict[str, object]],
     """The report's money keys from the run's money document (printed too); empty figures when the
     run reached no money phase."""
     campaigns = [{
-        "index": c["index"], "phase": c["phase"], "campaign_id": c["campaign_id"], "product": c["product"],
+        "index": c["index"], "phase": c["phase"], "attempt": c.get("attempt", 1),
+        "campaign_id": c["campaign_id"], "product": c["product"],
         "transfer": c["transfer"], "status": c["status"], "ledger_campaign": c["ledger_campaign"],
         "spend": c["spend"], "revenue": c["revenue"], "budget": c["budget"],
         "reserved": sum(w["amount"] for w in c["windows"] if w["granted"]),
@@ -189,10 +184,11 @@ def money_report(document: dict[str, Any], approved: list[dict[str, object]],
             f"{reconciliation['unreserved_cents']} cents unreserved, "
             f"{reconciliation['difference_cents']} cents apart; "
             f"{len(document.get('violations', []))} violation(s)")
-        say("    (T: a transfer campaign, a held-out product with the fine-tuned policy; max budget per day"
-            " and max window reservation)")
+        say("    (p3a1: phase 3, the run's first entry into it; T: a transfer campaign, a held-out product"
+            " with the fine-tuned policy; max budget per day, max window reservation)")
         for c in campaigns:
-            say(f"    p{c['phase']} {c['campaign_id'] or '(never live)':<12} {c['product']:<16} "
+            say(f"    p{c['phase']}a{c['attempt']} {c['campaign_id'] or '(never live)':<12} "
+                f"{c['product']:<16} "
                 f"{'T' if c['transfer'] else ' '} {c['status']:<8} spend {c['spend']:7.2f} reserved "
                 f"{c['reserved']:7.2f} committed {c['committed']:7.2f} revenue {c['revenue']:7.2f} max "
                 f"{c['limits']['daily_budget_max']:6.2f}/day {c['limits']['most_per_window']:6.2f}/window")

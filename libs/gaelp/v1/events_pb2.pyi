@@ -116,6 +116,8 @@ class EpisodeSummary(_message.Message):
     REFERENCE_REWARDS_FIELD_NUMBER: _builtins.int
     TRANSFER_FINE_TUNED_SCORE_FIELD_NUMBER: _builtins.int
     TRANSFER_SCRATCH_SCORE_FIELD_NUMBER: _builtins.int
+    PHASE_ENTRY_FIELD_NUMBER: _builtins.int
+    PHASE_ENTERED_AT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     episode_id: _builtins.str
     phase: _common_pb2.Phase.ValueType
@@ -157,6 +159,11 @@ class EpisodeSummary(_message.Message):
     of the policy fine-tuned from phase 3's and of one trained from scratch on the same env steps.
     """
     transfer_scratch_score: _builtins.float
+    phase_entry: _builtins.int
+    """Which entry of its phase the episode belongs to (1 = the run's first time in the phase, one more
+    per re-entry after a demotion; 0 = unknown) and when that entry began: the metrics service
+    assesses a phase on its current entry only.
+    """
     @_builtins.property
     def reward_components(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     @_builtins.property
@@ -165,6 +172,8 @@ class EpisodeSummary(_message.Message):
     def reference_rewards(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """task references by name: random, heuristic, oracle"""
 
+    @_builtins.property
+    def phase_entered_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -198,10 +207,12 @@ class EpisodeSummary(_message.Message):
         reference_rewards: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         transfer_fine_tuned_score: _builtins.float = ...,
         transfer_scratch_score: _builtins.float = ...,
+        phase_entry: _builtins.int = ...,
+        phase_entered_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "phase_entered_at", b"phase_entered_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "budget", b"budget", "clicks", b"clicks", "conversions", b"conversions", "ctr", b"ctr", "curriculum_level", b"curriculum_level", "curriculum_levels", b"curriculum_levels", "episode_id", b"episode_id", "failed", b"failed", "finished_at", b"finished_at", "historical_match", b"historical_match", "impressions", b"impressions", "normalized_reward", b"normalized_reward", "phase", b"phase", "policy_version", b"policy_version", "prediction_accuracy", b"prediction_accuracy", "prediction_correlation", b"prediction_correlation", "reference_rewards", b"reference_rewards", "revenue", b"revenue", "reward_components", b"reward_components", "roas", b"roas", "run_id", b"run_id", "spend", b"spend", "steps", b"steps", "success", b"success", "task", b"task", "total_reward", b"total_reward", "transfer", b"transfer", "transfer_fine_tuned_score", b"transfer_fine_tuned_score", "transfer_scratch_score", b"transfer_scratch_score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "budget", b"budget", "clicks", b"clicks", "conversions", b"conversions", "ctr", b"ctr", "curriculum_level", b"curriculum_level", "curriculum_levels", b"curriculum_levels", "episode_id", b"episode_id", "failed", b"failed", "finished_at", b"finished_at", "historical_match", b"historical_match", "impressions", b"impressions", "normalized_reward", b"normalized_reward", "phase", b"phase", "phase_entered_at", b"phase_entered_at", "phase_entry", b"phase_entry", "policy_version", b"policy_version", "prediction_accuracy", b"prediction_accuracy", "prediction_correlation", b"prediction_correlation", "reference_rewards", b"reference_rewards", "revenue", b"revenue", "reward_components", b"reward_components", "roas", b"roas", "run_id", b"run_id", "spend", b"spend", "steps", b"steps", "success", b"success", "task", b"task", "total_reward", b"total_reward", "transfer", b"transfer", "transfer_fine_tuned_score", b"transfer_fine_tuned_score", "transfer_scratch_score", b"transfer_scratch_score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -530,6 +541,7 @@ class GraduationAssessment(_message.Message):
     EPISODES_CONSIDERED_FIELD_NUMBER: _builtins.int
     ASSESSED_AT_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    PHASE_ENTRY_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     phase: _common_pb2.Phase.ValueType
     ready_to_graduate: _builtins.bool
@@ -538,6 +550,8 @@ class GraduationAssessment(_message.Message):
     episodes_considered: _builtins.int
     policy_version: _builtins.int
     """newest policy version among the phase's episodes assessed"""
+    phase_entry: _builtins.int
+    """the entry of the phase assessed (EpisodeSummary.phase_entry; 0 = unknown)"""
     @_builtins.property
     def criteria(self) -> _containers.RepeatedCompositeFieldContainer[Global___CriterionResult]: ...
     @_builtins.property
@@ -554,10 +568,11 @@ class GraduationAssessment(_message.Message):
         episodes_considered: _builtins.int = ...,
         assessed_at: _timestamp_pb2.Timestamp | None = ...,
         policy_version: _builtins.int = ...,
+        phase_entry: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["assessed_at", b"assessed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessed_at", b"assessed_at", "criteria", b"criteria", "demote", b"demote", "episodes_considered", b"episodes_considered", "phase", b"phase", "policy_version", b"policy_version", "ready_to_graduate", b"ready_to_graduate", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessed_at", b"assessed_at", "criteria", b"criteria", "demote", b"demote", "episodes_considered", b"episodes_considered", "phase", b"phase", "phase_entry", b"phase_entry", "policy_version", b"policy_version", "ready_to_graduate", b"ready_to_graduate", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

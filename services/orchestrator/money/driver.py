@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from gaelp.bus import EPISODES, BusProducer
+from gaelp.config.action_bounds import BID_RANGE
 from gaelp.config.sections.money import MoneySettings
 from gaelp.sim.market.config import CREATIVE_TYPES, HOURS_PER_DAY
 from gaelp.sim.platform.connector import CampaignReport, CampaignSpec, PlatformError
@@ -41,6 +42,7 @@ from orchestrator.money.records import (
 )
 from orchestrator.money.reservations import as_micros, episode_id, reservation_key, window_cap
 from orchestrator.money.safety import SafetyCalls
+from orchestrator.run_document import PhaseEntry
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class RunHandle:
     episode_done: Callable[[], Awaitable[None]]
     stopping: Callable[[], bool]
     current_phase: Callable[[], int]  # an assessment may move the run on while its campaigns run
+    entry: PhaseEntry  # the run's entry into `phase`: its campaigns, keys and episodes are this entry's
 
 
 @dataclass
@@ -166,10 +169,10 @@ class MoneyPhases:
             await self.store.save(money, time.time())
 
     def _record(self, money: MoneyRunDocument, run: RunHandle, index: int, ledger: str) -> CampaignRecord:
-        if (found := money.campaign(index, run.phase)) is not None:
+        if (found := money.campaign(index, run.phase, run.entry.attempt)) is not None:
             return found
-        record = CampaignRecord(index=index, phase=run.phase, ledger_campaign=ledger,
-                                product=self.products[index % len(self.products)])
+        record = CampaignRecord(index=index, phase=run.phase, attempt=run.entry.attempt,
+                                ledger_campaign=ledger, product=self.products[index % len(self.products)])
         money.campaigns.append(record)
         return record
 
@@ -190,11 +193,16 @@ class MoneyPhases:
         cfg = self.settings
         advance = advance or _advancer(platform)
         status = await self.safety.budget_status(record.ledger_campaign, run.phase)
-        max_bid = status.max_bid
+        max_bid = record.max_bid = status.max_bid
+        if max_bid < BID_RANGE[1]:
+            logger.warning("the ledger's maximum bid is below the policy's bid range: its bids above it"
+                           " are clipped", extra={"run_id": run.run_id, "phase": run.phase,
+                                                  "max_bid": max_bid, "policy_bid_max": BID_RANGE[1]})
         hours_total = cfg.campaign_days * HOURS_PER_DAY
         hour = await self._align(platform, advance)
         current = decide(run.agent, platform_observation(None, None, hour, hours_total, 0, self.audiences),
                          self.audiences, (cfg.daily_budget_min, cfg.daily_budget_max), max_bid)
+        record.bids_clipped += current.bid_clipped
         live: CampaignSettings | None = None
         report: CampaignReport | None = None
         windows = hours_total // cfg.step_hours
@@ -223,6 +231,7 @@ class MoneyPhases:
                 observation = platform_observation(report, live, hour, hours_total, done, self.audiences)
                 current = decide(run.agent, observation, self.audiences,
                                  (cfg.daily_budget_min, cfg.daily_budget_max), max_bid)
+                record.bids_clipped += current.bid_clipped
                 if step_up is not None:
                     current = await step_up(record, report, live, current)
         except EmergencyStopped:
@@ -302,7 +311,8 @@ class MoneyPhases:
 
     async def _reserve(self, money: MoneyRunDocument, run: RunHandle, record: CampaignRecord, window: int,
                        hour: int, settings: CampaignSettings, reported_today: float) -> bool:
-        key = reservation_key(run.run_id, record.ledger_campaign, run.phase, record.index, window)
+        key = reservation_key(run.run_id, record.ledger_campaign, run.phase, record.attempt, record.index,
+                              window)
         entry = next((w for w in record.windows if w.key == key), None)
         if entry is None:
             amount = window_cap(self.settings.rules, settings.daily_budget, reported_today)
@@ -333,7 +343,8 @@ class MoneyPhases:
                           entry: WindowRecord) -> safety_pb2.ReserveSpendResponse:
         """ReserveSpend for the window's key; a key the ledger already decided gets its stored answer."""
         answer = await self.safety.reserve(record.ledger_campaign, record.phase, entry.amount, entry.key,
-                                           episode_id(run_id, record.phase, record.index), run_id, entry.bid)
+                                           episode_id(run_id, record.phase, record.attempt, record.index),
+                                           run_id, entry.bid)
         entry.granted, entry.reservation_id = answer.granted, answer.reservation_id
         entry.refused_by, entry.reason = answer.refused_by, answer.reason
         entry.pending = False
@@ -343,7 +354,8 @@ class MoneyPhases:
                      wanted: CampaignSettings, live: CampaignSettings | None) -> CampaignSettings:
         """The window's platform calls, sent only after its reservation was granted."""
         if live is None:
-            spec = CampaignSpec(name=f"gaelp-{record.ledger_campaign}-{record.index}", product=record.product,
+            spec = CampaignSpec(name=f"gaelp-{record.ledger_campaign}-a{record.attempt}-{record.index}",
+                                product=record.product,
                                 daily_budget=wanted.daily_budget, bid=wanted.bid,
                                 bid_strategy=wanted.bid_strategy, creative=wanted.creative,
                                 audience=wanted.audience, audience_size=wanted.audience_size)
@@ -423,7 +435,7 @@ class MoneyPhases:
         spend, revenue = record.committed, record.revenue
         roi = (revenue - spend) / spend if spend > 0 else 0.0
         summary = events_pb2.EpisodeSummary(
-            run_id=run.run_id, episode_id=episode_id(run.run_id, run.phase, record.index),
+            run_id=run.run_id, episode_id=episode_id(run.run_id, run.phase, record.attempt, record.index),
             phase=run.phase, task=f"sandbox:{record.product}",  # type: ignore[arg-type]
             policy_version=max(run.policy_version(), 0), steps=len(record.windows),
             total_reward=revenue - spend, normalized_reward=roi, spend=spend, revenue=revenue,
@@ -433,7 +445,7 @@ class MoneyPhases:
             transfer_scratch_score=record.transfer_scratch_score,
             actor_id=f"{run.run_id}-platform",
         )
-        await self.producer.send(EPISODES, run.run_id, summary)
+        await self.producer.send(EPISODES, run.run_id, run.entry.stamp(summary))
 
 
 def _reported_today(report: CampaignReport | None, record: CampaignRecord, hour: int) -> float:

@@ -61,7 +61,7 @@ class MoneyPhaseRunner:
         handle = RunHandle(run_id=document.run_id, phase=document.phase, agent=agent,
                            policy_version=lambda: run.policy.version, set_state=set_state,
                            episode_done=episode_done, stopping=lambda: run.stop,
-                           current_phase=lambda: document.phase)
+                           current_phase=lambda: document.phase, entry=document.phase_entry())
         phases = await self.phases()
         if document.phase == common_pb2.PHASE_SCALED:
             scaled = ScaledPhase(phases, self.training, run.scheduler.settings.levels)
@@ -69,9 +69,9 @@ class MoneyPhaseRunner:
                                              document.seed)
         else:
             outcome = await phases.run_phase(handle)
-        if document.phase != handle.phase:
+        if (document.phase, document.phase_entry().attempt) != (handle.phase, handle.entry.attempt):
             # An assessment moved the run on while the campaigns ran (they end as planned first):
-            # the work done is the left phase's, not the current one's.
+            # the work done is the left phase entry's, not the current one's.
             logger.info("run %s left phase %d while its campaigns ran", document.run_id, handle.phase)
         elif outcome == "done":
             document.phase_work_done = True

@@ -27,6 +27,11 @@ class CampaignSettings:
     creative: CreativeType
     audience: str
     audience_size: float
+    policy_bid: float  # the bid the policy chose, before the ledger's maximum bid cut it to `bid`
+
+    @property
+    def bid_clipped(self) -> bool:
+        return self.bid < round(self.policy_bid, 2)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -84,16 +89,18 @@ def _scalar(value: Any) -> float:
 def decide(agent: Any, observation: np.ndarray, audiences: list[str], budget_range: tuple[float, float],
            max_bid: float) -> CampaignSettings:
     """The policy's action as settings: the budget clamped to the phase's range, the bid to the
-    ledger's maximum bid (a bid above it would only be refused)."""
+    ledger's maximum bid (a bid above it would only be refused; with the default limits the cap is
+    the top of the policy's bid range, so only a ledger configured tighter cuts a bid)."""
     if isinstance(agent, RandomActionAgent):
         actions, _, _ = agent.explore(observation)
     else:
         actions, _, _ = agent.act(observation, True)
     env_actions = agent.env_actions(actions)
     low, high = budget_range
+    policy_bid = max(_scalar(env_actions["bid"]), 0.01)
     return CampaignSettings(
         daily_budget=round(min(max(_scalar(env_actions["daily_budget"]), low), high), 2),
-        bid=round(min(max(_scalar(env_actions["bid"]), 0.01), max_bid), 2),
+        bid=round(min(policy_bid, max_bid), 2), policy_bid=policy_bid,
         bid_strategy=cast(BidStrategy, BID_STRATEGIES[int(_scalar(env_actions["bid_strategy"]))]),
         creative=cast(CreativeType, CREATIVE_TYPES[int(_scalar(env_actions["creative"]))]),
         audience=audiences[int(_scalar(env_actions["audience"])) % len(audiences)],

@@ -45,8 +45,11 @@ class WindowRecord(BaseModel):
 
 
 class CampaignRecord(BaseModel):
+    """One campaign of one entry into a money phase: (phase, attempt, index) names it."""
+
     index: int
     phase: int
+    attempt: int = 1  # the run's entry into the phase (RunDocument.phase_entry): 1 = its first
     ledger_campaign: str
     product: str
     campaign_id: str = ""  # the platform's id, once created
@@ -56,6 +59,8 @@ class CampaignRecord(BaseModel):
     creative_approved: bool = False
     creative_reasons: list[str] = Field(default_factory=list)
     creative_scores: dict[str, float] = Field(default_factory=dict)
+    max_bid: float = 0.0  # the ledger's maximum bid for the phase when the campaign started
+    bids_clipped: int = 0  # decisions whose bid the ledger's maximum bid cut (below the policy's range)
     windows: list[WindowRecord] = Field(default_factory=list)
     spend: float = 0.0
     revenue: float = 0.0
@@ -129,9 +134,10 @@ class MoneyRunDocument(BaseModel):
     reconciliation: Reconciliation | None = None
     transfer: TransferRecord | None = None
 
-    def campaign(self, index: int, phase: int) -> CampaignRecord | None:
-        """The phase's campaign of that index, once planned."""
-        return next((c for c in self.campaigns if c.index == index and c.phase == phase), None)
+    def campaign(self, index: int, phase: int, attempt: int) -> CampaignRecord | None:
+        """The campaign of that index of the phase's entry `attempt`, once planned."""
+        return next((c for c in self.campaigns
+                     if (c.index, c.phase, c.attempt) == (index, phase, attempt)), None)
 
 
 class MoneyStore:

@@ -12,8 +12,10 @@ in force, so what is left of the day is at most
 the monthly rule, monthly_budget_factor x the budget, only ever lowers it and is not needed for a
 bound). Amounts are rounded up to the cent, and are at least one cent (the ledger reserves no zero
 amounts; a cent more than the platform can spend is on the safe side). Keys are derived from run,
-ledger campaign, phase, campaign index and window, so a retry or a restarted orchestrator asks for
-the same reservation and the ledger answers with the decision it stored.
+ledger campaign, phase, the run's entry into the phase (its attempt: RunDocument.phase_entry),
+campaign index and window, so a retry or a restarted orchestrator asks for the same reservation and
+the ledger answers with the decision it stored, while a run that re-enters the phase after a
+demotion asks under keys of its own (an earlier entry's keys would get that entry's decisions).
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ def as_micros(dollars: float) -> float:
     return round(dollars * MICROS) / MICROS
 
 
-def reservation_key(run_id: str, ledger_campaign: str, phase: int, campaign_index: int, window: int) -> str:
-    return f"{run_id}:{ledger_campaign}:p{phase}:c{campaign_index}:w{window}"
+def reservation_key(run_id: str, ledger_campaign: str, phase: int, attempt: int, campaign_index: int,
+                    window: int) -> str:
+    return f"{run_id}:{ledger_campaign}:p{phase}:a{attempt}:c{campaign_index}:w{window}"
 
 
-def episode_id(run_id: str, phase: int, campaign_index: int) -> str:
-    return f"{run_id}-p{phase}-c{campaign_index}"
+def episode_id(run_id: str, phase: int, attempt: int, campaign_index: int) -> str:
+    return f"{run_id}-p{phase}-a{attempt}-c{campaign_index}"

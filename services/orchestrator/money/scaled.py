@@ -160,12 +160,13 @@ class ScaledPhase:
 
     def _record(self, money: MoneyRunDocument, run: RunHandle, index: int, ledger: str) -> CampaignRecord:
         """The campaign's record; the last transfer.campaigns sell the held-out products."""
-        if (found := money.campaign(index, run.phase)) is not None:
+        if (found := money.campaign(index, run.phase, run.entry.attempt)) is not None:
             return found
         first_transfer = self.settings.scaled_campaigns - self.settings.transfer.campaigns
         transfer = index >= first_transfer and bool(self.held_out)
         products = [p.name for p in self.held_out] if transfer else self.phases.products
-        record = CampaignRecord(index=index, phase=run.phase, ledger_campaign=ledger, transfer=transfer,
+        record = CampaignRecord(index=index, phase=run.phase, attempt=run.entry.attempt,
+                                ledger_campaign=ledger, transfer=transfer,
                                 product=products[(index - first_transfer if transfer else index)
                                                  % len(products)])
         money.campaigns.append(record)
@@ -180,7 +181,7 @@ class ScaledPhase:
                                          self.curriculum_levels, seed)
         money.transfer = result.record.model_copy(update={"seconds": time.monotonic() - started})
         for record in money.campaigns:
-            if record.transfer and record.phase == run.phase:
+            if record.transfer and (record.phase, record.attempt) == (run.phase, run.entry.attempt):
                 record.transfer_fine_tuned_score = result.record.fine_tuned_score
                 record.transfer_scratch_score = result.record.scratch_score
         await self.phases._save(money)
@@ -216,7 +217,7 @@ class ScaledPhase:
                 return keep
             # What one more platform day may spend above the current level (the platform's rule).
             amount = math.ceil(round(cfg.rules.overdelivery_factor * (raised - level) * 100, 6)) / 100
-            subject = f"c{record.index}:{level:.2f}->{raised:.2f}"
+            subject = f"a{record.attempt}:c{record.index}:{level:.2f}->{raised:.2f}"
             decision = await steps.ask(
                 money, run, ledger_campaign, subject, amount,
                 f"run {run.run_id} phase-4 campaign {record.index} ({record.campaign_id}): reported ROI"

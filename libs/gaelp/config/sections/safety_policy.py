@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gaelp.config.action_bounds import BID_RANGE
+
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -19,7 +21,9 @@ class PhaseSpendLimits(BaseModel):
     daily_limit_max: float = Field(50.0, gt=0, description="largest base daily limit a campaign may have")
     episode_limit: float = Field(10.0, gt=0, description="most one episode may spend")
     phase_total: float = Field(500.0, gt=0, description="most one campaign may spend in the phase")
-    max_bid: float = Field(5.0, gt=0, description="largest bid a reservation may carry")
+    # The top of the policy's bid range by default: a lower cap is allowed (a tighter safety limit),
+    # and the orchestrator then clips the policy's bids to it, logged and counted per campaign.
+    max_bid: float = Field(BID_RANGE[1], gt=0, description="largest bid a reservation may carry")
 
     @model_validator(mode="after")
     def _ordered(self) -> PhaseSpendLimits:
@@ -68,7 +72,7 @@ class SafetyPolicySettings(BaseModel):
     grpc_port: int = 50054
     real_testing: PhaseSpendLimits = Field(default_factory=PhaseSpendLimits)
     scaled: PhaseSpendLimits = Field(
-        default_factory=lambda: PhaseSpendLimits(episode_limit=50.0, phase_total=5000.0, max_bid=10.0)
+        default_factory=lambda: PhaseSpendLimits(episode_limit=50.0, phase_total=5000.0)
     )
     scaled_daily_ceiling: float = Field(
         1000.0, gt=0, description="phase 4: approved budget steps never raise a daily limit past this"

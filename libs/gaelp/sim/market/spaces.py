@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
+from gaelp.config.action_bounds import AUDIENCE_SIZE_RANGE, BID_RANGE, DAILY_BUDGET_RANGE
 from gaelp.sim.market.config import BID_STRATEGIES, CREATIVE_TYPES
 
 OBSERVATION_SIZE = 128
 OBSERVATION_BOUND = 10.0
-DAILY_BUDGET_RANGE = (10.0, 200.0)
-BID_RANGE = (0.5, 20.0)
-AUDIENCE_SIZE_RANGE = (0.1, 1.0)
 CONTINUOUS_RANGES: dict[str, tuple[float, float]] = {
     "daily_budget": DAILY_BUDGET_RANGE,
     "bid": BID_RANGE,
