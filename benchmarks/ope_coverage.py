@@ -8,7 +8,10 @@ with the logs' fixed continuous actions (gaelp.sim.historical.evaluator.policy_v
 an independent, larger sample of campaigns. Its standard error is reported next to it: a truth
 much noisier than the estimators would make coverage look worse than it is.
 Over N seeds (fresh logs and a freshly seeded agent policy each time) the benchmark counts, per
-estimator (IPS, SNIPS, DM, DR), the seeds whose interval contains the truth.
+estimator (IPS, SNIPS, DM, DR), the seeds whose interval contains the truth, with a 95%
+Clopper-Pearson interval for that coverage (20 seeds are few: an interval that covers 95% of the
+time shows as 0.85 to 1.0 in 95% of 20-seed runs, and as 0.80 or less in 1.6%), and the mean width
+of the estimator's interval.
 
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.ope_coverage --seeds 20 --out FILE.json
 
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from scipy import stats
 
 from gaelp.config import load_settings
 from gaelp.rl.factory import make_agent
@@ -34,6 +38,15 @@ from orchestrator.evaluation import deterministic_policy
 from orchestrator.phase2 import AGENT, historical_figures
 
 TRUTH_SEED_OFFSET = 1_000_003  # the truth's campaigns are drawn apart from the logs' and the simulator's
+ESTIMATOR_INTERVALS = {"ipw": "delta method, cluster-robust", "snipw": "delta method, cluster-robust",
+                       "dm": "cluster bootstrap, model refitted", "dr": "cluster bootstrap, model refitted"}
+
+
+def clopper_pearson(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact binomial interval for a coverage rate seen as successes / trials."""
+    low = stats.beta.ppf(alpha / 2, successes, trials - successes + 1) if successes > 0 else 0.0
+    high = stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes) if successes < trials else 1.0
+    return float(low), float(high)
 
 
 def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns: int,
@@ -42,6 +55,7 @@ def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns:
     env = AdMarketVectorEnv(num_envs=1, level=level, seed=0)
     market = curriculum_level(level)
     covered = {"ipw": 0, "snipw": 0, "dm": 0, "dr": 0}
+    widths: dict[str, float] = dict.fromkeys(covered, 0.0)
     per_seed = []
     for seed in range(first_seed, first_seed + seeds):
         torch.manual_seed(seed)
@@ -56,6 +70,7 @@ def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns:
         for name, estimate in figures.estimates[AGENT].items():
             inside = estimate.ci_low <= truth.value <= estimate.ci_high
             covered[name] += inside
+            widths[name] += estimate.ci_high - estimate.ci_low
             row[name] = {"estimate": estimate.estimate, "ci_low": estimate.ci_low,
                          "ci_high": estimate.ci_high, "covers": inside}
         per_seed.append(row)
@@ -63,7 +78,11 @@ def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns:
             f"{n} {'in' if row[n]['covers'] else 'OUT'}" for n in covered), flush=True)  # type: ignore[index]
     return {"seeds": seeds, "first_seed": first_seed, "level": level, "campaigns": campaigns, "days": days,
             "truth_campaigns": truth_campaigns, "interval_clusters": "campaign",
-            "coverage": {name: count / seeds for name, count in covered.items()}, "per_seed": per_seed}
+            "intervals": ESTIMATOR_INTERVALS,
+            "coverage": {name: count / seeds for name, count in covered.items()},
+            "coverage_interval": {name: clopper_pearson(count, seeds) for name, count in covered.items()},
+            "mean_interval_width": {name: width / seeds for name, width in widths.items()},
+            "per_seed": per_seed}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ The logs come from the platform sandbox's market (a market unlike the training s
 the logging policy's propensities, or from a user's own file (`orchestrator.phases.historical.
 user_logs`, format in docs/historical_data.md; without the platform's report columns the simulator
 predicts uncalibrated). The agent's policy is valued on them by IPS, SNIPS, DM and DR
-with bootstrap intervals (gaelp.sim.historical.ope), and the training simulator predicts the same
+with 95% intervals (gaelp.sim.historical.ope), and the training simulator predicts the same
 quantity (clicks per campaign-hour) for the same policy, after it was calibrated on the same logs
 (gaelp.sim.historical.calibration: a few market parameters fitted to the logging policy's logged
 outcomes), as a real system would before trusting its simulator's predictions. The figures, per

@@ -100,13 +100,16 @@ def test_historical_benchmark_command_prints_json(obd_root: Path, capsys: pytest
         assert set(values) == {"estimate", "ci_low", "ci_high", "relative_error"}
 
 
-def clustered_log(clusters: int, rows_per_cluster: int, seed: int) -> tuple[OffPolicyInput, float]:
-    """Rounds grouped in clusters (the hours of a campaign) that share a random effect on the
-    reward; logged uniformly over 3 arms, evaluated policy always plays arm 0 (true value 1.0)."""
+def clustered_log(
+    clusters: int, rows_per_cluster: int, seed: int, spread: float = 0.8
+) -> tuple[OffPolicyInput, float]:
+    """Rounds grouped in clusters (the hours of a campaign) that share a log-normal random effect
+    (log-sd `spread`) on the reward; logged uniformly over 3 arms, evaluated policy always plays
+    arm 0 (true value 1.0)."""
     rng = np.random.default_rng(seed)
     n = clusters * rows_per_cluster
     cluster = np.repeat(np.arange(clusters), rows_per_cluster)
-    level = np.exp(rng.normal(0.0, 0.8, size=clusters) - 0.32)[cluster]  # mean 1 per cluster
+    level = np.exp(rng.normal(0.0, spread, size=clusters) - spread**2 / 2)[cluster]  # mean 1 per cluster
     action = rng.integers(0, 3, size=n)
     reward = rng.poisson(level * np.where(action == 0, 1.0, 0.5)).astype(np.float64)
     action_dist = np.zeros((n, 3))
@@ -129,3 +132,46 @@ def test_intervals_on_clustered_rounds_resample_clusters() -> None:
         row_hits += by_row.ci_low <= truth <= by_row.ci_high
     assert cluster_hits / replications >= 0.88, cluster_hits
     assert row_hits / replications < 0.8, row_hits
+
+
+def test_cluster_robust_interval_of_a_hand_computed_sample() -> None:
+    """Three campaigns of two rounds, logged uniformly over 2 arms, the policy plays arm 0 (w = 2 on
+    arm-0 rounds). SNIPW: V = 20 / 8 = 2.5; the campaigns' summed w (r - V) are -3, 0, 3, so
+    Var = 3/2 * 18 / 8^2 = 27/64. IPW: V = 20 / 6; the campaigns' summed w r - V are -14/3, 10/3,
+    4/3, so Var = 3/2 * (312/9) / 6^2 = 13/9. Both intervals are V -/+ t_{0.975, 2} sqrt(Var)."""
+    t_975_2_df = 4.302652729911275  # Student's t quantile, 2 degrees of freedom (3 clusters)
+    action = np.array([0, 1, 0, 0, 1, 0])
+    action_dist = np.zeros((6, 2))
+    action_dist[:, 0] = 1.0
+    data = OffPolicyInput(reward=np.array([1.0, 5.0, 3.0, 2.0, 0.0, 4.0]), action=action,
+                          pscore=np.full(6, 0.5), action_dist=action_dist,
+                          cluster=np.array([7, 7, 3, 3, 9, 9]))  # fmt: skip
+    for name, value, variance in (("snipw", 2.5, 27 / 64), ("ipw", 20 / 6, 13 / 9)):
+        result = ope.cluster_robust_estimate(data, name)
+        half_width = t_975_2_df * variance**0.5
+        assert result.estimate == pytest.approx(value), name
+        assert result.ci_low == pytest.approx(value - half_width), name
+        assert result.ci_high == pytest.approx(value + half_width), name
+    with pytest.raises(ValueError, match="at least 2 clusters"):
+        ope.cluster_robust_estimate(dataclasses.replace(data, cluster=np.zeros(6, dtype=np.int64)), "snipw")
+
+
+def test_cluster_robust_intervals_cover_the_known_value_95_percent_of_the_time() -> None:
+    """2,000 logs of 60 correlated campaigns: the 95% intervals of IPW and SNIPW cover the true value
+    in 95% +/- 2% of them (4 binomial standard errors). The same intervals 10% narrower cover 92%
+    here and would fail, and ones that take the rounds as independent cover about 81%. (With a cluster
+    effect as skewed as spread 0.8 and 40 campaigns, delta method and bootstrap alike cover about
+    91%: large-sample intervals need enough campaigns for the skew of their totals.)"""
+    replications = 2_000
+    hits = {"ipw": 0, "snipw": 0}
+    row_hits = 0
+    for seed in range(replications):
+        data, truth = clustered_log(clusters=60, rows_per_cluster=24, seed=seed, spread=0.4)
+        for name in hits:
+            result = ope.cluster_robust_estimate(data, name)
+            hits[name] += result.ci_low <= truth <= result.ci_high
+        by_row = ope.cluster_robust_estimate(dataclasses.replace(data, cluster=None), "snipw")
+        row_hits += by_row.ci_low <= truth <= by_row.ci_high
+    for name, count in hits.items():
+        assert 0.93 <= count / replications <= 0.97, (name, count)
+    assert row_hits / replications < 0.9, row_hits
