@@ -226,6 +226,180 @@ END
 $$
 """
 
+# safety_reserve_batch, which migration 3 creates and migration 4 replaces: the severity of a
+# refusal while an emergency stop is in force (@STOP_SEVERITY@) is their one difference.
+_RESERVE_BATCH = """
+safety_reserve_batch(
+    p_reservation_ids TEXT[], p_campaign_ids TEXT[], p_phases INTEGER[], p_amounts BIGINT[],
+    p_keys TEXT[], p_episode_ids TEXT[], p_run_ids TEXT[], p_bids BIGINT[], p_days TEXT[],
+    p_nows DOUBLE PRECISION[], p_expires_at DOUBLE PRECISION[], p_episode_limits BIGINT[],
+    p_phase_totals BIGINT[], p_max_bids BIGINT[], p_daily_ceilings BIGINT[],
+    p_requires_entry_approval BOOLEAN[], p_budget_steps_apply BOOLEAN[]
+) RETURNS TABLE (item INTEGER, outcome TEXT, refused_by TEXT, reason TEXT, remaining BIGINT)
+LANGUAGE plpgsql AS $$
+DECLARE
+    i INTEGER;
+    v_campaign TEXT;
+    v_known BOOLEAN;
+    v_base_limit BIGINT;
+    v_approved INTEGER;
+    v_steps BIGINT;
+    v_now DOUBLE PRECISION;
+    v_used JSONB;  -- scope -> spend of the current campaign, as the batch so far leaves it
+    v_scopes TEXT[];
+    v_daily_limit BIGINT;
+    v_day_used BIGINT;
+    v_phase_used BIGINT;
+    v_episode_used BIGINT;
+    v_stopped INTEGER;
+    v_stop_reason TEXT;
+    v_severity TEXT;
+    v_decided TEXT[] := '{}';
+    v_granted INTEGER[] := '{}';
+    v_added_campaigns TEXT[] := '{}';
+    v_added_scopes TEXT[] := '{}';
+    v_added BIGINT[] := '{}';
+BEGIN
+    -- Read FOR SHARE: an emergency stop waits for this batch, and every later batch sees it.
+    SELECT s.stopped, s.reason INTO v_stopped, v_stop_reason
+        FROM safety_emergency_stop AS s WHERE s.id = 1 FOR SHARE;
+    -- Campaign by campaign in lock order, each campaign's requests in arrival order: every batch
+    -- takes the locks in the same global order. A decision depends on its own campaign alone, so
+    -- the order across campaigns changes no answer.
+    FOR i IN SELECT u.item::INTEGER FROM unnest(p_campaign_ids) WITH ORDINALITY AS u(campaign_id, item)
+             ORDER BY safety_campaign_lock(u.campaign_id), u.campaign_id, u.item LOOP
+        IF v_campaign IS DISTINCT FROM p_campaign_ids[i] THEN
+            v_campaign := p_campaign_ids[i];
+            PERFORM pg_advisory_xact_lock(safety_campaign_lock(v_campaign));
+            SELECT c.daily_limit_micros, c.phase_entry_approved INTO v_base_limit, v_approved
+                FROM safety_campaigns AS c WHERE c.campaign_id = v_campaign;
+            v_known := FOUND;
+            IF v_known THEN
+                -- Expired as of the earliest clock of the campaign's requests: a reservation
+                -- expiring meanwhile still counts for all of them (the stricter reading).
+                v_now := (SELECT MIN(x.now) FROM unnest(p_campaign_ids, p_nows) AS x(campaign_id, now)
+                          WHERE x.campaign_id = v_campaign);
+                -- Checked first: an UPDATE runs the totals trigger even when it changes no row.
+                IF EXISTS (SELECT 1 FROM safety_reservations AS r WHERE r.campaign_id = v_campaign
+                           AND r.state = 'reserved' AND r.expires_at <= v_now) THEN
+                    UPDATE safety_reservations AS r SET state = 'expired', closed_at = v_now
+                        WHERE r.campaign_id = v_campaign AND r.state = 'reserved'
+                        AND r.expires_at <= v_now;
+                END IF;
+                v_steps := (SELECT COALESCE(SUM(b.amount_micros), 0) FROM safety_budget_steps AS b
+                            WHERE b.campaign_id = v_campaign);
+                v_used := COALESCE((
+                    SELECT jsonb_object_agg(t.scope, t.spend_micros) FROM safety_spend_totals AS t
+                    WHERE t.campaign_id = v_campaign AND t.scope IN (
+                        SELECT unnest(safety_spend_scopes(p_days[j], p_phases[j], p_episode_ids[j]))
+                        FROM generate_subscripts(p_campaign_ids, 1) AS j
+                        WHERE p_campaign_ids[j] = v_campaign)), '{}');
+            END IF;
+        END IF;
+        item := i;
+        refused_by := '';
+        reason := '';
+        remaining := 0;
+        IF p_keys[i] = ANY (v_decided)
+           OR EXISTS (SELECT 1 FROM safety_reservations AS r WHERE r.idempotency_key = p_keys[i])
+           OR EXISTS (SELECT 1 FROM safety_refusals AS f WHERE f.idempotency_key = p_keys[i]) THEN
+            outcome := 'replay';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF NOT v_known THEN
+            outcome := 'unknown_campaign';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        v_decided := v_decided || p_keys[i];
+        v_daily_limit := v_base_limit;
+        IF p_budget_steps_apply[i] THEN
+            v_daily_limit := v_daily_limit + v_steps;
+        END IF;
+        v_daily_limit := LEAST(v_daily_limit, p_daily_ceilings[i]);
+        v_scopes := safety_spend_scopes(p_days[i], p_phases[i], p_episode_ids[i]);
+        v_day_used := COALESCE((v_used ->> v_scopes[1])::BIGINT, 0);
+        v_phase_used := COALESCE((v_used ->> v_scopes[2])::BIGINT, 0);
+        v_episode_used := COALESCE((v_used ->> v_scopes[3])::BIGINT, 0);
+        remaining := LEAST(p_episode_limits[i] - v_episode_used, v_daily_limit - v_day_used,
+                           p_phase_totals[i] - v_phase_used);
+        v_severity := 'warning';
+        IF v_stopped = 1 THEN
+            refused_by := 'emergency_stop';
+            reason := 'emergency stop in force: ' || v_stop_reason;
+            v_severity := '@STOP_SEVERITY@';
+        ELSIF p_requires_entry_approval[i] AND v_approved = 0 THEN
+            refused_by := 'phase_entry_approval';
+            reason := 'campaign ''' || v_campaign || ''' has no approved enter_phase_3 request';
+            v_severity := 'critical';
+        ELSIF p_bids[i] > p_max_bids[i] THEN
+            refused_by := 'max_bid';
+            reason := 'bid ' || safety_dollars(p_bids[i]) || ' exceeds the maximum bid '
+                || safety_dollars(p_max_bids[i]);
+        ELSIF p_amounts[i] > p_episode_limits[i] - v_episode_used THEN
+            refused_by := 'episode_limit';
+            reason := 'reserving ' || safety_dollars(p_amounts[i]) || ' would pass the episode_limit; '
+                || safety_dollars(GREATEST(p_episode_limits[i] - v_episode_used, 0)) || ' left';
+        ELSIF p_amounts[i] > v_daily_limit - v_day_used THEN
+            refused_by := 'daily_limit';
+            reason := 'reserving ' || safety_dollars(p_amounts[i]) || ' would pass the daily_limit; '
+                || safety_dollars(GREATEST(v_daily_limit - v_day_used, 0)) || ' left';
+        ELSIF p_amounts[i] > p_phase_totals[i] - v_phase_used THEN
+            refused_by := 'phase_total';
+            reason := 'reserving ' || safety_dollars(p_amounts[i]) || ' would pass the phase_total; '
+                || safety_dollars(GREATEST(p_phase_totals[i] - v_phase_used, 0)) || ' left';
+        END IF;
+        IF refused_by <> '' THEN
+            outcome := 'refused';
+            remaining := GREATEST(remaining, 0);
+            INSERT INTO safety_refusals (idempotency_key, campaign_id, phase, episode_id, amount_micros,
+                refused_by, reason, remaining_micros, refused_at)
+                VALUES (p_keys[i], v_campaign, p_phases[i], p_episode_ids[i], p_amounts[i], refused_by,
+                        reason, remaining, p_nows[i]);
+            INSERT INTO safety_violation_outbox (violation_id, campaign_id, run_id, rule, severity,
+                amount_micros, phase, action_taken, detail, occurred_at)
+                VALUES ('refused:' || p_keys[i], v_campaign, p_run_ids[i], refused_by, v_severity,
+                        p_amounts[i], p_phases[i], 'refused', reason, p_nows[i])
+                ON CONFLICT (violation_id) DO NOTHING;
+        ELSE
+            outcome := 'granted';
+            remaining := remaining - p_amounts[i];
+            v_granted := v_granted || i;
+            v_used := v_used || jsonb_build_object(v_scopes[1], v_day_used + p_amounts[i],
+                                                   v_scopes[2], v_phase_used + p_amounts[i],
+                                                   v_scopes[3], v_episode_used + p_amounts[i]);
+            v_added_campaigns := v_added_campaigns || ARRAY[v_campaign, v_campaign, v_campaign];
+            v_added_scopes := v_added_scopes || v_scopes;
+            v_added := v_added || ARRAY[p_amounts[i], p_amounts[i], p_amounts[i]];
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    -- The grants and their spend, one statement each (the campaigns' locks are still held).
+    PERFORM set_config('safety.reserving', 'on', true);
+    INSERT INTO safety_reservations (reservation_id, idempotency_key, campaign_id, phase, episode_id,
+        run_id, day, amount_micros, bid_micros, state, committed_micros, commit_key, created_at,
+        expires_at)
+        SELECT p_reservation_ids[g], p_keys[g], p_campaign_ids[g], p_phases[g], p_episode_ids[g],
+               p_run_ids[g], p_days[g], p_amounts[g], p_bids[g], 'reserved', 0, '', p_nows[g],
+               p_expires_at[g]
+        FROM unnest(v_granted) AS g ORDER BY g;
+    PERFORM set_config('safety.reserving', 'off', true);
+    INSERT INTO safety_spend_totals AS t (campaign_id, scope, spend_micros)
+        SELECT a.campaign_id, a.scope, SUM(a.added)
+        FROM unnest(v_added_campaigns, v_added_scopes, v_added) AS a(campaign_id, scope, added)
+        GROUP BY a.campaign_id, a.scope ORDER BY 1, 2
+        ON CONFLICT (campaign_id, scope)
+        DO UPDATE SET spend_micros = t.spend_micros + EXCLUDED.spend_micros;
+END
+$$
+"""
+
+
+def _reserve_batch(stop_severity: str) -> str:
+    return _RESERVE_BATCH.replace("@STOP_SEVERITY@", stop_severity).strip()
+
+
 # The spend a reservation row counts for under each limit scope ('day:<day>', 'phase:<phase>',
 # 'episode:<phase>:<episode>'): exactly what the usage scan summed, committed rows their committed
 # amount, open ones their reserved amount, released and expired ones nothing.
@@ -288,170 +462,7 @@ CREATE TRIGGER safety_totals_insert AFTER INSERT ON safety_reservations
     FOR EACH STATEMENT EXECUTE FUNCTION safety_totals_inserted();
 DROP FUNCTION safety_reserve(TEXT, TEXT, INTEGER, BIGINT, TEXT, TEXT, TEXT, BIGINT, TEXT,
     DOUBLE PRECISION, DOUBLE PRECISION, BIGINT, BIGINT, BIGINT, BIGINT, BOOLEAN, BOOLEAN);
-CREATE FUNCTION safety_reserve_batch(
-    p_reservation_ids TEXT[], p_campaign_ids TEXT[], p_phases INTEGER[], p_amounts BIGINT[],
-    p_keys TEXT[], p_episode_ids TEXT[], p_run_ids TEXT[], p_bids BIGINT[], p_days TEXT[],
-    p_nows DOUBLE PRECISION[], p_expires_at DOUBLE PRECISION[], p_episode_limits BIGINT[],
-    p_phase_totals BIGINT[], p_max_bids BIGINT[], p_daily_ceilings BIGINT[],
-    p_requires_entry_approval BOOLEAN[], p_budget_steps_apply BOOLEAN[]
-) RETURNS TABLE (item INTEGER, outcome TEXT, refused_by TEXT, reason TEXT, remaining BIGINT)
-LANGUAGE plpgsql AS $$
-DECLARE
-    i INTEGER;
-    v_campaign TEXT;
-    v_known BOOLEAN;
-    v_base_limit BIGINT;
-    v_approved INTEGER;
-    v_steps BIGINT;
-    v_now DOUBLE PRECISION;
-    v_used JSONB;  -- scope -> spend of the current campaign, as the batch so far leaves it
-    v_scopes TEXT[];
-    v_daily_limit BIGINT;
-    v_day_used BIGINT;
-    v_phase_used BIGINT;
-    v_episode_used BIGINT;
-    v_stopped INTEGER;
-    v_stop_reason TEXT;
-    v_severity TEXT;
-    v_decided TEXT[] := '{}';
-    v_granted INTEGER[] := '{}';
-    v_added_campaigns TEXT[] := '{}';
-    v_added_scopes TEXT[] := '{}';
-    v_added BIGINT[] := '{}';
-BEGIN
-    -- Read FOR SHARE: an emergency stop waits for this batch, and every later batch sees it.
-    SELECT s.stopped, s.reason INTO v_stopped, v_stop_reason
-        FROM safety_emergency_stop AS s WHERE s.id = 1 FOR SHARE;
-    -- Campaign by campaign in lock order, each campaign's requests in arrival order: every batch
-    -- takes the locks in the same global order. A decision depends on its own campaign alone, so
-    -- the order across campaigns changes no answer.
-    FOR i IN SELECT u.item::INTEGER FROM unnest(p_campaign_ids) WITH ORDINALITY AS u(campaign_id, item)
-             ORDER BY safety_campaign_lock(u.campaign_id), u.campaign_id, u.item LOOP
-        IF v_campaign IS DISTINCT FROM p_campaign_ids[i] THEN
-            v_campaign := p_campaign_ids[i];
-            PERFORM pg_advisory_xact_lock(safety_campaign_lock(v_campaign));
-            SELECT c.daily_limit_micros, c.phase_entry_approved INTO v_base_limit, v_approved
-                FROM safety_campaigns AS c WHERE c.campaign_id = v_campaign;
-            v_known := FOUND;
-            IF v_known THEN
-                -- Expired as of the earliest clock of the campaign's requests: a reservation
-                -- expiring meanwhile still counts for all of them (the stricter reading).
-                v_now := (SELECT MIN(x.now) FROM unnest(p_campaign_ids, p_nows) AS x(campaign_id, now)
-                          WHERE x.campaign_id = v_campaign);
-                -- Checked first: an UPDATE runs the totals trigger even when it changes no row.
-                IF EXISTS (SELECT 1 FROM safety_reservations AS r WHERE r.campaign_id = v_campaign
-                           AND r.state = 'reserved' AND r.expires_at <= v_now) THEN
-                    UPDATE safety_reservations AS r SET state = 'expired', closed_at = v_now
-                        WHERE r.campaign_id = v_campaign AND r.state = 'reserved'
-                        AND r.expires_at <= v_now;
-                END IF;
-                v_steps := (SELECT COALESCE(SUM(b.amount_micros), 0) FROM safety_budget_steps AS b
-                            WHERE b.campaign_id = v_campaign);
-                v_used := COALESCE((
-                    SELECT jsonb_object_agg(t.scope, t.spend_micros) FROM safety_spend_totals AS t
-                    WHERE t.campaign_id = v_campaign AND t.scope IN (
-                        SELECT unnest(safety_spend_scopes(p_days[j], p_phases[j], p_episode_ids[j]))
-                        FROM generate_subscripts(p_campaign_ids, 1) AS j
-                        WHERE p_campaign_ids[j] = v_campaign)), '{}');
-            END IF;
-        END IF;
-        item := i;
-        refused_by := '';
-        reason := '';
-        remaining := 0;
-        IF p_keys[i] = ANY (v_decided)
-           OR EXISTS (SELECT 1 FROM safety_reservations AS r WHERE r.idempotency_key = p_keys[i])
-           OR EXISTS (SELECT 1 FROM safety_refusals AS f WHERE f.idempotency_key = p_keys[i]) THEN
-            outcome := 'replay';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF NOT v_known THEN
-            outcome := 'unknown_campaign';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        v_decided := v_decided || p_keys[i];
-        v_daily_limit := v_base_limit;
-        IF p_budget_steps_apply[i] THEN
-            v_daily_limit := v_daily_limit + v_steps;
-        END IF;
-        v_daily_limit := LEAST(v_daily_limit, p_daily_ceilings[i]);
-        v_scopes := safety_spend_scopes(p_days[i], p_phases[i], p_episode_ids[i]);
-        v_day_used := COALESCE((v_used ->> v_scopes[1])::BIGINT, 0);
-        v_phase_used := COALESCE((v_used ->> v_scopes[2])::BIGINT, 0);
-        v_episode_used := COALESCE((v_used ->> v_scopes[3])::BIGINT, 0);
-        remaining := LEAST(p_episode_limits[i] - v_episode_used, v_daily_limit - v_day_used,
-                           p_phase_totals[i] - v_phase_used);
-        v_severity := 'warning';
-        IF v_stopped = 1 THEN
-            refused_by := 'emergency_stop';
-            reason := 'emergency stop in force: ' || v_stop_reason;
-            v_severity := 'critical';
-        ELSIF p_requires_entry_approval[i] AND v_approved = 0 THEN
-            refused_by := 'phase_entry_approval';
-            reason := 'campaign ''' || v_campaign || ''' has no approved enter_phase_3 request';
-            v_severity := 'critical';
-        ELSIF p_bids[i] > p_max_bids[i] THEN
-            refused_by := 'max_bid';
-            reason := 'bid ' || safety_dollars(p_bids[i]) || ' exceeds the maximum bid '
-                || safety_dollars(p_max_bids[i]);
-        ELSIF p_amounts[i] > p_episode_limits[i] - v_episode_used THEN
-            refused_by := 'episode_limit';
-            reason := 'reserving ' || safety_dollars(p_amounts[i]) || ' would pass the episode_limit; '
-                || safety_dollars(GREATEST(p_episode_limits[i] - v_episode_used, 0)) || ' left';
-        ELSIF p_amounts[i] > v_daily_limit - v_day_used THEN
-            refused_by := 'daily_limit';
-            reason := 'reserving ' || safety_dollars(p_amounts[i]) || ' would pass the daily_limit; '
-                || safety_dollars(GREATEST(v_daily_limit - v_day_used, 0)) || ' left';
-        ELSIF p_amounts[i] > p_phase_totals[i] - v_phase_used THEN
-            refused_by := 'phase_total';
-            reason := 'reserving ' || safety_dollars(p_amounts[i]) || ' would pass the phase_total; '
-                || safety_dollars(GREATEST(p_phase_totals[i] - v_phase_used, 0)) || ' left';
-        END IF;
-        IF refused_by <> '' THEN
-            outcome := 'refused';
-            remaining := GREATEST(remaining, 0);
-            INSERT INTO safety_refusals (idempotency_key, campaign_id, phase, episode_id, amount_micros,
-                refused_by, reason, remaining_micros, refused_at)
-                VALUES (p_keys[i], v_campaign, p_phases[i], p_episode_ids[i], p_amounts[i], refused_by,
-                        reason, remaining, p_nows[i]);
-            INSERT INTO safety_violation_outbox (violation_id, campaign_id, run_id, rule, severity,
-                amount_micros, phase, action_taken, detail, occurred_at)
-                VALUES ('refused:' || p_keys[i], v_campaign, p_run_ids[i], refused_by, v_severity,
-                        p_amounts[i], p_phases[i], 'refused', reason, p_nows[i])
-                ON CONFLICT (violation_id) DO NOTHING;
-        ELSE
-            outcome := 'granted';
-            remaining := remaining - p_amounts[i];
-            v_granted := v_granted || i;
-            v_used := v_used || jsonb_build_object(v_scopes[1], v_day_used + p_amounts[i],
-                                                   v_scopes[2], v_phase_used + p_amounts[i],
-                                                   v_scopes[3], v_episode_used + p_amounts[i]);
-            v_added_campaigns := v_added_campaigns || ARRAY[v_campaign, v_campaign, v_campaign];
-            v_added_scopes := v_added_scopes || v_scopes;
-            v_added := v_added || ARRAY[p_amounts[i], p_amounts[i], p_amounts[i]];
-        END IF;
-        RETURN NEXT;
-    END LOOP;
-    -- The grants and their spend, one statement each (the campaigns' locks are still held).
-    PERFORM set_config('safety.reserving', 'on', true);
-    INSERT INTO safety_reservations (reservation_id, idempotency_key, campaign_id, phase, episode_id,
-        run_id, day, amount_micros, bid_micros, state, committed_micros, commit_key, created_at,
-        expires_at)
-        SELECT p_reservation_ids[g], p_keys[g], p_campaign_ids[g], p_phases[g], p_episode_ids[g],
-               p_run_ids[g], p_days[g], p_amounts[g], p_bids[g], 'reserved', 0, '', p_nows[g],
-               p_expires_at[g]
-        FROM unnest(v_granted) AS g ORDER BY g;
-    PERFORM set_config('safety.reserving', 'off', true);
-    INSERT INTO safety_spend_totals AS t (campaign_id, scope, spend_micros)
-        SELECT a.campaign_id, a.scope, SUM(a.added)
-        FROM unnest(v_added_campaigns, v_added_scopes, v_added) AS a(campaign_id, scope, added)
-        GROUP BY a.campaign_id, a.scope ORDER BY 1, 2
-        ON CONFLICT (campaign_id, scope)
-        DO UPDATE SET spend_micros = t.spend_micros + EXCLUDED.spend_micros;
-END
-$$;
+CREATE FUNCTION """ + _reserve_batch("critical") + """;
 CREATE FUNCTION safety_lock_campaigns(p_campaign_ids TEXT[]) RETURNS VOID LANGUAGE plpgsql AS $$
 DECLARE
     v_lock INTEGER;
@@ -504,172 +515,7 @@ _STOP_REFUSAL_SEVERITY = """
 UPDATE safety_violation_outbox SET severity = 'info'
     WHERE rule = 'emergency_stop' AND action_taken = 'refused' AND published = 0
 """
-_RESERVE_BATCH_STOP_IS_INFO = """
-CREATE OR REPLACE FUNCTION safety_reserve_batch(
-    p_reservation_ids TEXT[], p_campaign_ids TEXT[], p_phases INTEGER[], p_amounts BIGINT[],
-    p_keys TEXT[], p_episode_ids TEXT[], p_run_ids TEXT[], p_bids BIGINT[], p_days TEXT[],
-    p_nows DOUBLE PRECISION[], p_expires_at DOUBLE PRECISION[], p_episode_limits BIGINT[],
-    p_phase_totals BIGINT[], p_max_bids BIGINT[], p_daily_ceilings BIGINT[],
-    p_requires_entry_approval BOOLEAN[], p_budget_steps_apply BOOLEAN[]
-) RETURNS TABLE (item INTEGER, outcome TEXT, refused_by TEXT, reason TEXT, remaining BIGINT)
-LANGUAGE plpgsql AS $$
-DECLARE
-    i INTEGER;
-    v_campaign TEXT;
-    v_known BOOLEAN;
-    v_base_limit BIGINT;
-    v_approved INTEGER;
-    v_steps BIGINT;
-    v_now DOUBLE PRECISION;
-    v_used JSONB;  -- scope -> spend of the current campaign, as the batch so far leaves it
-    v_scopes TEXT[];
-    v_daily_limit BIGINT;
-    v_day_used BIGINT;
-    v_phase_used BIGINT;
-    v_episode_used BIGINT;
-    v_stopped INTEGER;
-    v_stop_reason TEXT;
-    v_severity TEXT;
-    v_decided TEXT[] := '{}';
-    v_granted INTEGER[] := '{}';
-    v_added_campaigns TEXT[] := '{}';
-    v_added_scopes TEXT[] := '{}';
-    v_added BIGINT[] := '{}';
-BEGIN
-    -- Read FOR SHARE: an emergency stop waits for this batch, and every later batch sees it.
-    SELECT s.stopped, s.reason INTO v_stopped, v_stop_reason
-        FROM safety_emergency_stop AS s WHERE s.id = 1 FOR SHARE;
-    -- Campaign by campaign in lock order, each campaign's requests in arrival order: every batch
-    -- takes the locks in the same global order. A decision depends on its own campaign alone, so
-    -- the order across campaigns changes no answer.
-    FOR i IN SELECT u.item::INTEGER FROM unnest(p_campaign_ids) WITH ORDINALITY AS u(campaign_id, item)
-             ORDER BY safety_campaign_lock(u.campaign_id), u.campaign_id, u.item LOOP
-        IF v_campaign IS DISTINCT FROM p_campaign_ids[i] THEN
-            v_campaign := p_campaign_ids[i];
-            PERFORM pg_advisory_xact_lock(safety_campaign_lock(v_campaign));
-            SELECT c.daily_limit_micros, c.phase_entry_approved INTO v_base_limit, v_approved
-                FROM safety_campaigns AS c WHERE c.campaign_id = v_campaign;
-            v_known := FOUND;
-            IF v_known THEN
-                -- Expired as of the earliest clock of the campaign's requests: a reservation
-                -- expiring meanwhile still counts for all of them (the stricter reading).
-                v_now := (SELECT MIN(x.now) FROM unnest(p_campaign_ids, p_nows) AS x(campaign_id, now)
-                          WHERE x.campaign_id = v_campaign);
-                -- Checked first: an UPDATE runs the totals trigger even when it changes no row.
-                IF EXISTS (SELECT 1 FROM safety_reservations AS r WHERE r.campaign_id = v_campaign
-                           AND r.state = 'reserved' AND r.expires_at <= v_now) THEN
-                    UPDATE safety_reservations AS r SET state = 'expired', closed_at = v_now
-                        WHERE r.campaign_id = v_campaign AND r.state = 'reserved'
-                        AND r.expires_at <= v_now;
-                END IF;
-                v_steps := (SELECT COALESCE(SUM(b.amount_micros), 0) FROM safety_budget_steps AS b
-                            WHERE b.campaign_id = v_campaign);
-                v_used := COALESCE((
-                    SELECT jsonb_object_agg(t.scope, t.spend_micros) FROM safety_spend_totals AS t
-                    WHERE t.campaign_id = v_campaign AND t.scope IN (
-                        SELECT unnest(safety_spend_scopes(p_days[j], p_phases[j], p_episode_ids[j]))
-                        FROM generate_subscripts(p_campaign_ids, 1) AS j
-                        WHERE p_campaign_ids[j] = v_campaign)), '{}');
-            END IF;
-        END IF;
-        item := i;
-        refused_by := '';
-        reason := '';
-        remaining := 0;
-        IF p_keys[i] = ANY (v_decided)
-           OR EXISTS (SELECT 1 FROM safety_reservations AS r WHERE r.idempotency_key = p_keys[i])
-           OR EXISTS (SELECT 1 FROM safety_refusals AS f WHERE f.idempotency_key = p_keys[i]) THEN
-            outcome := 'replay';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF NOT v_known THEN
-            outcome := 'unknown_campaign';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        v_decided := v_decided || p_keys[i];
-        v_daily_limit := v_base_limit;
-        IF p_budget_steps_apply[i] THEN
-            v_daily_limit := v_daily_limit + v_steps;
-        END IF;
-        v_daily_limit := LEAST(v_daily_limit, p_daily_ceilings[i]);
-        v_scopes := safety_spend_scopes(p_days[i], p_phases[i], p_episode_ids[i]);
-        v_day_used := COALESCE((v_used ->> v_scopes[1])::BIGINT, 0);
-        v_phase_used := COALESCE((v_used ->> v_scopes[2])::BIGINT, 0);
-        v_episode_used := COALESCE((v_used ->> v_scopes[3])::BIGINT, 0);
-        remaining := LEAST(p_episode_limits[i] - v_episode_used, v_daily_limit - v_day_used,
-                           p_phase_totals[i] - v_phase_used);
-        v_severity := 'warning';
-        IF v_stopped = 1 THEN
-            refused_by := 'emergency_stop';
-            reason := 'emergency stop in force: ' || v_stop_reason;
-            v_severity := 'info';
-        ELSIF p_requires_entry_approval[i] AND v_approved = 0 THEN
-            refused_by := 'phase_entry_approval';
-            reason := 'campaign ''' || v_campaign || ''' has no approved enter_phase_3 request';
-            v_severity := 'critical';
-        ELSIF p_bids[i] > p_max_bids[i] THEN
-            refused_by := 'max_bid';
-            reason := 'bid ' || safety_dollars(p_bids[i]) || ' exceeds the maximum bid '
-                || safety_dollars(p_max_bids[i]);
-        ELSIF p_amounts[i] > p_episode_limits[i] - v_episode_used THEN
-            refused_by := 'episode_limit';
-            reason := 'reserving ' || safety_dollars(p_amounts[i]) || ' would pass the episode_limit; '
-                || safety_dollars(GREATEST(p_episode_limits[i] - v_episode_used, 0)) || ' left';
-        ELSIF p_amounts[i] > v_daily_limit - v_day_used THEN
-            refused_by := 'daily_limit';
-            reason := 'reserving ' || safety_dollars(p_amounts[i]) || ' would pass the daily_limit; '
-                || safety_dollars(GREATEST(v_daily_limit - v_day_used, 0)) || ' left';
-        ELSIF p_amounts[i] > p_phase_totals[i] - v_phase_used THEN
-            refused_by := 'phase_total';
-            reason := 'reserving ' || safety_dollars(p_amounts[i]) || ' would pass the phase_total; '
-                || safety_dollars(GREATEST(p_phase_totals[i] - v_phase_used, 0)) || ' left';
-        END IF;
-        IF refused_by <> '' THEN
-            outcome := 'refused';
-            remaining := GREATEST(remaining, 0);
-            INSERT INTO safety_refusals (idempotency_key, campaign_id, phase, episode_id, amount_micros,
-                refused_by, reason, remaining_micros, refused_at)
-                VALUES (p_keys[i], v_campaign, p_phases[i], p_episode_ids[i], p_amounts[i], refused_by,
-                        reason, remaining, p_nows[i]);
-            INSERT INTO safety_violation_outbox (violation_id, campaign_id, run_id, rule, severity,
-                amount_micros, phase, action_taken, detail, occurred_at)
-                VALUES ('refused:' || p_keys[i], v_campaign, p_run_ids[i], refused_by, v_severity,
-                        p_amounts[i], p_phases[i], 'refused', reason, p_nows[i])
-                ON CONFLICT (violation_id) DO NOTHING;
-        ELSE
-            outcome := 'granted';
-            remaining := remaining - p_amounts[i];
-            v_granted := v_granted || i;
-            v_used := v_used || jsonb_build_object(v_scopes[1], v_day_used + p_amounts[i],
-                                                   v_scopes[2], v_phase_used + p_amounts[i],
-                                                   v_scopes[3], v_episode_used + p_amounts[i]);
-            v_added_campaigns := v_added_campaigns || ARRAY[v_campaign, v_campaign, v_campaign];
-            v_added_scopes := v_added_scopes || v_scopes;
-            v_added := v_added || ARRAY[p_amounts[i], p_amounts[i], p_amounts[i]];
-        END IF;
-        RETURN NEXT;
-    END LOOP;
-    -- The grants and their spend, one statement each (the campaigns' locks are still held).
-    PERFORM set_config('safety.reserving', 'on', true);
-    INSERT INTO safety_reservations (reservation_id, idempotency_key, campaign_id, phase, episode_id,
-        run_id, day, amount_micros, bid_micros, state, committed_micros, commit_key, created_at,
-        expires_at)
-        SELECT p_reservation_ids[g], p_keys[g], p_campaign_ids[g], p_phases[g], p_episode_ids[g],
-               p_run_ids[g], p_days[g], p_amounts[g], p_bids[g], 'reserved', 0, '', p_nows[g],
-               p_expires_at[g]
-        FROM unnest(v_granted) AS g ORDER BY g;
-    PERFORM set_config('safety.reserving', 'off', true);
-    INSERT INTO safety_spend_totals AS t (campaign_id, scope, spend_micros)
-        SELECT a.campaign_id, a.scope, SUM(a.added)
-        FROM unnest(v_added_campaigns, v_added_scopes, v_added) AS a(campaign_id, scope, added)
-        GROUP BY a.campaign_id, a.scope ORDER BY 1, 2
-        ON CONFLICT (campaign_id, scope)
-        DO UPDATE SET spend_micros = t.spend_micros + EXCLUDED.spend_micros;
-END
-$$
-"""
+_RESERVE_BATCH_STOP_IS_INFO = "\nCREATE OR REPLACE FUNCTION " + _reserve_batch("info") + "\n"
 
 # SQLite has one writer and sums in C: an index holding every column of the usage scan lets it
 # read the index alone.
