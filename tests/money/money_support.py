@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from dataplane_support import orchestrator_env, run_status, wait_until
 
+from gaelp.cli.main import main as gaelp
 from gaelp.config import load_settings
 from gaelp.embedded.money_report import MoneyStack
 from gaelp.embedded.processes import ServiceProcess
@@ -75,6 +77,22 @@ def seed_runs(database: Path, run_ids: list[str], phase: int = REAL) -> None:
 def awaiting_approval(orchestrator: ServiceProcess, run_id: str) -> orchestrator_pb2.RunStatus:
     return wait_until(lambda: (s := run_status(orchestrator, run_id)).state == "awaiting_approval" and s, 120,
                       "the phase-3 entry approval request", logs=orchestrator.log_tail)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    """`gaelp ARGV --json` as an operator runs it; its output, parsed."""
+    capsys.readouterr()
+    assert gaelp([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def approve_entry(capsys: pytest.CaptureFixture[str], safety_target: str, run_id: str) -> str:
+    """The run's pending phase-3 entry request approved from the operator CLI; its approval id."""
+    pending = [a for a in cli(capsys, "approvals", "list", "--safety-policy", safety_target)
+               if a["run_id"] == run_id]
+    approval_id = str(pending[0]["approval_id"])
+    assert gaelp(["approvals", "approve", approval_id, "--safety-policy", safety_target]) == 0
+    return approval_id
 
 
 @contextlib.contextmanager

@@ -4,25 +4,26 @@ in awaiting_approval until an operator approves the resume, then finishes its ca
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dataplane_support import run_status, wait_until
-from money_support import OPERATOR_TOKEN, REAL, awaiting_approval, seed_runs, start_orchestrator, start_safety
+from money_support import (
+    OPERATOR_TOKEN,
+    REAL,
+    approve_entry,
+    awaiting_approval,
+    cli,
+    seed_runs,
+    start_orchestrator,
+    start_safety,
+)
 
-from gaelp.cli.main import main as gaelp
 from gaelp.client.money import MoneyControlClient
 from gaelp.sim.platform.process import SandboxProcess
 
 LEDGER_CAMPAIGN = "money-stop"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    capsys.readouterr()
-    assert gaelp([*argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
 
 
 def live_campaigns(report: dict[str, Any]) -> list[str]:
@@ -47,9 +48,7 @@ def test_emergency_stop_pauses_everything_until_an_approved_resume(
     targets = ("--safety-policy", safety.target, "--orchestrator", orchestrator.target)
     try:
         awaiting_approval(orchestrator, run_id)
-        pending = [a for a in cli(capsys, "approvals", "list", "--safety-policy", safety.target)
-                   if a["run_id"] == run_id]
-        cli(capsys, "approvals", "approve", pending[0]["approval_id"], "--safety-policy", safety.target)
+        approve_entry(capsys, safety.target, run_id)
         with MoneyControlClient(orchestrator.target) as money:
             live = wait_until(lambda: live_campaigns(money.report(run_id)), 120, "a live campaign",
                               every_s=0.05, logs=orchestrator.log_tail)

@@ -4,16 +4,21 @@ run goes on with its next campaign, and the ledger stays consistent with the pla
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dataplane_support import run_status, wait_until
-from money_support import OPERATOR_TOKEN, awaiting_approval, seed_runs, start_orchestrator, start_safety
+from money_support import (
+    OPERATOR_TOKEN,
+    approve_entry,
+    awaiting_approval,
+    seed_runs,
+    start_orchestrator,
+    start_safety,
+)
 
-from gaelp.cli.main import main as gaelp
 from gaelp.client.money import MoneyControlClient
 from gaelp.sim.platform.process import SandboxProcess
 
@@ -40,11 +45,7 @@ def test_errors_and_malformed_reports_leave_the_ledger_consistent(
                                       daily_budget_min=10.0, daily_budget_max=12.0)
     try:
         awaiting_approval(orchestrator, run_id)
-        capsys.readouterr()
-        assert gaelp(["approvals", "list", "--json", "--safety-policy", safety.target]) == 0
-        listed = json.loads(capsys.readouterr().out)
-        approval_id = next(a["approval_id"] for a in listed if a["run_id"] == run_id)
-        assert gaelp(["approvals", "approve", approval_id, "--safety-policy", safety.target]) == 0
+        approve_entry(capsys, safety.target, run_id)
         with MoneyControlClient(orchestrator.target) as money:
             wait_until(lambda: committed_live(money.report(run_id)), 120, "a live campaign", every_s=0.05)
             # Five failing operations: one operation's four attempts, then the next one's first.

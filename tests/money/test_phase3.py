@@ -9,9 +9,7 @@ reconciliation compares the sandbox's own spend log with the ledger's commits.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -21,13 +19,13 @@ from money_support import (
     OPERATOR_TOKEN,
     REAL,
     awaiting_approval,
+    cli,
     seed_runs,
     start_orchestrator,
     start_safety,
 )
 
 from gaelp.bus import EPISODES
-from gaelp.cli.main import main as gaelp
 from gaelp.client.money import MoneyControlClient
 from gaelp.sim.platform.process import SandboxProcess
 from gaelp.v1 import events_pb2, safety_pb2, safety_pb2_grpc
@@ -36,12 +34,6 @@ LEDGER_CAMPAIGN = "money-a"
 # The sandbox packs platform days into one real day; the ledger's day limit (a real day) is set so
 # that it runs out within the run: later windows are refused, which the test wants to see.
 DAILY_LIMIT = 60.0
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    capsys.readouterr()
-    assert gaelp([*argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
 
 
 def budget_status(target: str) -> safety_pb2.BudgetStatus:

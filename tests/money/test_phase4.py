@@ -21,12 +21,11 @@ import grpc
 import pytest
 import yaml
 from dataplane_support import orchestrator_env, read_topic, run_status, wait_until
-from money_support import MONEY_CALLS, OPERATOR, OPERATOR_TOKEN, REAL, seed_runs
+from money_support import MONEY_CALLS, OPERATOR, OPERATOR_TOKEN, REAL, cli, seed_runs
 from phase_inputs import assessment, produce
 
 from gaelp.bus import ASSESSMENTS, EPISODES
 from gaelp.bus.local_broker import free_port
-from gaelp.cli.main import main as gaelp
 from gaelp.client.money import MoneyControlClient
 from gaelp.embedded.processes import ServiceProcess
 from gaelp.service.auth import token_hash
@@ -40,12 +39,6 @@ LEDGER_CAMPAIGN = "money-s"
 CAMPAIGNS = 5
 TRANSFER_CAMPAIGNS = 2
 TRANSFER_ENV_STEPS = 3072  # two PPO updates of 64 campaigns: the test checks the path, not the policy
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    capsys.readouterr()
-    assert gaelp([*argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
 
 
 def start_safety(tmp_path: Path, bootstrap: str) -> ServiceProcess:
@@ -231,9 +224,9 @@ def test_phase_4_campaigns_at_once_with_approved_step_ups(
     # The metrics service's assessment of phase 4 uses the transfer scores the episodes carried.
     figures = {c.name: c for c in scaled_assessment.criteria}
     scratch = transfer["scratch_score"]
-    expected = transfer["fine_tuned_score"] / scratch if scratch > 0 else 0.0
-    assert figures["transfer_effectiveness"].value == pytest.approx(expected), figures
-    assert figures["transfer_effectiveness"].passed == (expected >= 0.8)
+    effectiveness = transfer["fine_tuned_score"] / scratch if scratch > 0 else 0.0
+    assert figures["transfer_effectiveness"].value == pytest.approx(effectiveness), figures
+    assert figures["transfer_effectiveness"].passed == (effectiveness >= 0.8)
     assert figures["multi_campaign_success"].value == pytest.approx(
         sum(e.success for e in phase_4.values()) / CAMPAIGNS)
 

@@ -12,7 +12,6 @@ the orchestrator published assesses phase 3 on the new entry only.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from money_support import (
     HIST,
     OPERATOR_TOKEN,
     REAL,
+    approve_entry,
     awaiting_approval,
     seed_runs,
     start_orchestrator,
@@ -33,7 +33,6 @@ from money_support import (
 from phase_inputs import assessment, produce
 
 from gaelp.bus import ASSESSMENTS, EPISODES, VIOLATIONS
-from gaelp.cli.main import main as gaelp
 from gaelp.client.money import MoneyControlClient
 from gaelp.config.sections.metrics import MetricsSettings
 from gaelp.sim.platform.process import SandboxProcess
@@ -76,11 +75,7 @@ def test_a_run_demoted_from_phase_3_reenters_it_with_new_campaigns_and_keys(
         campaigns=2, campaign_days=30, step_hours=3, daily_budget_min=10.0, daily_budget_max=12.0)
     try:
         awaiting_approval(orchestrator, run_id)
-        capsys.readouterr()
-        assert gaelp(["approvals", "list", "--json", "--safety-policy", safety.target]) == 0
-        pending = [a for a in json.loads(capsys.readouterr().out) if a["run_id"] == run_id]
-        approval_id = pending[0]["approval_id"]
-        assert gaelp(["approvals", "approve", approval_id, "--safety-policy", safety.target]) == 0
+        approve_entry(capsys, safety.target, run_id)
         with MoneyControlClient(orchestrator.target) as money:
             wait_until(lambda: live(money.report(run_id)), 120, "a live campaign", every_s=0.05,
                        logs=orchestrator.log_tail)

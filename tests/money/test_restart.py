@@ -4,16 +4,21 @@ reservation of the run is left open and the reconciliation is exact."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dataplane_support import run_status, wait_until
-from money_support import OPERATOR_TOKEN, awaiting_approval, seed_runs, start_orchestrator, start_safety
+from money_support import (
+    OPERATOR_TOKEN,
+    approve_entry,
+    awaiting_approval,
+    seed_runs,
+    start_orchestrator,
+    start_safety,
+)
 
-from gaelp.cli.main import main as gaelp
 from gaelp.client.money import MoneyControlClient
 from gaelp.sim.platform.process import SandboxProcess
 
@@ -41,11 +46,7 @@ def test_sigkill_in_phase_3_leaves_no_reservation_twice_or_open(
                                       **settings)
     try:
         awaiting_approval(orchestrator, run_id)
-        capsys.readouterr()
-        assert gaelp(["approvals", "list", "--json", "--safety-policy", safety.target]) == 0
-        pending = [a for a in json.loads(capsys.readouterr().out) if a["run_id"] == run_id]
-        approval_id = pending[0]["approval_id"]
-        assert gaelp(["approvals", "approve", approval_id, "--safety-policy", safety.target]) == 0
+        approve_entry(capsys, safety.target, run_id)
         with MoneyControlClient(orchestrator.target) as money:
             wait_until(lambda: live(money.report(run_id)), 120, "a live campaign with a commit", every_s=0.05)
         orchestrator.kill()
