@@ -46,7 +46,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         """config_json: {"kind": "train"|"smoke", "max_env_steps": N, "episodes": N (smoke)}."""
         if request.run_id:
             require_identifier("run_id", request.run_id, max_length=64)
-        config = _parse_config(request.config_json)
+        config = parse_start_config(request.config_json)
         kind = config.get("kind", "train")
         if not isinstance(kind, str) or kind not in {"train", "smoke"}:
             raise InvalidArgument("kind must be 'train' or 'smoke'")
@@ -144,7 +144,8 @@ def _integer(config: dict[str, Any], key: str, default: int, low: int, high: int
     return value
 
 
-def _parse_config(text: str) -> dict[str, Any]:
+def parse_start_config(text: str) -> dict[str, Any]:
+    """StartRun's config_json as a dict of known keys; InvalidArgument otherwise."""
     config = parse_json_object("config_json", text, max_bytes=MAX_CONFIG_CHARS)
     unknown = set(config) - START_KEYS
     if unknown:
