@@ -115,6 +115,22 @@ class RunState(BaseModel):
     def already_applied(self, partition: int, offset: int) -> bool:
         return offset < self.next_offsets.get(partition, 0)
 
+    def unapplied(self, offsets: Sequence[tuple[int, int]]) -> list[int]:
+        """Indexes of the (partition, offset) pairs of a batch that are new to the run, in order.
+
+        A record is new if its offset is past the state's next offset and past every earlier record
+        of the batch on its partition: a redelivery can land in the same batch as the original (a
+        rebalance seeks back to the committed offset while fetched records still wait in the
+        stream), and checking the state alone would fold both.
+        """
+        next_offsets = dict(self.next_offsets)
+        new = []
+        for index, (partition, offset) in enumerate(offsets):
+            if offset >= next_offsets.get(partition, 0):
+                next_offsets[partition] = offset + 1
+                new.append(index)
+        return new
+
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0

@@ -22,10 +22,11 @@ Counting semantics: a batch's events are acked only after its table writes were 
 changelog producer, and faust flushes that producer before it commits offsets (every
 commit_interval_s, on a rebalance and on stop), so a committed offset always has its state change
 in the changelog. Each table value remembers the next source offset it applied, so a message
-redelivered after a crash (offset not yet committed, changelog already written) is skipped, and a
-run whose episodes were all skipped publishes no assessment: an episode is counted once, and an
-assessment is published again only if the process died before the batch's changelog write
-reached the broker (then the batch is folded again on restart, still once in the recovered state).
+redelivered after a crash (offset not yet committed, changelog already written) is skipped, and so
+is one that shares a batch with its original (RunState.unapplied); a run whose episodes were all
+skipped publishes no assessment. An episode is counted once, and an assessment is published again
+only if the process died before the batch's changelog write reached the broker (then the batch is
+folded again on restart, still once in the recovered state).
 
 Rebalances and stops: faust waits for the batches in flight to be acked (after their flush),
 flushes the changelog producer and commits before it revokes partitions or stops, so a rebalance
@@ -37,8 +38,10 @@ partition was recovering or on standby would otherwise go on and drop the episod
 Co-partitioning: the runs table is keyed by run id (= the episodes' message key, checked), the
 learner table by run id (the learner-metrics key), the violations table by "campaign id|run id"
 (the violations key comes first), so every table key lives on the partition of its source messages
-and recovers from the matching changelog partition (writes name that partition explicitly). The
-service runs as one replica: gRPC and the dashboard read every partition's state locally.
+and recovers from the matching changelog partition (writes name that partition explicitly);
+start() refuses topics whose partition counts differ from their table's. A crash inside faust
+stops the service (on_fatal). The service runs as one replica: gRPC and the dashboard read every
+partition's state locally.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from opentelemetry import trace
 from pydantic import BaseModel
 
 from gaelp.bus import EPISODES, LEARNER_METRICS, VIOLATIONS, BusProducer
+from gaelp.bus.admin import check_partitions, partition_counts
 from gaelp.bus.dlq import DeadLetterQueue
 from gaelp.bus.topics import ASSESSMENTS, Topic
 from gaelp.bus.tracing import extract_context, message_attributes, process_span
@@ -262,6 +266,7 @@ class MetricsStreams:
         self._learners = LiveTable(self.learners, LearnerState)
         self._violations = LiveTable(self.violations, CampaignViolations)
         self._live_tables = (self._runs, self._learners, self._violations)
+        self._crash_watch: asyncio.Task[None] | None = None
         for topic, handler in (
             (EPISODES, self._episodes),
             (LEARNER_METRICS, self._learner_stats),
@@ -271,7 +276,9 @@ class MetricsStreams:
             self.app.agent(source, name=f"metrics.{topic.name}")(self._agent(handler))
 
     async def start(self) -> None:
+        await self._check_co_partitioning()
         await self.app.start()
+        self._crash_watch = asyncio.create_task(self._watch_for_crash())
         # Answer (and report SERVING) only once the tables are back from their changelogs: before
         # that, summaries and assessments would count only part of the run.
         await asyncio.wait_for(self.app.tables.recovery.completed.wait(),  # type: ignore[attr-defined]  # not in faust's stub
@@ -279,7 +286,28 @@ class MetricsStreams:
 
     async def stop(self) -> None:
         """Finish the events in flight, flush the changelogs and commit the offsets."""
+        if self._crash_watch is not None:
+            self._crash_watch.cancel()
         await self.app.stop()
+
+    async def _check_co_partitioning(self) -> None:
+        """Every table partition is written to the changelog partition of its source messages, so a
+        source topic and its table's changelog must have the table's partition count: with one more
+        (a topic the broker auto-created) faust's producer would crash on the first write there."""
+        expected: dict[str, int] = {}
+        for source, table in ((EPISODES, self.runs), (LEARNER_METRICS, self.learners),
+                              (VIOLATIONS, self.violations)):
+            partitions = table.partitions or 1
+            expected[source.name] = partitions
+            expected[table.changelog_topic.get_topic_name()] = partitions
+        check_partitions(await partition_counts(self.settings.kafka, expected), expected)
+
+    async def _watch_for_crash(self) -> None:
+        """A crashed faust service (its producer, fetcher or an agent) stops the whole service: faust
+        without its worker would otherwise go on answering reads while nothing is counted."""
+        await self.app.wait_until_stopped()
+        if self.app.crashed:
+            self.on_fatal(self.app.crash_reason or RuntimeError("the faust app crashed"))
 
     def _agent(
         self, handler: Callable[[list[ConsumerRecord]], Awaitable[None]]
@@ -403,8 +431,8 @@ class MetricsStreams:
     async def _fold_run(self, run_id: str, folded: Folded) -> None:
         """Fold one run's episodes of the batch, then its alerts, gauges and one assessment per phase."""
         run = self._runs.get(run_id) or RunState(run_id=run_id)
-        fresh = [(record, episode) for record, episode in folded
-                 if not run.already_applied(record.partition, record.offset)]
+        fresh = [folded[index] for index in run.unapplied([(record.partition, record.offset)
+                                                           for record, _ in folded])]
         if len(fresh) < len(folded):
             logger.info("skipping redelivered episodes",
                         extra={"run_id": run_id, "count": len(folded) - len(fresh)})

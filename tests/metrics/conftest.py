@@ -60,13 +60,16 @@ class MetricsProcess:
         return {s["span_id"] for s in spans if s["kind"] == "PRODUCER" and s["name"] == name}
 
 
-def start_metrics(bootstrap: str, work_dir: Path, group_id: str, **metrics: Any) -> MetricsProcess:
-    """Start `python -m metrics` with a YAML preset and env vars; return once health says SERVING."""
+def start_metrics(bootstrap: str, work_dir: Path, group_id: str, kafka: dict[str, Any] | None = None,
+                  **metrics: Any) -> MetricsProcess:
+    """Start `python -m metrics` with a YAML preset and env vars; return once health says SERVING.
+
+    kafka: settings of the kafka section on top of the test broker's."""
     work_dir.mkdir(parents=True, exist_ok=True)
     grpc_port, http_port = free_port(), free_port()
     span_file = work_dir / "metrics-spans.jsonl"
     config = {
-        "kafka": {"bootstrap": bootstrap, "enable_idempotence": False, "acks": "1"},
+        "kafka": {"bootstrap": bootstrap, "enable_idempotence": False, "acks": "1", **(kafka or {})},
         "grpc": {"port": grpc_port, "grace_period_s": 15},
         "telemetry": {"span_file": str(span_file)},
         "storage": {"data_dir": str(work_dir / "data")},
@@ -177,11 +180,12 @@ def assessment_feed(kafka_bootstrap: str) -> Callable[..., AssessmentFeed]:
 
 @pytest.fixture
 def metrics_launcher(kafka_bootstrap: str) -> Iterator[Callable[..., MetricsProcess]]:
-    """launch(work_dir, group_id, **metrics_settings) starts a service; all are stopped at the end."""
+    """launch(work_dir, group_id[, kafka], **metrics_settings) starts a service; all stop at the end."""
     started: list[MetricsProcess] = []
 
-    def launch(work_dir: Path, group_id: str, **metrics: Any) -> MetricsProcess:
-        service = start_metrics(kafka_bootstrap, work_dir, group_id, **metrics)
+    def launch(work_dir: Path, group_id: str, kafka: dict[str, Any] | None = None, **metrics: Any
+               ) -> MetricsProcess:
+        service = start_metrics(kafka_bootstrap, work_dir, group_id, kafka, **metrics)
         started.append(service)
         return service
 

@@ -108,6 +108,15 @@ def test_redelivered_offsets_are_skipped_and_failed_episodes_stay_out_of_windows
     assert (state.episodes, state.failed_episodes, len(state.window)) == (2, 1, 1)
 
 
+def test_a_redelivery_in_the_same_batch_as_its_original_is_not_new() -> None:
+    run = RunState(run_id="r", next_offsets={0: 5})
+    # Offsets 3 and 4 were applied before; 6 and 7 come twice (the stream refetched them after a
+    # rebalance while the first copies still waited); partition 1 is apart.
+    batch = [(0, 3), (0, 6), (0, 7), (1, 0), (0, 4), (0, 6), (0, 7), (0, 8), (1, 0)]
+    assert run.unapplied(batch) == [1, 2, 3, 7]
+    assert run.next_offsets == {0: 5}  # asking changes nothing
+
+
 def test_curves_keep_their_whole_history_within_the_point_budget() -> None:
     settings = MetricsSettings(curve_points=10)
     run = RunState(run_id="r")

@@ -167,3 +167,16 @@ async def test_a_rebalance_in_a_backlog_loses_nothing_and_counts_nothing_twice(
             read = await feed.until(lambda found: bool(found) and consistency(found[-1]) >= HANDOVER_EPISODES)
         figures = [consistency(assessment) for assessment in read]
         assert figures == sorted(set(figures)) and figures[-1] == HANDOVER_EPISODES, figures
+
+
+def test_topics_partitioned_unlike_the_tables_stop_the_service_at_start(
+    metrics_launcher: Any, unique_name: str, tmp_path: Path
+) -> None:
+    """Settings that give a table fewer partitions than the topic it folds (as when the broker
+    auto-created the topic with its default count) are refused before anything is consumed: the
+    first changelog write to a partition the table lacks would crash faust's producer."""
+    partitions = {"gaelp.episodes.v1": 2, "gaelp.violations.v1": 3, "gaelp.learner-metrics.v1": 1}
+    with pytest.raises(RuntimeError, match="metrics exited") as refused:
+        metrics_launcher(tmp_path, f"metrics-{unique_name}", kafka={"partitions": partitions})
+    assert "gaelp.episodes.v1 has 3 partitions, 2 expected" in str(refused.value)
+    assert "gaelp.violations.v1 has" not in str(refused.value)

