@@ -403,9 +403,13 @@ class CampaignViolations(BaseModel):
     count_by_phase: dict[int, int] = Field(default_factory=dict)
     critical_by_phase: dict[int, int] = Field(default_factory=dict)
     # When each violation with a time occurred (Violation.occurred_at), per phase: a phase's entry
-    # counts those from its start on (entry_counts).
+    # counts those from its start on (entry_counts). Times before the run's current entry into the
+    # phase can never count again: they leave the lists for the *_before counts (forget_before), so
+    # the lists hold one entry's violations, not the whole run's.
     occurred_by_phase: dict[int, list[float]] = Field(default_factory=dict)
     critical_occurred_by_phase: dict[int, list[float]] = Field(default_factory=dict)
+    before_by_phase: dict[int, int] = Field(default_factory=dict)
+    critical_before_by_phase: dict[int, int] = Field(default_factory=dict)
     recent: list[ViolationRecord] = Field(default_factory=list)
     next_offsets: dict[int, int] = Field(default_factory=dict)
 
@@ -435,12 +439,25 @@ def apply_violation(
     del state.recent[:-history]
 
 
+def forget_before(state: CampaignViolations, phase: int, entered_at: float) -> None:
+    """Move the phase's violation times before `entered_at` (the start of the run's current entry
+    into it; entries only move forward) out of the lists into the *_before counts."""
+    for times, before in ((state.occurred_by_phase, state.before_by_phase),
+                          (state.critical_occurred_by_phase, state.critical_before_by_phase)):
+        timed = times.get(phase)
+        if timed and min(timed) < entered_at:
+            kept = [at for at in timed if at >= entered_at]
+            before[phase] = before.get(phase, 0) + len(timed) - len(kept)
+            times[phase] = kept
+
+
 def entry_counts(state: CampaignViolations, phase: int, entered_at: float) -> tuple[int, int]:
     """(violations, critical ones) of the phase's entry that began at `entered_at`: those that
     occurred from then on, and every one without a time (the safe side: it may be the entry's)."""
-    timed = state.occurred_by_phase.get(phase, [])
-    timed_critical = state.critical_occurred_by_phase.get(phase, [])
-    count = state.count_by_phase.get(phase, 0) - len(timed) + sum(1 for at in timed if at >= entered_at)
-    critical = (state.critical_by_phase.get(phase, 0) - len(timed_critical)
-                + sum(1 for at in timed_critical if at >= entered_at))
-    return count, critical
+    def count(total: int, timed: list[float], before: int) -> int:
+        return total - before - len(timed) + sum(1 for at in timed if at >= entered_at)
+
+    return (count(state.count_by_phase.get(phase, 0), state.occurred_by_phase.get(phase, []),
+                  state.before_by_phase.get(phase, 0)),
+            count(state.critical_by_phase.get(phase, 0), state.critical_occurred_by_phase.get(phase, []),
+                  state.critical_before_by_phase.get(phase, 0)))

@@ -79,6 +79,7 @@ from metrics.state import (
     apply_episodes,
     apply_learner_stats,
     apply_violation,
+    forget_before,
 )
 from metrics.views import window_figures
 
@@ -535,6 +536,9 @@ class MetricsStreams:
             return
         apply_violation(state, violation, record.partition, record.offset,
                         self.settings.metrics.violation_history)
+        run = self._runs.get(violation.run_id)
+        if run is not None and violation.phase in run.phases:
+            forget_before(state, violation.phase, run.phases[violation.phase].entered_at)
         self._violations.put(key, state, record.partition)
         self.instruments.record_violation(violation)
         # One assessment per run and phase per batch, once all of the batch's violations count.

@@ -15,6 +15,7 @@ from metrics.state import (
     apply_episode,
     apply_violation,
     episodes_to_threshold,
+    forget_before,
 )
 
 
@@ -235,6 +236,15 @@ def test_a_reentered_phase_is_assessed_on_its_new_entry_only() -> None:
     # An earlier entry's campaign arriving late counts in the phase's totals, not in the new entry.
     feed(run, settings, [campaign(1, first_entered, 30)])
     assert (state.episodes, len(state.window), state.positive_roi_streak) == (8, 3, 3)
+
+    # The earlier entry's times leave the state for a count; what the entries count stays the same.
+    forget_before(violations, real, state.entered_at)
+    assert violations.occurred_by_phase[real] == [2_100.0]
+    assert violations.critical_occurred_by_phase[real] == []
+    assert (violations.before_by_phase[real], violations.critical_before_by_phase[real]) == (2, 1)
+    assert entry_violations([violations], real, state.entered_at) == counted
+    # The earlier entry's own figures are gone: no assessment asks for them again.
+    assert entry_violations([violations], real, 0.0) == RunViolations(count=1, critical=0)
 
 
 def test_violations_without_a_time_count_in_every_entry() -> None:
