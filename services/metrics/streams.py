@@ -1,6 +1,7 @@
 """The faust app: three agents fold episodes, learner stats and violations into changelogged tables.
 
-Broker settings come from settings.kafka (no idempotence/transactions: the Tansu broker has none),
+Broker settings come from settings.kafka (no idempotence/transactions: the Tansu broker has none;
+the consumer's fetch wait through metrics.kafka_transport),
 processing_guarantee at_least_once, tables changelogged on the same broker, data under
 settings.storage.data_dir. Values are read raw and decoded here so that bad bytes and failing
 handlers go to the DLQ (faust would ack and drop a message whose agent raises).
@@ -68,6 +69,7 @@ from gaelp.bus.tracing import extract_context, message_attributes, process_span
 from gaelp.bus.validation import InvalidMessage, validate
 from gaelp.config import GaelpSettings
 from gaelp.v1 import events_pb2
+from metrics import kafka_transport
 from metrics.assessment import RunViolations, assess, entry_violations
 from metrics.instruments import MetricsInstruments
 from metrics.state import (
@@ -147,7 +149,8 @@ def faust_app(settings: GaelpSettings) -> faust.App:
     datadir.parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         metrics.group_id,
-        broker=[f"kafka://{server}" for server in kafka.bootstrap.split(",")],
+        broker=[f"{kafka_transport.SCHEME}://{server}?{kafka_transport.FETCH_MAX_WAIT_PARAMETER}="
+                f"{kafka.fetch_max_wait_ms}" for server in kafka.bootstrap.split(",")],
         broker_client_id=f"{kafka.client_id}-metrics",
         producer_acks=-1 if kafka.acks == "all" else int(kafka.acks),
         processing_guarantee="at_least_once",

@@ -134,7 +134,9 @@ class AssessmentFeed:
         self.run_id = run_id
         self.published_by = published_by  # only these publish spans (MetricsProcess.assessment_spans)
         self.read: list[events_pb2.GraduationAssessment] = []
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        # Tansu answers a fetch at the end of its wait even when a record landed meanwhile.
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                          fetch_max_wait_ms=50)
 
     async def __aenter__(self) -> AssessmentFeed:
         await self._consumer.start()
