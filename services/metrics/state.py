@@ -112,9 +112,6 @@ class RunState(BaseModel):
     def episodes(self) -> int:
         return sum(phase.episodes for phase in self.phases.values())
 
-    def already_applied(self, partition: int, offset: int) -> bool:
-        return offset < self.next_offsets.get(partition, 0)
-
     def unapplied(self, offsets: Sequence[tuple[int, int]]) -> list[int]:
         """Indexes of the (partition, offset) pairs of a batch that are new to the run, in order.
 

@@ -102,8 +102,8 @@ def test_redelivered_offsets_are_skipped_and_failed_episodes_stay_out_of_windows
     sim = common_pb2.PHASE_SIMULATION
     good = events_pb2.EpisodeSummary(run_id="r", phase=sim, normalized_reward=1.0)
     apply_episode(run, good, 0, 7, settings)
-    assert run.already_applied(0, 7) and run.already_applied(0, 3) and not run.already_applied(0, 8)
-    assert not run.already_applied(1, 0)
+    assert run.unapplied([(0, 7), (0, 3), (0, 8)]) == [2]  # 7 and 3 were applied, 8 was not
+    assert run.unapplied([(1, 0)]) == [0]
     apply_episode(run, events_pb2.EpisodeSummary(run_id="r", phase=sim, failed=True), 0, 8, settings)
     state = run.phases[sim]
     assert (state.episodes, state.failed_episodes, len(state.window)) == (2, 1, 1)
