@@ -15,7 +15,9 @@ Figures (window = the last metrics.window_episodes non-failed episodes of the ph
   phase 2: window means of historical_match, prediction_accuracy, prediction_correlation.
   phase 3: consecutive_positive_roi = streak of episodes with revenue > spend; roi = window
            (revenue - spend) / spend; budget_efficiency = window spend / budget; violations = count in
-           the phase's entry (those that occurred since it began, entry_violations).
+           the phase's entry (those that occurred since it began, entry_violations) of warning and
+           critical severity; info records (a reservation refused under an operator's emergency stop)
+           are the operator's doing, not the agent's, and are not counted.
   phase 4: sustained_improvement = (window mean normalized reward - baseline) / |baseline|, baseline =
            the phase-3 window's mean normalized reward (the level the run graduated to scale with; money
            episodes' normalized reward is their ROI), or phase 1's baseline rule when the run has no

@@ -393,10 +393,17 @@ class ViolationRecord(BaseModel):
 
 
 class CampaignViolations(BaseModel):
-    """Violations of one campaign in one run (table key: campaign id | run id, co-partitioned)."""
+    """Violations of one campaign in one run (table key: campaign id | run id, co-partitioned).
+
+    The counts are of the violations the criteria count: warnings and critical ones (and any without
+    a severity, the safe side). An info-severity record says what the platform did on an operator's
+    order, not what the agent did (a reservation refused while an emergency stop is in force): it is
+    kept in `recent` and counted in `info_by_phase`, and never fails a phase's zero-violations
+    criterion."""
 
     campaign_id: str
     run_id: str
+    info_by_phase: dict[int, int] = Field(default_factory=dict)
     count_by_phase: dict[int, int] = Field(default_factory=dict)
     critical_by_phase: dict[int, int] = Field(default_factory=dict)
     # When each violation with a time occurred (Violation.occurred_at), per phase: a phase's entry
@@ -416,10 +423,13 @@ def apply_violation(
 ) -> None:
     state.next_offsets[partition] = offset + 1
     critical = violation.severity == events_pb2.SEVERITY_CRITICAL
-    state.count_by_phase[violation.phase] = state.count_by_phase.get(violation.phase, 0) + 1
+    if violation.severity == events_pb2.SEVERITY_INFO:
+        state.info_by_phase[violation.phase] = state.info_by_phase.get(violation.phase, 0) + 1
+    else:
+        state.count_by_phase[violation.phase] = state.count_by_phase.get(violation.phase, 0) + 1
     if critical:
         state.critical_by_phase[violation.phase] = state.critical_by_phase.get(violation.phase, 0) + 1
-    if violation.HasField("occurred_at"):
+    if violation.HasField("occurred_at") and violation.severity != events_pb2.SEVERITY_INFO:
         at = violation.occurred_at.ToNanoseconds() / 1e9
         state.occurred_by_phase.setdefault(violation.phase, []).append(at)
         if critical:

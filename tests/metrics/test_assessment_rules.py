@@ -256,3 +256,34 @@ def test_violations_without_a_time_count_in_every_entry() -> None:
         violation_id="v0", run_id="r", campaign_id="ledger", rule="commit_refused",
         severity=events_pb2.SEVERITY_CRITICAL, phase=real), 0, 0, 10)
     assert entry_violations([violations], real, 5_000.0) == RunViolations(count=1, critical=1)
+
+
+def test_a_refusal_under_an_operator_stop_does_not_fail_the_zero_violations_criterion() -> None:
+    """The ledger refuses every reservation while an emergency stop is in force and records each
+    refusal with info severity: the operator's doing, kept for the record, not the agent's violation.
+    A warning in the same entry still counts."""
+    settings = MetricsSettings()
+    run = RunState(run_id="r")
+    real = common_pb2.PHASE_REAL_TESTING
+    feed(run, settings, [events_pb2.EpisodeSummary(run_id="r", phase=real, spend=10, budget=12, revenue=12,
+                                                   phase_entry=1, phase_entered_at=_at(1_000.0))
+                         for _ in range(5)])
+    violations = CampaignViolations(campaign_id="ledger", run_id="r")
+    apply_violation(violations, events_pb2.Violation(
+        violation_id="v0", run_id="r", campaign_id="ledger", rule="emergency_stop",
+        severity=events_pb2.SEVERITY_INFO, phase=real, action_taken="refused",
+        detail="emergency stop in force: drill", occurred_at=_at(1_100.0)), 0, 0, 10)
+    counted = entry_violations([violations], real, run.phases[real].entered_at)
+    assert counted == RunViolations(count=0, critical=0)
+    assert violations.info_by_phase == {real: 1}
+    assert [record.rule for record in violations.recent] == ["emergency_stop"]
+    assert assess(run, real, counted, settings).ready_to_graduate
+
+    apply_violation(violations, events_pb2.Violation(
+        violation_id="v1", run_id="r", campaign_id="ledger", rule="daily_limit",
+        severity=events_pb2.SEVERITY_WARNING, phase=real, occurred_at=_at(1_200.0)), 0, 1, 10)
+    counted = entry_violations([violations], real, run.phases[real].entered_at)
+    assert counted == RunViolations(count=1, critical=0)
+    assessment = assess(run, real, counted, settings)
+    assert not assessment.ready_to_graduate
+    assert {c.name: c.passed for c in assessment.criteria}["violations"] is False
