@@ -127,7 +127,7 @@ def dashboard_app(streams: MetricsStreams, history: RunHistory) -> web.Applicati
     poll_ms = streams.settings.metrics.dashboard_poll_ms
 
     async def runs(request: web.Request) -> web.Response:
-        run_ids = sorted(set(streams.run_ids()) | {str(key) for key in streams.learners.keys()}
+        run_ids = sorted(set(streams.run_ids()) | set(streams.learner_ids())
                          | set(history.episodes))
         return web.json_response({"poll_ms": poll_ms, "runs": run_ids})
 

@@ -27,7 +27,10 @@ redelivered after a crash (offset not yet committed, changelog already written) 
 is one that shares a batch with its original (RunState.unapplied); a run whose episodes were all
 skipped publishes no assessment. An episode is counted once, and an assessment is published again
 only if the process died before the batch's changelog write reached the broker (then the batch is
-folded again on restart, still once in the recovered state).
+folded again on restart, still once in the recovered state). The consumer's delivery is not taken
+on trust: before a batch is folded, metrics.delivery puts each partition's records in offset order
+from the table's next offset on, drops repeats and reads any record the consumer skipped from the
+broker, so no record is counted out of order or lost to a dropped delivery.
 
 Rebalances and stops: faust waits for the batches in flight to be acked (after their flush),
 flushes the changelog producer and commits before it revokes partitions or stops, so a rebalance
@@ -52,18 +55,17 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import faust
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
-from pydantic import BaseModel
 
 from gaelp.bus import EPISODES, LEARNER_METRICS, VIOLATIONS, BusProducer
 from gaelp.bus.admin import check_partitions, partition_counts
 from gaelp.bus.dlq import DeadLetterQueue
+from gaelp.bus.reader import read_range
 from gaelp.bus.topics import ASSESSMENTS, Topic
 from gaelp.bus.tracing import extract_context, message_attributes, process_span
 from gaelp.bus.validation import InvalidMessage, validate
@@ -71,7 +73,9 @@ from gaelp.config import GaelpSettings
 from gaelp.v1 import events_pb2
 from metrics import kafka_transport
 from metrics.assessment import RunViolations, assess, entry_violations
+from metrics.delivery import in_order
 from metrics.instruments import MetricsInstruments
+from metrics.live_table import LiveTable
 from metrics.state import (
     Alert,
     CampaignViolations,
@@ -87,7 +91,6 @@ from metrics.views import window_figures
 
 logger = logging.getLogger(__name__)
 
-S = TypeVar("S", bound=BaseModel)
 AlertHook = Callable[[Alert], Awaitable[None] | None]
 """Called once per alert, inside the run's batch span; must not block (enqueue and return)."""
 Folded = list[tuple[ConsumerRecord, events_pb2.EpisodeSummary]]
@@ -170,60 +173,6 @@ def faust_app(settings: GaelpSettings) -> faust.App:
     )
 
 
-@dataclass
-class LiveTable(Generic[S]):
-    """A faust table's values as parsed models, written back once per batch.
-
-    get() parses a table value once and hands out that model for as long as the table holds the
-    very bytes it was parsed from: a value recovered from the changelog (a restart, a rebalance, a
-    standby partition becoming active) is parsed anew, even if it was read while still recovering.
-    put() marks the key changed (get() then returns the changed model); flush() writes every changed
-    value to the table and to its changelog partition (the source partition of the key). Values are
-    JSON bytes serialized by pydantic (the table's value serializer is raw): faust's JSON encoder
-    took about a millisecond per run state, pydantic a tenth of that.
-    """
-
-    table: Any
-    model: type[S]
-    live: dict[str, tuple[bytes, S]] = field(default_factory=dict)
-    changed: dict[str, tuple[int, S]] = field(default_factory=dict)
-
-    def get(self, key: str) -> S | None:
-        changed = self.changed.get(key)
-        if changed is not None:
-            return changed[1]
-        data = self.table.data.get(key)
-        if data is None:
-            self.live.pop(key, None)
-            return None
-        parsed = self.live.get(key)
-        if parsed is not None and parsed[0] is data:
-            return parsed[1]
-        value = self.model.model_validate_json(data)
-        self.live[key] = (data, value)
-        return value
-
-    def put(self, key: str, value: S, partition: int) -> None:
-        self.changed[key] = (partition, value)
-
-    def keys(self) -> list[str]:
-        """The table's keys and those changed in the batch in flight."""
-        return list({str(key): None for key in [*self.table.keys(), *self.changed]})
-
-    def forget(self, key: str) -> None:
-        """Drop the parsed value (the next get() reads the table as of the last flush)."""
-        self.live.pop(key, None)
-        self.changed.pop(key, None)
-
-    def flush(self) -> None:
-        for key, (partition, value) in self.changed.items():
-            data = value.model_dump_json().encode()
-            self.table.data[key] = data
-            self.live[key] = (data, value)
-            self.table.send_changelog(partition, key, data)
-        self.changed.clear()
-
-
 class MetricsStreams:
     """The faust app, its tables and agents, and the reads gRPC and the dashboard make.
 
@@ -271,13 +220,13 @@ class MetricsStreams:
         self._violations = LiveTable(self.violations, CampaignViolations)
         self._live_tables = (self._runs, self._learners, self._violations)
         self._crash_watch: asyncio.Task[None] | None = None
-        for topic, handler in (
-            (EPISODES, self._episodes),
-            (LEARNER_METRICS, self._learner_stats),
-            (VIOLATIONS, self._violation_batch),
+        for topic, handler, live in (
+            (EPISODES, self._episodes, self._runs),
+            (LEARNER_METRICS, self._learner_stats, self._learners),
+            (VIOLATIONS, self._violation_batch, self._violations),
         ):
             source = self.app.topic(topic.name, key_serializer="raw", value_serializer="raw")
-            self.app.agent(source, name=f"metrics.{topic.name}")(self._agent(handler))
+            self.app.agent(source, name=f"metrics.{topic.name}")(self._agent(handler, live))
 
     async def start(self) -> None:
         await self._check_co_partitioning()
@@ -314,7 +263,7 @@ class MetricsStreams:
             self.on_fatal(self.app.crash_reason or RuntimeError("the faust app crashed"))
 
     def _agent(
-        self, handler: Callable[[list[ConsumerRecord]], Awaitable[None]]
+        self, handler: Callable[[list[ConsumerRecord]], Awaitable[None]], live: LiveTable[Any]
     ) -> Callable[[faust.StreamT], Awaitable[None]]:
         metrics = self.settings.metrics
 
@@ -323,11 +272,19 @@ class MetricsStreams:
                 metrics.batch_max_events, within=metrics.batch_within_s
             ):
                 # take_events acks the events when the loop asks for the next batch: after the flush.
-                await handler([_record(event.message) for event in events])
-                for live in self._live_tables:
-                    live.flush()
+                await handler(await in_order([_record(event.message) for event in events], live,
+                                             self._read_range))
+                for table in self._live_tables:
+                    table.flush()
 
         return consume
+
+    async def _read_range(self, topic: str, partition: int, start: int, end: int) -> list[ConsumerRecord]:
+        kafka = self.settings.kafka
+        return await read_range(kafka.bootstrap, topic, partition, start, end,
+                                client_id=f"{kafka.client_id}-metrics-reader",
+                                fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+                                timeout_s=kafka.request_timeout_ms / 1000)
 
     async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
         try:
@@ -368,6 +325,9 @@ class MetricsStreams:
 
     def run_ids(self) -> list[str]:
         return self._runs.keys()
+
+    def learner_ids(self) -> list[str]:
+        return self._learners.keys()
 
     def learner_state(self, run_id: str) -> LearnerState | None:
         return self._learners.get(run_id)

@@ -30,6 +30,8 @@ def wait_for_episodes(service: Any, run_id: str, expected: int, timeout_s: float
     deadline = time.monotonic() + timeout_s
     episodes = -1
     while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise AssertionError(f"metrics exited ({service.process.returncode}):\n{service.log()[-6000:]}")
         episodes = stub.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=run_id), timeout=5).episodes
         if episodes >= expected:
             break

@@ -1,6 +1,7 @@
-"""Reading a whole topic from its start to its current end, without a consumer group.
+"""Reading records without a consumer group: a whole topic, or one partition's range of offsets.
 
-For tools, benchmarks and tests that account for what a topic holds (e.g. every batch produced).
+read_topic is for tools, benchmarks and tests that account for what a topic holds (e.g. every batch
+produced); read_range for a consumer that has to fetch records its group consumer did not deliver.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 
 async def read_topic(bootstrap: str, topic: str, timeout_s: float = 120.0) -> list[ConsumerRecord]:
@@ -41,5 +42,30 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 120.0) -> li
                 behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
                 if (not behind and idle >= 2) or idle >= 5:
                     return records
+    finally:
+        await consumer.stop()
+
+
+async def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int, *,
+                     client_id: str = "gaelp-reader", fetch_max_wait_ms: int = 50,
+                     timeout_s: float = 30.0) -> list[ConsumerRecord]:
+    """The partition's records from offset start up to, not including, end.
+
+    Offsets the broker no longer holds (retention) are skipped: the position moves to the earliest
+    one it has. Raises TimeoutError when end is not reached within timeout_s.
+    """
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms)
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        async with asyncio.timeout(timeout_s):
+            while await consumer.position(tp) < end:
+                for batch in (await consumer.getmany(tp, timeout_ms=200)).values():
+                    records += [record for record in batch if start <= record.offset < end]
+        return records
     finally:
         await consumer.stop()
