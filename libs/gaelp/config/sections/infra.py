@@ -38,7 +38,10 @@ class KafkaSettings(BaseModel):
     fetch_max_wait_ms: int = Field(
         50, ge=0, description="longest the broker holds a fetch with no data: bounds end-to-end latency"
     )
-    session_timeout_ms: int = Field(10_000, ge=1000)
+    session_timeout_ms: int = Field(
+        6_000, ge=1000, description="a group member silent this long is dropped and its partitions move"
+        " (the failover time after a crash); Tansu also holds a first join for about half of it"
+    )
     heartbeat_interval_ms: int = Field(1_000, ge=100)
     replication_factor: int = Field(1, ge=1)
     partitions: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TOPIC_PARTITIONS))
