@@ -36,11 +36,14 @@ async def in_order(batch: Sequence[ConsumerRecord], table: LiveTable[Any], read:
         by_partition.setdefault((record.topic, record.partition), {}).setdefault(record.offset, record)
     ordered: list[ConsumerRecord] = []
     for (topic, partition), records in by_partition.items():
+        offsets = sorted(records)
         expected = table.next_offset(partition)
-        for offset in sorted(records):
-            if expected is not None and offset < expected:
+        if expected is None:  # a new group: nothing handled before this batch
+            expected = offsets[0]
+        for offset in offsets:
+            if offset < expected:
                 continue
-            if expected is not None and offset > expected:
+            if offset > expected:
                 missing = [record for record in await read(topic, partition, expected, offset)
                            if expected <= record.offset < offset]
                 logger.warning("records the consumer did not deliver, read from the broker",
@@ -49,6 +52,5 @@ async def in_order(batch: Sequence[ConsumerRecord], table: LiveTable[Any], read:
                 ordered += missing
             ordered.append(records[offset])
             expected = offset + 1
-        if expected is not None:
-            table.advance(partition, expected)
+        table.advance(partition, expected)
     return ordered
