@@ -6,7 +6,10 @@ reserve), and `p99_ms_at_500`, the ReserveSpend p99 with reservations started at
 With them: the CPU time the service process and the clients spent per reservation (what bounds the
 rate on a machine whose cores are shared), the load average around each measurement, and
 `ledger_reserves_per_s`, the same closed loop against the ledger in-process, without gRPC (what the
-database side alone sustains).
+database side alone sustains). Before each backend the same loops run against
+benchmarks.safety_floor_server, which answers both calls at once: `grpc_floor` is what gRPC and
+these clients allow on this machine at that moment, and `reserves_per_s_of_floor` the service's
+share of it.
 
     .venv/bin/python -m benchmarks.safety_reserve --out benchmarks/results/safety_reserve_after.json
 """
@@ -30,6 +33,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -322,27 +326,57 @@ async def ledger_closed_loop(database_url: str, clients: int, operations: int) -
     }
 
 
-async def measure(
-    backend: str, database_url: str, args: argparse.Namespace, workdir: Path
-) -> dict[str, object]:
-    with service_process(database_url, workdir) as (target, pid):
-        await _prepare(target)
-        await closed_loop(target, 8, 20)  # warm-up: connections, prepared statements
-        load_before = _load_average()
-        service_cpu, client_cpu = _cpu_s(pid), _own_cpu_s()
-        closed = await closed_loop(target, args.clients, args.operations)
-        count = args.clients * args.operations
-        closed["service_cpu_ms_per_reservation"] = round((_cpu_s(pid) - service_cpu) / count * 1000, 3)
-        closed["client_cpu_ms_per_reservation"] = round((_own_cpu_s() - client_cpu) / count * 1000, 3)
-        closed["load_average_before_after"] = [load_before, _load_average()]
-        opened = await open_loop(target, args.rate, args.duration, channels=8)
-        opened["load_average_after"] = _load_average()
-    figures: dict[str, object] = {
+async def _under_load(target: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The closed and the open loop against the server at target (process pid), after a warm-up."""
+    await closed_loop(target, 8, 20)  # warm-up: connections, prepared statements
+    load_before = _load_average()
+    server_cpu, client_cpu = _cpu_s(pid), _own_cpu_s()
+    closed = await closed_loop(target, args.clients, args.operations)
+    count = args.clients * args.operations
+    closed["service_cpu_ms_per_reservation"] = round((_cpu_s(pid) - server_cpu) / count * 1000, 3)
+    closed["client_cpu_ms_per_reservation"] = round((_own_cpu_s() - client_cpu) / count * 1000, 3)
+    closed["load_average_before_after"] = [load_before, _load_average()]
+    opened = await open_loop(target, args.rate, args.duration, channels=8)
+    opened["load_average_after"] = _load_average()
+    return {
         "reserves_per_s": closed["reserves_per_s"],
         "p99_ms_at_500": opened["p99_ms"] if args.rate == 500 else None,
         "closed_loop": closed,
         "open_loop": opened,
     }
+
+
+@contextlib.contextmanager
+def floor_process() -> Iterator[tuple[str, int]]:
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.safety_floor_server", "--port", str(port)])
+    try:
+        yield f"127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def measure_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """The same loops against benchmarks.safety_floor_server: what gRPC alone allows here, now."""
+    with floor_process() as (target, pid):
+        async with grpc.aio.insecure_channel(target) as channel:
+            await asyncio.wait_for(channel.channel_ready(), timeout=120.0)
+        figures = await _under_load(target, pid, args)
+    print(f"{'grpc floor':10s} {json.dumps(figures)}")
+    return figures
+
+
+async def measure(
+    backend: str, database_url: str, args: argparse.Namespace, workdir: Path
+) -> dict[str, Any]:
+    """The service on this backend, next to the gRPC floor measured just before it."""
+    floor = await measure_floor(args)
+    with service_process(database_url, workdir) as (target, pid):
+        await _prepare(target)
+        figures = await _under_load(target, pid, args)
+    figures["grpc_floor"] = floor
+    figures["reserves_per_s_of_floor"] = round(figures["reserves_per_s"] / floor["reserves_per_s"], 3)
     print(f"{backend:10s} {json.dumps(figures)}")
     return figures
 

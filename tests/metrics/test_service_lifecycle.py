@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -32,7 +34,15 @@ def wait_for_episodes(service: Any, run_id: str, expected: int, timeout_s: float
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
             raise AssertionError(f"metrics exited ({service.process.returncode}):\n{service.log()[-6000:]}")
-        episodes = stub.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=run_id), timeout=5).episodes
+        try:
+            episodes = stub.GetRunSummary(metrics_pb2.GetRunSummaryRequest(run_id=run_id), timeout=5).episodes
+        except grpc.RpcError as error:
+            try:  # a service that stops answering is usually on its way out: show why
+                exit_code: int | None = service.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                exit_code = None
+            raise AssertionError(f"GetRunSummary failed ({error.code()}); exit code {exit_code}:\n"
+                                 f"{service.log()[-6000:]}") from error
         if episodes >= expected:
             break
         time.sleep(0.2)
