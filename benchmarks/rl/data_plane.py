@@ -22,7 +22,7 @@ import grpc
 import numpy as np
 import yaml
 
-from gaelp.embedded.processes import ServiceProcess
+from gaelp.embedded.processes import ServiceProcess, start_together
 from gaelp.rl import make_agent
 from gaelp.rl.rollout import make_vector_env
 from gaelp.v1 import learner_pb2, learner_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
@@ -160,8 +160,7 @@ def train_through_data_plane(algo: str, env_id: str, steps: int, seed: int, lane
         return "\n".join(p.log_tail() for p in (orchestrator, learner, registry))
 
     try:
-        registry.start()
-        learner.start()
+        start_together(registry, learner)  # the orchestrator resolves its environment at the registry
         orchestrator.start()
         with grpc.insecure_channel(orchestrator.target) as channel:
             stub = orchestrator_pb2_grpc.OrchestratorStub(channel)

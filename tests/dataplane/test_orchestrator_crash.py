@@ -16,7 +16,7 @@ from dataplane_support import (
     wait_until,
 )
 
-from gaelp.embedded.processes import ServiceProcess
+from gaelp.embedded.processes import ServiceProcess, start_together
 from gaelp.sim import CURRICULUM_LEVELS
 from gaelp.v1 import common_pb2
 
@@ -37,8 +37,7 @@ def test_orchestrator_sigkill_resumes_run_from_the_store(kafka_bootstrap: str, t
     )
     total_steps = ROUNDS * ACTORS * BATCH_SAMPLES
     try:
-        learner.start()
-        orchestrator.start()
+        start_together(learner, orchestrator)
         start_run(orchestrator, run_id, total_steps)
         wait_until(lambda: run_status(orchestrator, run_id).batches_published >= 3 * ACTORS, 90,
                    "a few rounds of batches", every_s=0.05, logs=orchestrator.log_tail)

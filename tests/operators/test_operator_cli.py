@@ -18,7 +18,7 @@ from dataplane_support import learner_env, orchestrator_env, wait_until
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gaelp.bus.local_broker import free_port
-from gaelp.embedded.processes import ServiceProcess
+from gaelp.embedded.processes import ServiceProcess, start_together
 
 RUN_ID = "operator-run"
 MAX_ENV_STEPS = 960  # ten rounds of 96 transitions: several learner updates, dozens of episodes
@@ -53,26 +53,23 @@ def cluster(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     data_dir, traces, logs = work / "data", work / "traces", work / "logs"
     telemetry = {"GAELP_TELEMETRY_EXPORTER": "file", "GAELP_TELEMETRY_FILE_DIR": str(traces),
                  "GAELP_STORAGE_DATA_DIR": str(data_dir)}
-    processes: list[ServiceProcess] = []
+    learner = ServiceProcess("learner", {**learner_env(kafka_bootstrap, work / "checkpoints",
+                                                       f"learner-{work.name}"), **telemetry}, logs)
+    metrics = ServiceProcess("metrics", {
+        "GAELP_KAFKA_BOOTSTRAP": kafka_bootstrap, "GAELP_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "GAELP_KAFKA_ACKS": "1", "GAELP_METRICS_GROUP_ID": f"metrics-{work.name}",
+        "GAELP_METRICS_HTTP_PORT": str(free_port()), **telemetry,
+    }, logs)
+    safety = ServiceProcess("safety_policy", {
+        "GAELP_KAFKA_BOOTSTRAP": kafka_bootstrap, "GAELP_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "GAELP_KAFKA_ACKS": "1", "GAELP_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}", **telemetry,
+    }, logs)
+    orchestrator = ServiceProcess("orchestrator", {
+        **orchestrator_env(kafka_bootstrap, work / "runs.db", learner.target), **telemetry,
+    }, logs)
+    processes = [learner, metrics, safety, orchestrator]
     try:
-        learner = ServiceProcess("learner", {**learner_env(kafka_bootstrap, work / "checkpoints",
-                                                           f"learner-{work.name}"), **telemetry}, logs)
-        processes.append(learner.start(wait_s=120))
-        metrics = ServiceProcess("metrics", {
-            "GAELP_KAFKA_BOOTSTRAP": kafka_bootstrap, "GAELP_KAFKA_ENABLE_IDEMPOTENCE": "false",
-            "GAELP_KAFKA_ACKS": "1", "GAELP_METRICS_GROUP_ID": f"metrics-{work.name}",
-            "GAELP_METRICS_HTTP_PORT": str(free_port()), **telemetry,
-        }, logs)
-        processes.append(metrics.start(wait_s=120))
-        safety = ServiceProcess("safety_policy", {
-            "GAELP_KAFKA_BOOTSTRAP": kafka_bootstrap, "GAELP_KAFKA_ENABLE_IDEMPOTENCE": "false",
-            "GAELP_KAFKA_ACKS": "1", "GAELP_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}", **telemetry,
-        }, logs)
-        processes.append(safety.start(wait_s=120))
-        orchestrator = ServiceProcess("orchestrator", {
-            **orchestrator_env(kafka_bootstrap, work / "runs.db", learner.target), **telemetry,
-        }, logs)
-        processes.append(orchestrator.start(wait_s=120))
+        start_together(*processes, wait_s=120)
         yield Cluster(kafka_bootstrap, data_dir, traces, orchestrator, safety)
     finally:
         for process in reversed(processes):

@@ -15,7 +15,7 @@ from dataplane_support import learner_env, orchestrator_env, read_topic, run_sta
 from phase_inputs import assessment, produce
 
 from gaelp.bus import ASSESSMENTS, EPISODES
-from gaelp.embedded.processes import ServiceProcess
+from gaelp.embedded.processes import ServiceProcess, start_together
 from gaelp.v1 import common_pb2, events_pb2
 
 SIM, HIST = common_pb2.PHASE_SIMULATION, common_pb2.PHASE_HISTORICAL
@@ -37,8 +37,7 @@ def test_the_last_task_trains_on_until_graduation_within_its_budget(kafka_bootst
                                                    "historical": {"campaigns": 16, "days": 1}})
     orchestrator = ServiceProcess("orchestrator", env, tmp_path / "logs")
     try:
-        learner.start()
-        orchestrator.start()
+        start_together(learner, orchestrator)
         start_run(orchestrator, run_id, 0)
         status = wait_until(lambda: (s := run_status(orchestrator, run_id)).consolidation_env_steps > 0 and s,
                             600, "the curriculum to complete", logs=orchestrator.log_tail)

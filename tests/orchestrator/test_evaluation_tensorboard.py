@@ -17,7 +17,7 @@ from dataplane_support import BATCH_SAMPLES, learner_env, orchestrator_env, run_
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gaelp.config import load_settings
-from gaelp.embedded.processes import ServiceProcess
+from gaelp.embedded.processes import ServiceProcess, start_together
 from gaelp.sim import CURRICULUM_LEVELS
 from orchestrator import tensorboard
 from orchestrator.evaluation import AgentScore
@@ -87,8 +87,7 @@ def test_a_train_run_writes_its_evaluations(kafka_bootstrap: str, tmp_path: Path
     steps = EVALUATIONS * EVALUATION_EVERY
     assert steps % BATCH_SAMPLES == 0
     try:
-        learner.start()
-        orchestrator.start()
+        start_together(learner, orchestrator)
         start_run(orchestrator, run_id, steps)
         wait_until(lambda: run_status(orchestrator, run_id).state == "completed", 300,
                    "the run to finish its step budget", logs=orchestrator.log_tail)

@@ -30,7 +30,7 @@ from dataplane_support import (
 
 from gaelp.bus import ASSESSMENTS, BusProducer
 from gaelp.config import load_settings
-from gaelp.embedded.processes import ServiceProcess
+from gaelp.embedded.processes import ServiceProcess, start_together
 from gaelp.v1 import (
     common_pb2,
     events_pb2,
@@ -109,9 +109,7 @@ def test_sigkilled_owner_the_other_replica_takes_the_run_over(kafka_bootstrap: s
         return f"--- replica-a\n{owner.log_tail()}\n--- replica-b\n{other.log_tail()}"
 
     try:
-        learner.start()
-        owner.start()
-        other.start()
+        start_together(learner, owner, other)
         start_run(owner, run_id, total_steps)
         wait_until(lambda: run_status(owner, run_id).batches_published >= 3 * ACTORS, 90,
                    "a few rounds of batches", every_s=0.05, logs=logs)
@@ -164,8 +162,7 @@ def test_control_api_and_phase_inputs_reach_the_replica_driving_the_run(
         return f"--- replica-a\n{driver.log_tail()}\n--- replica-b\n{other.log_tail()}"
 
     try:
-        driver.start()
-        other.start()
+        start_together(driver, other)
         with grpc.insecure_channel(driver.target) as channel:
             orchestrator_pb2_grpc.OrchestratorStub(channel).StartRun(orchestrator_pb2.StartRunRequest(
                 run_id=run_id, config_json=json.dumps({"kind": "smoke", "episodes": 10**9})), timeout=30)

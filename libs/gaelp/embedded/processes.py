@@ -51,13 +51,17 @@ class ServiceProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, wait_s: float = 60.0) -> ServiceProcess:
+    def launch(self) -> ServiceProcess:
+        """Start the process without waiting for it to serve (wait_serving does)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", self.package], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        self.wait_serving(wait_s)
+        return self
+
+    def start(self, wait_s: float = 60.0) -> ServiceProcess:
+        self.launch().wait_serving(wait_s)
         return self
 
     def wait_serving(self, wait_s: float) -> None:
@@ -96,3 +100,14 @@ class ServiceProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def start_together(*services: ServiceProcess, wait_s: float = 60.0) -> None:
+    """Launch every service, then wait for each to serve: their imports and group joins overlap.
+
+    Only for services that need none of the others serving to start (each knows the others' ports
+    from the start; their calls to one another come later, with deadlines and retries)."""
+    for service in services:
+        service.launch()
+    for service in services:
+        service.wait_serving(wait_s)
