@@ -82,7 +82,17 @@ def _own_cpu_s() -> float:
 
 
 @contextlib.contextmanager
-def service_process(database_url: str, workdir: Path) -> Iterator[tuple[str, int]]:
+def _server(argv: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
+    """A server process on port: (target, pid), terminated at the end."""
+    process = subprocess.Popen([sys.executable, *argv], env=env)
+    try:
+        yield f"127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def service_process(database_url: str, workdir: Path) -> contextlib.AbstractContextManager[tuple[str, int]]:
     port = _free_port()
     config = workdir / f"safety-{port}.yaml"
     config.write_text(yaml.safe_dump({"safety_policy": _section()}))
@@ -94,12 +104,7 @@ def service_process(database_url: str, workdir: Path) -> Iterator[tuple[str, int
         "GAELP_KAFKA_BOOTSTRAP": "",
         "GAELP_TELEMETRY_LOG_LEVEL": "WARNING",
     }
-    process = subprocess.Popen([sys.executable, "-m", "safety_policy"], env=env)
-    try:
-        yield f"127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    return _server(["-m", "safety_policy"], env, port)
 
 
 async def _prepare(target: str) -> None:
@@ -346,20 +351,11 @@ async def _under_load(target: str, pid: int, args: argparse.Namespace) -> dict[s
     }
 
 
-@contextlib.contextmanager
-def floor_process() -> Iterator[tuple[str, int]]:
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.safety_floor_server", "--port", str(port)])
-    try:
-        yield f"127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
 async def measure_floor(args: argparse.Namespace) -> dict[str, Any]:
     """The same loops against benchmarks.safety_floor_server: what gRPC alone allows here, now."""
-    with floor_process() as (target, pid):
+    port = _free_port()
+    with _server(["-m", "benchmarks.safety_floor_server", "--port", str(port)], dict(os.environ), port) as (
+            target, pid):
         async with grpc.aio.insecure_channel(target) as channel:
             await asyncio.wait_for(channel.channel_ready(), timeout=120.0)
         figures = await _under_load(target, pid, args)
