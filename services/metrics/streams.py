@@ -76,6 +76,7 @@ from metrics.assessment import RunViolations, assess, entry_violations
 from metrics.delivery import in_order
 from metrics.instruments import MetricsInstruments
 from metrics.live_table import LiveTable
+from metrics.recovery import CatchingUpTableManager, catch_up_within
 from metrics.state import (
     Alert,
     CampaignViolations,
@@ -150,8 +151,9 @@ def faust_app(settings: GaelpSettings) -> faust.App:
     metrics = settings.metrics
     datadir = Path(settings.storage.data_dir) / "metrics-faust"
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         metrics.group_id,
+        TableManager=CatchingUpTableManager,
         broker=[f"{kafka_transport.SCHEME}://{server}?{kafka_transport.FETCH_MAX_WAIT_PARAMETER}="
                 f"{kafka.fetch_max_wait_ms}" for server in kafka.bootstrap.split(",")],
         broker_client_id=f"{kafka.client_id}-metrics",
@@ -171,6 +173,8 @@ def faust_app(settings: GaelpSettings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
     )
+    catch_up_within(app, metrics.highwater_catch_up_s)
+    return app
 
 
 class MetricsStreams:

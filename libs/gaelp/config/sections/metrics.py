@@ -142,6 +142,11 @@ class MetricsSettings(BaseModel):
     recovery_timeout_s: float = Field(
         120.0, gt=0, description="longest wait at start for the tables to recover from their changelogs"
     )
+    highwater_catch_up_s: float = Field(
+        5.0, gt=0,
+        description="longest a rebalance's recovery re-asks a changelog partition's end offset that lags"
+        " what this worker already read (a produce still in flight on Tansu) before stopping the worker",
+    )
     dashboard_poll_ms: int = Field(1000, ge=100, description="how often the page refreshes its data")
     anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
     phase1: Phase1Criteria = Field(default_factory=Phase1Criteria)
