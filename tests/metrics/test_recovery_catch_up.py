@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 
-from metrics.recovery import EndOffsets, catch_up
+from gaelp.config import load_settings
+from metrics.recovery import CatchingUpRecovery, CatchingUpTableManager, EndOffsets, catch_up
+from metrics.streams import faust_app
 
 RECORDS = 3
 
@@ -91,3 +95,28 @@ async def test_partitions_read_within_their_end_are_not_asked_again() -> None:
     read: dict[TP, int | None] = {tp: RECORDS - 1, unread: None}
     still = await catch_up(end_offsets, read, {tp: RECORDS - 1, unread: -1}, [tp, unread], within_s=1.0)
     assert still == set() and asked == []
+
+
+async def test_the_metrics_app_recovers_with_the_catch_up_before_faust_checks(
+    changelog: Changelog, kafka_bootstrap: str, tmp_path: Path,
+) -> None:
+    """The service's faust app builds its highwaters through CatchingUpRecovery, bounded by the
+    setting: a kept partition read one record past the broker's end gets the end once it is there."""
+    producer, consumer, tp = changelog
+    settings = load_settings(kafka={"bootstrap": kafka_bootstrap},
+                             metrics={"highwater_catch_up_s": 10.0}, storage={"data_dir": str(tmp_path)})
+    tables = faust_app(settings).tables
+    assert isinstance(tables, CatchingUpTableManager)
+    recovery = tables.recovery
+    assert isinstance(recovery, CatchingUpRecovery) and recovery.catch_up_s == 10.0
+    recovery.active_offsets[tp] = RECORDS  # read while its produce was in flight
+
+    async def acknowledge_later() -> None:
+        await asyncio.sleep(0.3)
+        await producer.send_and_wait(tp.topic, b"state", partition=0)
+
+    acknowledged = asyncio.create_task(acknowledge_later())
+    await recovery._build_highwaters(SimpleNamespace(highwaters=end_offsets_of(consumer)), {tp},
+                                     recovery.active_highwaters, "active")
+    await acknowledged
+    assert recovery.active_highwaters[tp] == RECORDS
