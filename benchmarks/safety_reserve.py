@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gaelp.bus.local_broker import free_port
 from gaelp.config.sections.safety_policy import SafetyPolicySettings
 from gaelp.db import Database
 from gaelp.db.ledger import ReserveRequest, SpendLedger
@@ -50,12 +50,6 @@ from safety_policy.servicer import REAL_MONEY_PHASES, spend_limits
 
 OPERATOR_TOKEN = "benchmark-operator"
 CAMPAIGNS = [f"bench-{index}" for index in range(16)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _section() -> dict[str, object]:
@@ -93,7 +87,7 @@ def _server(argv: list[str], env: dict[str, str], port: int) -> Iterator[tuple[s
 
 
 def service_process(database_url: str, workdir: Path) -> contextlib.AbstractContextManager[tuple[str, int]]:
-    port = _free_port()
+    port = free_port()
     config = workdir / f"safety-{port}.yaml"
     config.write_text(yaml.safe_dump({"safety_policy": _section()}))
     env = {
@@ -353,7 +347,7 @@ async def _under_load(target: str, pid: int, args: argparse.Namespace) -> dict[s
 
 async def measure_floor(args: argparse.Namespace) -> dict[str, Any]:
     """The same loops against benchmarks.safety_floor_server: what gRPC alone allows here, now."""
-    port = _free_port()
+    port = free_port()
     with _server(["-m", "benchmarks.safety_floor_server", "--port", str(port)], dict(os.environ), port) as (
             target, pid):
         async with grpc.aio.insecure_channel(target) as channel:

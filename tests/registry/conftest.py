@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 sys.path.insert(0, str(Path(__file__).parent))
 from registry_support import OPERATOR_TOKEN
 
+from gaelp.bus.local_broker import free_port
 from gaelp.db import Database
 from gaelp.db.registry import RegistryStore
 from gaelp.service.auth import token_hash
@@ -29,12 +30,6 @@ from gaelp.v1 import registry_pb2_grpc
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPECS_DIR = REPO_ROOT / "configs" / "environments"
 RegistryStub = registry_pb2_grpc.EnvironmentRegistryStub
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gaelp.bus.local_broker import free_port
 from gaelp.config.sections.safety_policy import SafetyPolicySettings
 from gaelp.db import Database
 from gaelp.db.ledger import SpendLedger, to_micros
@@ -33,12 +33,6 @@ OPERATOR = "alice"
 OPERATOR_TOKEN = "alice-secret-token"
 OPERATOR_METADATA = (("authorization", f"Bearer {OPERATOR_TOKEN}"),)
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def safety_section(**overrides: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gaelp.bus.local_broker import free_port
 from gaelp.config.settings import load_settings
 from gaelp.sim.historical.obd import fetch_obd
 
@@ -23,16 +23,10 @@ def obd_root() -> Path:
     return fetch_obd(load_settings().storage.cache_dir)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def sandbox_url() -> Iterator[str]:
     """A sandbox server in its own process, speaking MCP over streamable HTTP on loopback."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gaelp.sim.platform.sandbox", "--port", str(port),
          "--transient-error-rate", "0", "--report-delay-hours", "3", "--seed", "7"],
