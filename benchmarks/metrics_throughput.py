@@ -57,7 +57,7 @@ def run_default_demo(bootstrap: str, work_dir: Path, max_env_steps: int) -> bool
     )
     if done.returncode == 0:
         return True
-    if done.returncode == 1 and list((work_dir / "demo" / "runs").glob("*/report.json")):
+    if done.returncode == 1 and any((work_dir / "demo" / "runs").glob("*/report.json")):
         return False
     raise RuntimeError(f"the default run failed (exit {done.returncode}):\n{log.read_text()[-3000:]}")
 

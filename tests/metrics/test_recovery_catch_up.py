@@ -53,6 +53,12 @@ def end_offsets_of(consumer: AIOKafkaConsumer) -> EndOffsets:
     return end_offsets
 
 
+async def acknowledge_later(producer: AIOKafkaProducer, tp: TP) -> None:
+    """The next record's produce, acknowledged 0.3 s from now: the end offset then covers it."""
+    await asyncio.sleep(0.3)
+    await producer.send_and_wait(tp.topic, b"state", partition=0)
+
+
 async def test_an_end_offset_behind_a_read_record_is_asked_again_until_it_covers_it(
     changelog: Changelog,
 ) -> None:
@@ -60,11 +66,7 @@ async def test_an_end_offset_behind_a_read_record_is_asked_again_until_it_covers
     read = {tp: RECORDS}  # the worker read offset 3 while its produce was in flight
     highwaters = {tp: RECORDS - 1}  # the broker's end (3) counts offsets 0-2 only
 
-    async def acknowledge_later() -> None:
-        await asyncio.sleep(0.3)
-        await producer.send_and_wait(tp.topic, b"state", partition=0)
-
-    acknowledged = asyncio.create_task(acknowledge_later())
+    acknowledged = asyncio.create_task(acknowledge_later(producer, tp))
     still = await catch_up(end_offsets_of(consumer), read, highwaters, [tp], within_s=10.0)
     await acknowledged
     assert still == set()
@@ -111,11 +113,7 @@ async def test_the_metrics_app_recovers_with_the_catch_up_before_faust_checks(
     assert isinstance(recovery, CatchingUpRecovery) and recovery.catch_up_s == 10.0
     recovery.active_offsets[tp] = RECORDS  # read while its produce was in flight
 
-    async def acknowledge_later() -> None:
-        await asyncio.sleep(0.3)
-        await producer.send_and_wait(tp.topic, b"state", partition=0)
-
-    acknowledged = asyncio.create_task(acknowledge_later())
+    acknowledged = asyncio.create_task(acknowledge_later(producer, tp))
     await recovery._build_highwaters(SimpleNamespace(highwaters=end_offsets_of(consumer)), {tp},
                                      recovery.active_highwaters, "active")
     await acknowledged
