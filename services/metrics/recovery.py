@@ -8,9 +8,10 @@ producer writing, the end offset lagged what a consumer had read by 1 to 3 recor
 A member that read such a record just before a rebalance stopped with ConsistencyError ("2 > 1").
 
 A record that was read exists, so the end offset is bound to reach it: `catch_up` asks again, for
-at most `metrics.highwater_catch_up_s`, before faust's check runs. An end offset still short after
-that is a real inconsistency (a changelog topic recreated under the worker) and faust stops the
-worker as before. Apache Kafka serves consumers only acknowledged records, so there nothing waits.
+at most `metrics.highwater_catch_up_s`, once the offsets read are known, and the check runs then.
+An end offset still short after that is a real inconsistency (a changelog topic recreated under the
+worker) and stops the worker as faust's own check did. Apache Kafka serves consumers only
+acknowledged records, so there nothing waits.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any, cast
 
 import faust
+from faust.exceptions import ConsistencyError
 from faust.tables import TableManager
-from faust.tables.recovery import Recovery
+from faust.tables.recovery import E_PERSISTED_OFFSET, Recovery
 from faust.types import TP
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,10 @@ POLL_S = 0.05
 
 
 def past_the_end(read: Mapping[TP, int | None], highwaters: Mapping[TP, int], tps: Iterable[TP]) -> set[TP]:
-    """The partitions whose offset already read lies past their highwater."""
+    """The partitions whose offset already read lies past their highwater, by faust's rule (an offset
+    or highwater of 0 passes: faust's check reads both as numbers only when they are non-zero)."""
     return {tp for tp in tps
-            if (offset := read.get(tp)) is not None and tp in highwaters and offset > highwaters[tp]}
+            if (offset := read.get(tp)) and (end := highwaters.get(tp)) and offset > end}
 
 
 async def catch_up(
@@ -60,22 +63,31 @@ async def catch_up(
 
 
 class CatchingUpRecovery(Recovery):
-    """faust's Recovery whose highwaters are re-asked (catch_up) while they lag what was read."""
+    """faust's Recovery whose consistency check runs after a catch-up of the lagging highwaters.
+
+    faust builds the active highwaters, then the active offsets (which its changelog reader may still
+    advance with records fetched before the rebalance), then checks. The check here runs once the
+    offsets are built, on what was read by then, so a record read a moment before the end covered it
+    is waited for; the app turns faust's own check off (`recovery_consistency_check`), since records
+    read after this check exist and are no inconsistency."""
 
     catch_up_s: float = 5.0
 
-    async def _build_highwaters(self, consumer: Any, tps: set[TP], destination: Any, title: str) -> None:
-        await super()._build_highwaters(consumer, tps, destination, title)
-        read = self.active_offsets if destination is self.active_highwaters else self.standby_offsets
-        lagging = past_the_end(read, destination, tps)
-        if not lagging:
+    async def _build_offsets(self, consumer: Any, tps: set[TP], destination: Any, title: str) -> None:
+        await super()._build_offsets(consumer, tps, destination, title)
+        if destination is not self.active_offsets:
             return
-        log.warning("changelog end offsets behind what was read, asking again: %s",
-                    {f"{tp.topic}[{tp.partition}]": (read[tp], destination[tp]) for tp in lagging})
-        still = await catch_up(consumer.highwaters, read, destination, lagging, self.catch_up_s)
-        if still:
+        highwaters = self.active_highwaters
+        lagging = past_the_end(destination, highwaters, tps)
+        if lagging:
+            log.warning("changelog end offsets behind what was read, asking again: %s",
+                        {f"{tp.topic}[{tp.partition}]": (destination[tp], highwaters[tp]) for tp in lagging})
+            lagging = await catch_up(consumer.highwaters, destination, highwaters, lagging, self.catch_up_s)
+        if lagging:
+            tp = min(lagging)
             log.error("changelog end offsets still behind after %.1f s: %s", self.catch_up_s,
-                      {f"{tp.topic}[{tp.partition}]": (read[tp], destination[tp]) for tp in still})
+                      {f"{tp.topic}[{tp.partition}]": (destination[tp], highwaters[tp]) for tp in lagging})
+            raise ConsistencyError(E_PERSISTED_OFFSET.format(tp, destination[tp], highwaters[tp]))
 
 
 class CatchingUpTableManager(TableManager):

@@ -154,6 +154,7 @@ def faust_app(settings: GaelpSettings) -> faust.App:
     app = faust.App(
         metrics.group_id,
         TableManager=CatchingUpTableManager,
+        recovery_consistency_check=False,  # CatchingUpRecovery checks, once lagging ends caught up
         broker=[f"{kafka_transport.SCHEME}://{server}?{kafka_transport.FETCH_MAX_WAIT_PARAMETER}="
                 f"{kafka.fetch_max_wait_ms}" for server in kafka.bootstrap.split(",")],
         broker_client_id=f"{kafka.client_id}-metrics",

@@ -1,6 +1,6 @@
 """The recovery's catch-up against a real broker: a partition whose end offset lags what the worker
 already read is asked again until the end covers it, and one whose end never does stays reported
-(faust then stops the worker, as for any changelog inconsistency)."""
+(the worker then stops, as faust's own check did for any changelog inconsistency)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faust.exceptions import ConsistencyError
 from faust.types import TP
 
 from gaelp.config import load_settings
@@ -99,22 +100,53 @@ async def test_partitions_read_within_their_end_are_not_asked_again() -> None:
     assert still == set() and asked == []
 
 
-async def test_the_metrics_app_recovers_with_the_catch_up_before_faust_checks(
+def recovery_of(kafka_bootstrap: str, tmp_path: Path, catch_up_s: float) -> CatchingUpRecovery:
+    settings = load_settings(kafka={"bootstrap": kafka_bootstrap},
+                             metrics={"highwater_catch_up_s": catch_up_s},
+                             storage={"data_dir": str(tmp_path)})
+    app = faust_app(settings)
+    assert isinstance(app.tables, CatchingUpTableManager)
+    assert not app.conf.recovery_consistency_check  # the recovery's own check replaces faust's
+    recovery = app.tables.recovery
+    assert isinstance(recovery, CatchingUpRecovery) and recovery.catch_up_s == catch_up_s
+    return recovery
+
+
+def consumer_of(consumer: AIOKafkaConsumer) -> SimpleNamespace:
+    """The two questions faust's recovery asks its consumer, answered by the broker."""
+    async def earliest_offsets(*tps: TP) -> Mapping[TP, int | None]:
+        answer = await consumer.beginning_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
+        return {TP(tp.topic, tp.partition): start for tp, start in answer.items()}
+
+    return SimpleNamespace(highwaters=end_offsets_of(consumer), earliest_offsets=earliest_offsets)
+
+
+async def test_the_metrics_app_checks_a_record_read_after_its_highwaters_once_the_end_covers_it(
     changelog: Changelog, kafka_bootstrap: str, tmp_path: Path,
 ) -> None:
-    """The service's faust app builds its highwaters through CatchingUpRecovery, bounded by the
-    setting: a kept partition read one record past the broker's end gets the end once it is there."""
+    """The order CI failed in: faust built the highwaters (end 3: offsets 0-2), its changelog reader
+    then folded offset 3, fetched while its produce was in flight, and the check saw 3 > 2. The
+    service's recovery checks after building the offsets, once the end covers offset 3."""
     producer, consumer, tp = changelog
-    settings = load_settings(kafka={"bootstrap": kafka_bootstrap},
-                             metrics={"highwater_catch_up_s": 10.0}, storage={"data_dir": str(tmp_path)})
-    tables = faust_app(settings).tables
-    assert isinstance(tables, CatchingUpTableManager)
-    recovery = tables.recovery
-    assert isinstance(recovery, CatchingUpRecovery) and recovery.catch_up_s == 10.0
-    recovery.active_offsets[tp] = RECORDS  # read while its produce was in flight
+    recovery = recovery_of(kafka_bootstrap, tmp_path, catch_up_s=10.0)
+    asks = consumer_of(consumer)
+    await recovery._build_highwaters(asks, {tp}, recovery.active_highwaters, "active")
+    assert recovery.active_highwaters[tp] == RECORDS - 1
+    recovery.active_offsets[tp] = RECORDS
 
     acknowledged = asyncio.create_task(acknowledge_later(producer, tp))
-    await recovery._build_highwaters(SimpleNamespace(highwaters=end_offsets_of(consumer)), {tp},
-                                     recovery.active_highwaters, "active")
+    await recovery._build_offsets(asks, {tp}, recovery.active_offsets, "active")
     await acknowledged
-    assert recovery.active_highwaters[tp] == RECORDS
+    assert recovery.active_highwaters[tp] == RECORDS and recovery.active_offsets[tp] == RECORDS
+
+
+async def test_the_metrics_app_stops_on_a_changelog_whose_end_never_covers_what_was_read(
+    changelog: Changelog, kafka_bootstrap: str, tmp_path: Path,
+) -> None:
+    _, consumer, tp = changelog
+    recovery = recovery_of(kafka_bootstrap, tmp_path, catch_up_s=0.5)
+    asks = consumer_of(consumer)
+    await recovery._build_highwaters(asks, {tp}, recovery.active_highwaters, "active")
+    recovery.active_offsets[tp] = RECORDS + 5  # the topic was recreated under the worker
+    with pytest.raises(ConsistencyError, match=r"\(8 > 2\)"):
+        await recovery._build_offsets(asks, {tp}, recovery.active_offsets, "active")
