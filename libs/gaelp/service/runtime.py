@@ -2,10 +2,11 @@
 
 Start: telemetry, a grpc.aio server with grpc.health.v1, server reflection (unless
 settings.grpc.reflection is off) and the servicers, background tasks (consumers, loops). Every
-method is behind the request guard: undecodable bodies answer INVALID_ARGUMENT, unexpected errors
-INTERNAL with an error id. SIGTERM/SIGINT: health NOT_SERVING so load balancers stop sending, run the drain
-hooks (consumers finish their batch and commit, learners checkpoint), cancel what is left, stop the
-server letting calls in flight finish, and exit — all within grace_period_s.
+method is behind the request guard: its server span, undecodable bodies answer INVALID_ARGUMENT,
+unexpected errors INTERNAL with an error id. SIGTERM/SIGINT: health NOT_SERVING so load balancers
+stop sending, run the drain hooks (consumers finish their batch and commit, learners checkpoint),
+cancel what is left, stop the server letting calls in flight finish, and exit — all within
+grace_period_s.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class ServiceRuntime:
         self.telemetry: Telemetry = configure_telemetry(name, settings.telemetry)
         grpc_settings = settings.grpc
         self.server = grpc.aio.server(
-            interceptors=[RequestGuardInterceptor(), *self.telemetry.server_interceptors()],
+            interceptors=[RequestGuardInterceptor(self.telemetry.tracer("gaelp.grpc.server"))],
             options=[
                 ("grpc.max_receive_message_length", grpc_settings.max_message_bytes),
                 ("grpc.max_send_message_length", grpc_settings.max_message_bytes),

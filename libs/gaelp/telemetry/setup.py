@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import grpc
 from opentelemetry import metrics, trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
 from gaelp.config.sections.infra import TelemetrySettings
 from gaelp.telemetry.exporters import JsonLinesSpanExporter, OtlpJsonLinesSpanExporter
@@ -40,11 +41,6 @@ class Telemetry:
     def meter(self, name: str) -> metrics.Meter:
         return self.meter_provider.get_meter(name)
 
-    def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        # Health checks are not traced: probes would flood the traces, and the interceptor breaks
-        # grpc.health.v1 Watch (a coroutine handler writing to the context, not an async generator).
-        return [aio_server_interceptor(tracer_provider=self.tracer_provider, filter_=_traced)]
-
     def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         return list(aio_client_interceptors(tracer_provider=self.tracer_provider))
 
@@ -54,10 +50,10 @@ class Telemetry:
         self.meter_provider.shutdown()
 
 
-def _traced(details: grpc.HandlerCallDetails) -> bool:
-    """Every method but grpc.health.v1's. A prefix test: the library's own service filter resolves
-    the name through protocol isinstance checks, about 50 us on every call of every method."""
-    return not details.method.startswith("/grpc.health.v1.Health/")
+def sampler_of(settings: TelemetrySettings) -> Sampler:
+    """Root spans recorded at traces_sample_ratio; a span with a parent does as its parent did, so
+    a trace is recorded across every service or by none."""
+    return ParentBased(TraceIdRatioBased(settings.traces_sample_ratio))
 
 
 def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telemetry:
@@ -66,7 +62,7 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
     resource = Resource.create(
         {"service.name": service_name, "service.namespace": settings.service_namespace}
     )
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler_of(settings))
     readers: list[MetricReader] = []
     memory_exporter: InMemorySpanExporter | None = None
     interval = settings.metric_export_interval_ms

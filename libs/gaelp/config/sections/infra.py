@@ -76,6 +76,12 @@ class TelemetrySettings(BaseModel):
         " task) write TensorBoard event files under <storage.data_dir>/tensorboard"
     )
     otlp_endpoint: str = Field("", description="OTLP/gRPC collector endpoint, e.g. http://otel:4317")
+    traces_sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="share of traces a process starts that it records (a call or message continuing a"
+        " caller's trace follows the caller's decision); a recorded span costs a ledger reservation"
+        " about 0.08 ms of CPU (docs/ledger.md)",
+    )
     service_namespace: str = "gaelp"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_logs: bool = True
