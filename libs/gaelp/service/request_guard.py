@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,20 +130,25 @@ class _Guard:
         _end_status(span, code, details)
         await context.abort(code, details)
 
+    @asynccontextmanager
+    async def call(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """One call of the method: its span around the behaviour, whose status it records."""
+        with self.span(context) as span:
+            try:
+                if isinstance(request, UndecodableRequest):
+                    await self.refuse_undecodable(context, request)
+                yield
+            except grpc.aio.AbortError:
+                _end_status(span, context.code() or grpc.StatusCode.UNKNOWN, context.details())
+                raise
+            except Exception as error:
+                await self.answer(span, context, error)
+            _end_status(span, context.code() or grpc.StatusCode.OK, context.details())
+
     def unary(self, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with self.span(context) as span:
-                try:
-                    if isinstance(request, UndecodableRequest):
-                        await self.refuse_undecodable(context, request)
-                    response = await behavior(request, context)
-                except grpc.aio.AbortError:
-                    _end_status(span, context.code() or grpc.StatusCode.UNKNOWN, context.details())
-                    raise
-                except Exception as error:
-                    await self.answer(span, context, error)
-                _end_status(span, context.code() or grpc.StatusCode.OK, context.details())
-                return response
+            async with self.call(request, context):
+                return await behavior(request, context)
 
         return guarded
 
@@ -153,18 +158,9 @@ class _Guard:
             return self.unary(behavior)
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with self.span(context) as span:
-                try:
-                    if isinstance(request, UndecodableRequest):
-                        await self.refuse_undecodable(context, request)
-                    async for item in behavior(request, context):
-                        yield item
-                except grpc.aio.AbortError:
-                    _end_status(span, context.code() or grpc.StatusCode.UNKNOWN, context.details())
-                    raise
-                except Exception as error:
-                    await self.answer(span, context, error)
-                _end_status(span, context.code() or grpc.StatusCode.OK, context.details())
+            async with self.call(request, context):
+                async for item in behavior(request, context):
+                    yield item
 
         return guarded
 
