@@ -85,7 +85,11 @@ class HistoricalValidationSettings(BaseModel):
         " personas and adaptive competitors, the structure of level 2 (level 3 adds drift, noise,"
         " seasonality and tight budget caps the sandbox does not have)",
     )
-    campaigns: int = Field(96, ge=8, description="logged campaigns (one row per campaign-hour)")
+    campaigns: int = Field(
+        192, ge=8,
+        description="logged campaigns (one row per campaign-hour); fewer make the logs' estimate of the"
+        " policy as noisy as historical_match's tolerance (docs/historical_data.md)",
+    )
     days: int = Field(2, ge=1, description="logged days per campaign")
     tolerance: float = Field(0.15, gt=0, description="relative gap within which a prediction is accurate")
     user_logs: UserLogsSettings | None = Field(
