@@ -70,10 +70,11 @@ from gaelp.bus.topics import ASSESSMENTS, Topic
 from gaelp.bus.tracing import extract_context, message_attributes, process_span
 from gaelp.bus.validation import InvalidMessage, validate
 from gaelp.config import GaelpSettings
+from gaelp.config.sections.infra import KafkaSettings
 from gaelp.v1 import events_pb2
 from metrics import kafka_transport
 from metrics.assessment import RunViolations, assess, entry_violations
-from metrics.delivery import in_order
+from metrics.delivery import RangeReader, in_order
 from metrics.instruments import MetricsInstruments
 from metrics.live_table import LiveTable
 from metrics.recovery import CatchingUpTableManager, catch_up_within
@@ -174,8 +175,19 @@ def faust_app(settings: GaelpSettings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
     )
-    catch_up_within(app, metrics.highwater_catch_up_s)
+    catch_up_within(app, log_reader(kafka, metrics.highwater_catch_up_s))
     return app
+
+
+def log_reader(kafka: KafkaSettings, timeout_s: float) -> RangeReader:
+    """Reads a partition's records from start up to end (gaelp.bus.reader.read_range) within timeout_s."""
+
+    async def read(topic: str, partition: int, start: int, end: int) -> list[ConsumerRecord]:
+        return await read_range(kafka.bootstrap, topic, partition, start, end,
+                                client_id=f"{kafka.client_id}-metrics-reader",
+                                fetch_max_wait_ms=kafka.fetch_max_wait_ms, timeout_s=timeout_s)
+
+    return read
 
 
 class MetricsStreams:
@@ -202,6 +214,7 @@ class MetricsStreams:
         self._violated: dict[tuple[str, int], None] = {}
         self.dlq = DeadLetterQueue(producer, settings.kafka.dlq_topic, settings.metrics.group_id)
         self._tracer = trace.get_tracer("gaelp.metrics")
+        self._read_log = log_reader(settings.kafka, settings.kafka.request_timeout_ms / 1000)
         partitions = settings.kafka.partitions
         self.app = faust_app(settings)
         # Keys as JSON strings, values as the JSON bytes LiveTable writes (value_type bytes = raw, in
@@ -278,18 +291,11 @@ class MetricsStreams:
             ):
                 # take_events acks the events when the loop asks for the next batch: after the flush.
                 await handler(await in_order([_record(event.message) for event in events], live,
-                                             self._read_range))
+                                             self._read_log))
                 for table in self._live_tables:
                     table.flush()
 
         return consume
-
-    async def _read_range(self, topic: str, partition: int, start: int, end: int) -> list[ConsumerRecord]:
-        kafka = self.settings.kafka
-        return await read_range(kafka.bootstrap, topic, partition, start, end,
-                                client_id=f"{kafka.client_id}-metrics-reader",
-                                fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-                                timeout_s=kafka.request_timeout_ms / 1000)
 
     async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
         try:

@@ -1,6 +1,7 @@
-"""The recovery's catch-up against a real broker: a partition whose end offset lags what the worker
-already read is asked again until the end covers it, and one whose end never does stays reported
-(the worker then stops, as faust's own check did for any changelog inconsistency)."""
+"""The recovery's check of changelog ends against a real broker: a partition read past its reported
+end is read from the log, and passes when the log holds what was read (a batch whose end the local
+broker under-reports, a record acknowledged a moment later); one whose log never does stops the
+worker, as faust's own check did for any changelog inconsistency."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from faust.exceptions import ConsistencyError
 from faust.types import TP
 
 from gaelp.config import load_settings
-from metrics.recovery import CatchingUpRecovery, CatchingUpTableManager, EndOffsets, catch_up
-from metrics.streams import faust_app
+from metrics.delivery import RangeReader
+from metrics.recovery import CatchingUpRecovery, CatchingUpTableManager, confirm_read
+from metrics.streams import faust_app, log_reader
 
 RECORDS = 3
 
@@ -26,14 +28,16 @@ Changelog = tuple[AIOKafkaProducer, AIOKafkaConsumer, TP]
 
 @pytest.fixture
 async def changelog(kafka_bootstrap: str, unique_name: str) -> AsyncIterator[Changelog]:
-    """A one-partition topic holding RECORDS records, a producer for it and a consumer to ask its end."""
+    """A one-partition topic holding RECORDS records sent one by one, a producer for it and a
+    consumer to ask its ends."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(unique_name, 1, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks=1, enable_idempotence=False)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks=1, enable_idempotence=False,
+                                linger_ms=50)
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
     await producer.start()
     await consumer.start()
@@ -46,58 +50,71 @@ async def changelog(kafka_bootstrap: str, unique_name: str) -> AsyncIterator[Cha
         await producer.stop()
 
 
-def end_offsets_of(consumer: AIOKafkaConsumer) -> EndOffsets:
-    async def end_offsets(*tps: TP) -> Mapping[TP, int | None]:
-        answer = await consumer.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
-        return {TP(tp.topic, tp.partition): end for tp, end in answer.items()}
+def reader(kafka_bootstrap: str, within_s: float) -> RangeReader:
+    return log_reader(load_settings(kafka={"bootstrap": kafka_bootstrap}).kafka, within_s)
 
-    return end_offsets
+
+async def reported_highwater(consumer: AIOKafkaConsumer, tp: TP) -> int:
+    """faust's highwater from the broker's ListOffsets: the end offset - 1."""
+    return (await consumer.end_offsets([TopicPartition(tp.topic, tp.partition)]))[TopicPartition(*tp)] - 1
 
 
 async def acknowledge_later(producer: AIOKafkaProducer, tp: TP) -> None:
-    """The next record's produce, acknowledged 0.3 s from now: the end offset then covers it."""
+    """The next record's produce, 0.3 s from now."""
     await asyncio.sleep(0.3)
     await producer.send_and_wait(tp.topic, b"state", partition=0)
 
 
-async def test_an_end_offset_behind_a_read_record_is_asked_again_until_it_covers_it(
-    changelog: Changelog,
+async def test_a_batch_read_whole_is_confirmed_from_the_log_whatever_end_the_broker_reports(
+    changelog: Changelog, kafka_bootstrap: str,
 ) -> None:
+    """faust's producer writes changelog records in batches. Tansu reports the end of a partition as
+    its last batch's first offset + 1 (here 4 where the log ends at offset 5), Apache Kafka as the
+    last offset + 1; either way the last offset read is confirmed from the log."""
     producer, consumer, tp = changelog
+    sent = [await producer.send(tp.topic, b"state", partition=0) for _ in range(RECORDS)]  # one batch
+    last = max(metadata.offset for metadata in await asyncio.gather(*sent))
+    highwaters = {tp: await reported_highwater(consumer, tp)}
+    still = await confirm_read(reader(kafka_bootstrap, 10.0), {tp: last}, highwaters, [tp])
+    assert still == set() and highwaters[tp] == last == 2 * RECORDS - 1
+
+
+async def test_a_record_acknowledged_a_moment_later_is_confirmed_once_the_log_has_it(
+    changelog: Changelog, kafka_bootstrap: str,
+) -> None:
+    producer, _, tp = changelog
     read = {tp: RECORDS}  # the worker read offset 3 while its produce was in flight
-    highwaters = {tp: RECORDS - 1}  # the broker's end (3) counts offsets 0-2 only
-
+    highwaters = {tp: RECORDS - 1}
     acknowledged = asyncio.create_task(acknowledge_later(producer, tp))
-    still = await catch_up(end_offsets_of(consumer), read, highwaters, [tp], within_s=10.0)
+    still = await confirm_read(reader(kafka_bootstrap, 10.0), read, highwaters, [tp])
     await acknowledged
-    assert still == set()
-    assert highwaters[tp] == RECORDS
+    assert still == set() and highwaters[tp] == RECORDS
 
 
-async def test_an_end_offset_that_never_covers_a_read_record_is_reported_after_the_bound(
-    changelog: Changelog,
+async def test_a_log_that_never_holds_what_was_read_is_reported_after_the_bound(
+    changelog: Changelog, kafka_bootstrap: str,
 ) -> None:
     _, consumer, tp = changelog
     read = {tp: RECORDS + 5}
-    highwaters = {tp: RECORDS - 1}
+    highwaters = {tp: await reported_highwater(consumer, tp)}
     started = asyncio.get_running_loop().time()
-    still = await catch_up(end_offsets_of(consumer), read, highwaters, [tp], within_s=0.5)
+    still = await confirm_read(reader(kafka_bootstrap, 0.5), read, highwaters, [tp])
     assert still == {tp}
-    assert highwaters[tp] == RECORDS - 1  # the broker's real answer, which faust's check then refuses
+    assert highwaters[tp] == RECORDS - 1  # the log's real end, which the check then refuses
     assert asyncio.get_running_loop().time() - started >= 0.5
 
 
-async def test_partitions_read_within_their_end_are_not_asked_again() -> None:
-    tp, unread = TP("changelog", 0), TP("changelog", 1)
-    asked: list[tuple[TP, ...]] = []
+async def test_partitions_read_within_their_end_are_not_read_again() -> None:
+    tp, unread, first = TP("changelog", 0), TP("changelog", 1), TP("changelog", 2)
+    asked: list[tuple[str, int, int, int]] = []
 
-    async def end_offsets(*tps: TP) -> Mapping[TP, int | None]:
-        asked.append(tps)
-        return {}
+    async def read_log(topic: str, partition: int, start: int, end: int) -> list:
+        asked.append((topic, partition, start, end))
+        return []
 
-    read: dict[TP, int | None] = {tp: RECORDS - 1, unread: None}
-    still = await catch_up(end_offsets, read, {tp: RECORDS - 1, unread: -1}, [tp, unread], within_s=1.0)
-    assert still == set() and asked == []
+    read: dict[TP, int | None] = {tp: RECORDS - 1, unread: None, first: 0}
+    highwaters = {tp: RECORDS - 1, unread: -1, first: -1}
+    assert await confirm_read(read_log, read, highwaters, [tp, unread, first]) == set() and asked == []
 
 
 def recovery_of(kafka_bootstrap: str, tmp_path: Path, catch_up_s: float) -> CatchingUpRecovery:
@@ -108,25 +125,29 @@ def recovery_of(kafka_bootstrap: str, tmp_path: Path, catch_up_s: float) -> Catc
     assert isinstance(app.tables, CatchingUpTableManager)
     assert not app.conf.recovery_consistency_check  # the recovery's own check replaces faust's
     recovery = app.tables.recovery
-    assert isinstance(recovery, CatchingUpRecovery) and recovery.catch_up_s == catch_up_s
+    assert isinstance(recovery, CatchingUpRecovery) and recovery.read_log is not None
     return recovery
 
 
 def consumer_of(consumer: AIOKafkaConsumer) -> SimpleNamespace:
     """The two questions faust's recovery asks its consumer, answered by the broker."""
-    async def earliest_offsets(*tps: TP) -> Mapping[TP, int | None]:
+    async def ends(*tps: TP) -> Mapping[TP, int | None]:
+        answer = await consumer.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
+        return {TP(tp.topic, tp.partition): end for tp, end in answer.items()}
+
+    async def starts(*tps: TP) -> Mapping[TP, int | None]:
         answer = await consumer.beginning_offsets([TopicPartition(tp.topic, tp.partition) for tp in tps])
         return {TP(tp.topic, tp.partition): start for tp, start in answer.items()}
 
-    return SimpleNamespace(highwaters=end_offsets_of(consumer), earliest_offsets=earliest_offsets)
+    return SimpleNamespace(highwaters=ends, earliest_offsets=starts)
 
 
-async def test_the_metrics_app_checks_a_record_read_after_its_highwaters_once_the_end_covers_it(
+async def test_the_metrics_app_checks_a_record_read_after_its_highwaters_once_the_log_has_it(
     changelog: Changelog, kafka_bootstrap: str, tmp_path: Path,
 ) -> None:
-    """The order CI failed in: faust built the highwaters (end 3: offsets 0-2), its changelog reader
-    then folded offset 3, fetched while its produce was in flight, and the check saw 3 > 2. The
-    service's recovery checks after building the offsets, once the end covers offset 3."""
+    """The order CI failed in: faust built the highwaters, its changelog reader then folded a record
+    past them, and the check saw offset > highwater. The service's recovery checks after building
+    the offsets, against the log."""
     producer, consumer, tp = changelog
     recovery = recovery_of(kafka_bootstrap, tmp_path, catch_up_s=10.0)
     asks = consumer_of(consumer)
@@ -140,7 +161,7 @@ async def test_the_metrics_app_checks_a_record_read_after_its_highwaters_once_th
     assert recovery.active_highwaters[tp] == RECORDS and recovery.active_offsets[tp] == RECORDS
 
 
-async def test_the_metrics_app_stops_on_a_changelog_whose_end_never_covers_what_was_read(
+async def test_the_metrics_app_stops_on_a_changelog_whose_log_never_holds_what_was_read(
     changelog: Changelog, kafka_bootstrap: str, tmp_path: Path,
 ) -> None:
     _, consumer, tp = changelog

@@ -144,8 +144,9 @@ class MetricsSettings(BaseModel):
     )
     highwater_catch_up_s: float = Field(
         5.0, gt=0,
-        description="longest a rebalance's recovery re-asks a changelog partition's end offset that lags"
-        " what this worker already read (a produce still in flight on Tansu) before stopping the worker",
+        description="longest a rebalance's recovery reads a changelog partition whose reported end lags"
+        " what this worker already read (Tansu's end offsets; metrics/recovery.py), looking for the"
+        " records read, before stopping the worker",
     )
     dashboard_poll_ms: int = Field(1000, ge=100, description="how often the page refreshes its data")
     anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
