@@ -21,17 +21,47 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.exceptions import ConsistencyError
 from faust.tables import TableManager
 from faust.tables.recovery import E_PERSISTED_OFFSET, Recovery
 from faust.types import TP
 
+from gaelp.bus.reader import read_from, read_range
+from gaelp.config.sections.infra import KafkaSettings
 from metrics.delivery import RangeReader
 
 log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class ChangelogLog:
+    """The broker's partitions as their logs hold them, each read bounded by within_s."""
+
+    kafka: KafkaSettings
+    within_s: float
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[ConsumerRecord]:
+        """The partition's records from start up to end; TimeoutError when the log lacks them."""
+        return await read_range(self.kafka.bootstrap, topic, partition, start, end, client_id=self.client_id,
+                                fetch_max_wait_ms=self.kafka.fetch_max_wait_ms, timeout_s=self.within_s)
+
+    async def last_offsets(self, highwaters: Mapping[TP, int]) -> dict[TP, int]:
+        """Each partition's last offset as its log holds it now, from its highwater on (the last
+        offset as the broker reported it, -1 when none)."""
+        starts = {TopicPartition(tp.topic, tp.partition): end + 1 for tp, end in highwaters.items()}
+        found = await read_from(self.kafka.bootstrap, starts, client_id=self.client_id,
+                                fetch_max_wait_ms=self.kafka.fetch_max_wait_ms, timeout_s=self.within_s)
+        return {TP(tp.topic, tp.partition): max((record.offset for record in records), default=starts[tp] - 1)
+                for tp, records in found.items()}
+
+    @property
+    def client_id(self) -> str:
+        return f"{self.kafka.client_id}-metrics-reader"
+
 
 def past_the_end(read: Mapping[TP, int | None], highwaters: Mapping[TP, int], tps: Iterable[TP]) -> set[TP]:
     """The partitions whose offset already read lies past their highwater, by faust's rule (an offset
@@ -67,15 +97,36 @@ async def confirm_read(
 
 
 class CatchingUpRecovery(Recovery):
-    """faust's Recovery whose consistency check runs on highwaters confirmed from the log.
+    """faust's Recovery with the active highwaters taken from the log and the consistency check run
+    on them.
 
-    faust builds the active highwaters, then the active offsets (which its changelog reader may still
-    advance with records fetched before the rebalance), then checks. The check here runs once the
-    offsets are built, on what was read by then; the app turns faust's own check off
-    (`recovery_consistency_check`), since records read after this check exist and are no
-    inconsistency. `read_log` is set by the app (faust_app), with the bound of the reads."""
+    An end the broker reports a batch short would also end a recovery early: faust stops applying a
+    partition's changelog once its offset reaches the highwater, and the rest of that batch would
+    wait in its buffer, so the table would hold older values for the keys written last. The active
+    highwaters are therefore the logs' last offsets (`ChangelogLog.last_offsets`). faust then builds
+    the active offsets (which its changelog reader may still advance with records fetched before the
+    rebalance) and checks; the check here runs once the offsets are built, on what was read by then,
+    and the app turns faust's own check off (`recovery_consistency_check`), since records read after
+    this check exist and are no inconsistency. `changelogs` is set by the app (catch_up_within)."""
 
-    read_log: RangeReader | None = None
+    changelogs: ChangelogLog | None = None
+
+    def _changelog_log(self) -> ChangelogLog:
+        if self.changelogs is None:
+            raise RuntimeError("CatchingUpRecovery.changelogs is not set (see catch_up_within)")
+        return self.changelogs
+
+    async def _build_highwaters(self, consumer: Any, tps: set[TP], destination: Any, title: str) -> None:
+        await super()._build_highwaters(consumer, tps, destination, title)
+        if destination is not self.active_highwaters or not tps:
+            return
+        ends = await self._changelog_log().last_offsets({tp: destination[tp] for tp in tps})
+        longer = {tp: (destination[tp], end) for tp, end in ends.items() if end > destination[tp]}
+        if longer:
+            log.info("changelog logs end past their reported ends (reported, log): %s",
+                     {f"{tp.topic}[{tp.partition}]": figures for tp, figures in longer.items()})
+            for tp, (_, end) in longer.items():
+                destination[tp] = end  # a Counter: update() would add
 
     async def _build_offsets(self, consumer: Any, tps: set[TP], destination: Any, title: str) -> None:
         await super()._build_offsets(consumer, tps, destination, title)
@@ -87,9 +138,7 @@ class CatchingUpRecovery(Recovery):
             return
         log.warning("changelog end offsets reported behind what was read, reading the log: %s",
                     {f"{tp.topic}[{tp.partition}]": (destination[tp], highwaters[tp]) for tp in lagging})
-        if self.read_log is None:
-            raise RuntimeError("CatchingUpRecovery.read_log is not set (see catch_up_within)")
-        still = await confirm_read(self.read_log, destination, highwaters, lagging)
+        still = await confirm_read(self._changelog_log().read, destination, highwaters, lagging)
         if still:
             tp = min(still)
             log.error("changelog logs end before what was read: %s",
@@ -107,7 +156,7 @@ class CatchingUpTableManager(TableManager):
         return cast(CatchingUpRecovery, self._recovery)
 
 
-def catch_up_within(app: faust.App, read_log: RangeReader) -> None:
-    """Give the app's recovery its log reader (the app was built with TableManager=
-    CatchingUpTableManager); read_log bounds its own reads."""
-    cast(CatchingUpTableManager, app.tables).recovery.read_log = read_log
+def catch_up_within(app: faust.App, kafka: KafkaSettings, within_s: float) -> None:
+    """Give the app's recovery its changelog reader, each read bounded by within_s (the app was built
+    with TableManager=CatchingUpTableManager)."""
+    cast(CatchingUpTableManager, app.tables).recovery.changelogs = ChangelogLog(kafka, within_s)

@@ -65,19 +65,17 @@ from opentelemetry import trace
 from gaelp.bus import EPISODES, LEARNER_METRICS, VIOLATIONS, BusProducer
 from gaelp.bus.admin import check_partitions, partition_counts
 from gaelp.bus.dlq import DeadLetterQueue
-from gaelp.bus.reader import read_range
 from gaelp.bus.topics import ASSESSMENTS, Topic
 from gaelp.bus.tracing import extract_context, message_attributes, process_span
 from gaelp.bus.validation import InvalidMessage, validate
 from gaelp.config import GaelpSettings
-from gaelp.config.sections.infra import KafkaSettings
 from gaelp.v1 import events_pb2
 from metrics import kafka_transport
 from metrics.assessment import RunViolations, assess, entry_violations
-from metrics.delivery import RangeReader, in_order
+from metrics.delivery import in_order
 from metrics.instruments import MetricsInstruments
 from metrics.live_table import LiveTable
-from metrics.recovery import CatchingUpTableManager, catch_up_within
+from metrics.recovery import CatchingUpTableManager, ChangelogLog, catch_up_within
 from metrics.state import (
     Alert,
     CampaignViolations,
@@ -175,19 +173,8 @@ def faust_app(settings: GaelpSettings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
     )
-    catch_up_within(app, log_reader(kafka, metrics.highwater_catch_up_s))
+    catch_up_within(app, kafka, metrics.highwater_catch_up_s)
     return app
-
-
-def log_reader(kafka: KafkaSettings, timeout_s: float) -> RangeReader:
-    """Reads a partition's records from start up to end (gaelp.bus.reader.read_range) within timeout_s."""
-
-    async def read(topic: str, partition: int, start: int, end: int) -> list[ConsumerRecord]:
-        return await read_range(kafka.bootstrap, topic, partition, start, end,
-                                client_id=f"{kafka.client_id}-metrics-reader",
-                                fetch_max_wait_ms=kafka.fetch_max_wait_ms, timeout_s=timeout_s)
-
-    return read
 
 
 class MetricsStreams:
@@ -214,7 +201,7 @@ class MetricsStreams:
         self._violated: dict[tuple[str, int], None] = {}
         self.dlq = DeadLetterQueue(producer, settings.kafka.dlq_topic, settings.metrics.group_id)
         self._tracer = trace.get_tracer("gaelp.metrics")
-        self._read_log = log_reader(settings.kafka, settings.kafka.request_timeout_ms / 1000)
+        self._read_log = ChangelogLog(settings.kafka, settings.kafka.request_timeout_ms / 1000).read
         partitions = settings.kafka.partitions
         self.app = faust_app(settings)
         # Keys as JSON strings, values as the JSON bytes LiveTable writes (value_type bytes = raw, in

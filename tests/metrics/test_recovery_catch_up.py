@@ -18,8 +18,8 @@ from faust.types import TP
 
 from gaelp.config import load_settings
 from metrics.delivery import RangeReader
-from metrics.recovery import CatchingUpRecovery, CatchingUpTableManager, confirm_read
-from metrics.streams import faust_app, log_reader
+from metrics.recovery import CatchingUpRecovery, CatchingUpTableManager, ChangelogLog, confirm_read
+from metrics.streams import faust_app
 
 RECORDS = 3
 
@@ -51,7 +51,7 @@ async def changelog(kafka_bootstrap: str, unique_name: str) -> AsyncIterator[Cha
 
 
 def reader(kafka_bootstrap: str, within_s: float) -> RangeReader:
-    return log_reader(load_settings(kafka={"bootstrap": kafka_bootstrap}).kafka, within_s)
+    return ChangelogLog(load_settings(kafka={"bootstrap": kafka_bootstrap}).kafka, within_s).read
 
 
 async def reported_highwater(consumer: AIOKafkaConsumer, tp: TP) -> int:
@@ -72,8 +72,7 @@ async def test_a_batch_read_whole_is_confirmed_from_the_log_whatever_end_the_bro
     its last batch's first offset + 1 (here 4 where the log ends at offset 5), Apache Kafka as the
     last offset + 1; either way the last offset read is confirmed from the log."""
     producer, consumer, tp = changelog
-    sent = [await producer.send(tp.topic, b"state", partition=0) for _ in range(RECORDS)]  # one batch
-    last = max(metadata.offset for metadata in await asyncio.gather(*sent))
+    last = await send_batch(producer, tp)
     highwaters = {tp: await reported_highwater(consumer, tp)}
     still = await confirm_read(reader(kafka_bootstrap, 10.0), {tp: last}, highwaters, [tp])
     assert still == set() and highwaters[tp] == last == 2 * RECORDS - 1
@@ -125,7 +124,7 @@ def recovery_of(kafka_bootstrap: str, tmp_path: Path, catch_up_s: float) -> Catc
     assert isinstance(app.tables, CatchingUpTableManager)
     assert not app.conf.recovery_consistency_check  # the recovery's own check replaces faust's
     recovery = app.tables.recovery
-    assert isinstance(recovery, CatchingUpRecovery) and recovery.read_log is not None
+    assert isinstance(recovery, CatchingUpRecovery) and recovery.changelogs is not None
     return recovery
 
 
@@ -140,6 +139,36 @@ def consumer_of(consumer: AIOKafkaConsumer) -> SimpleNamespace:
         return {TP(tp.topic, tp.partition): start for tp, start in answer.items()}
 
     return SimpleNamespace(highwaters=ends, earliest_offsets=starts)
+
+
+async def send_batch(producer: AIOKafkaProducer, tp: TP) -> int:
+    """RECORDS more records in one batch; the last one's offset."""
+    sent = [await producer.send(tp.topic, b"state", partition=0) for _ in range(RECORDS)]
+    return max(metadata.offset for metadata in await asyncio.gather(*sent))
+
+
+async def test_the_metrics_app_recovers_up_to_the_logs_last_offset_not_the_reported_end(
+    changelog: Changelog, kafka_bootstrap: str, tmp_path: Path,
+) -> None:
+    """An end reported a batch short would end the recovery before the batch's last records, and the
+    table would keep older values for their keys: the active highwaters are the logs' own."""
+    producer, consumer, tp = changelog
+    last = await send_batch(producer, tp)
+    empty = TP(f"{tp.topic}-empty", 0)
+    recovery = recovery_of(kafka_bootstrap, tmp_path, catch_up_s=10.0)
+    recovery.active_highwaters[empty] = -1
+
+    async def ends(*tps: TP) -> Mapping[TP, int | None]:
+        return {**(await consumer_of(consumer).highwaters(tp)), empty: 0}
+
+    active = recovery.active_highwaters
+    await recovery._build_highwaters(SimpleNamespace(highwaters=ends), {tp, empty}, active, "active")
+    assert recovery.active_highwaters[tp] == last == 2 * RECORDS - 1
+    assert recovery.active_highwaters[empty] == -1
+    standby = {tp: 0}
+    asks = consumer_of(consumer)
+    await recovery._build_highwaters(asks, {tp}, standby, "standby")
+    assert standby[tp] == await reported_highwater(consumer, tp)  # standbys read on: the broker's figure
 
 
 async def test_the_metrics_app_checks_a_record_read_after_its_highwaters_once_the_log_has_it(

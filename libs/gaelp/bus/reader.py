@@ -1,12 +1,16 @@
-"""Reading records without a consumer group: a whole topic, or one partition's range of offsets.
+"""Reading records without a consumer group: a whole topic, a partition's range of offsets, or
+what partitions hold past given offsets.
 
 read_topic is for tools, benchmarks and tests that account for what a topic holds (e.g. every batch
-produced); read_range for a consumer that has to fetch records its group consumer did not deliver.
+produced); read_range for a consumer that has to fetch records its group consumer did not deliver;
+read_from for finding where a partition really ends when a broker's end offset cannot be trusted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -67,5 +71,32 @@ async def read_range(bootstrap: str, topic: str, partition: int, start: int, end
                 for batch in (await consumer.getmany(tp, timeout_ms=200)).values():
                     records += [record for record in batch if start <= record.offset < end]
         return records
+    finally:
+        await consumer.stop()
+
+
+async def read_from(
+    bootstrap: str, starts: Mapping[TopicPartition, int], *, client_id: str = "gaelp-reader",
+    fetch_max_wait_ms: int = 50, timeout_s: float = 30.0,
+) -> dict[TopicPartition, list[ConsumerRecord]]:
+    """Each partition's records from its start offset on, as far as the broker serves them now:
+    reading stops at the first poll that comes back empty, or after timeout_s with what it has (a
+    partition still being written to has no end to wait for)."""
+    found: dict[TopicPartition, list[ConsumerRecord]] = {tp: [] for tp in starts}
+    if not starts:
+        return found
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms)
+    await consumer.start()
+    try:
+        consumer.assign(list(starts))
+        for tp, start in starts.items():
+            consumer.seek(tp, start)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while batches := await consumer.getmany(*starts, timeout_ms=2 * fetch_max_wait_ms + 100):
+                    for tp, batch in batches.items():
+                        found[tp] += batch
+        return found
     finally:
         await consumer.stop()
