@@ -9,12 +9,14 @@ producer writes a changelog's records in batches, so a member that had read a wh
 one rebalance's recovery stopped at the next with ConsistencyError ("2 > 1"). Tansu also hands a
 fetch a record whose produce is still in flight and counts it only once acknowledged.
 
-Where the offset read lies past the reported end, `confirm_read` reads the partition from the
-reported end up to that offset, for at most `metrics.highwater_catch_up_s`: records that are there
-(or arrive within it) make the last of them the end; a log still short after that is a real
+So every active changelog partition's end is the last offset its log holds
+(`ChangelogLog.last_offsets`: what a fetch returns past the reported end). Where the offset read
+still lies past that end (a record folded after the ends were taken), `confirm_read` reads the
+partition up to that offset, for at most `metrics.highwater_catch_up_s`: records that are there (or
+arrive within it) make the last of them the end; a log still short after that is a real
 inconsistency (a changelog topic recreated under the worker) and stops the worker as faust's own
-check did. Apache Kafka reports the last offset + 1 and serves only acknowledged records, so there
-no partition is read past its end and nothing is read again.
+check did. Apache Kafka reports the last offset + 1 and serves only acknowledged records: there the
+ends are as reported (one empty fetch a rebalance finds that) and nothing is read again.
 """
 
 from __future__ import annotations
