@@ -106,7 +106,8 @@ async def test_dlq_trace_sigterm_commit_and_restart(
     assert service.stop() == 0, service.log()[-3000:]
     assert time.monotonic() - started < service.settings.grpc.grace_period_s
     partition = TopicPartition(EPISODES.name, last.partition)
-    assert await committed_offset(kafka_bootstrap, group_id, partition) == last.offset + 1
+    committed = await committed_offset(kafka_bootstrap, group_id, partition)
+    assert committed == last.offset + 1, service.log()[-8000:]
 
     spans = [json.loads(line) for line in service.span_file.read_text().splitlines()]
     (process,) = [s for s in spans if s["trace_id"] == trace_id and s["kind"] == "CONSUMER"]
