@@ -7,13 +7,18 @@ policy's expected clicks per campaign-hour at the states the logging policy visi
 with the logs' fixed continuous actions (gaelp.sim.historical.evaluator.policy_value), on
 an independent, larger sample of campaigns. Its standard error is reported next to it: a truth
 much noisier than the estimators would make coverage look worse than it is.
-Over N seeds (fresh logs and a freshly seeded agent policy each time) the benchmark counts, per
+Over N seeds (fresh logs and a freshly seeded agent policy each time; with --checkpoint the trained
+agent's own policy, a learner checkpoint, and fresh logs) the benchmark counts, per
 estimator (IPS, SNIPS, DM, DR), the seeds whose interval contains the truth, with a 95%
 Clopper-Pearson interval for that coverage (20 seeds are few: an interval that covers 95% of the
 time shows as 0.85 to 1.0 in 95% of 20-seed runs, and as 0.80 or less in 1.6%), and the mean width
-of the estimator's interval.
+of the estimator's interval. Campaigns and days per log default to phase 2's
+(orchestrator.phases.historical); the logs come from curriculum level --level's market, or with
+--sandbox from the platform sandbox's market, as phase 2 draws them (the simulator level is then
+phase 2's simulator_level).
 
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.ope_coverage --seeds 20 --out FILE.json
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.ope_coverage --sandbox --checkpoint RUN/ckpt-N/run-0.pt
 
 (One BLAS thread: the DM/DR refits are small products and solves, which threads only slow down on
 a shared machine.)
@@ -25,15 +30,18 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from scipy import stats
 
+from benchmarks.phase2_calibration import load_agent
 from gaelp.config import load_settings
 from gaelp.rl.factory import make_agent
 from gaelp.sim.historical.evaluator import policy_value
-from gaelp.sim.market.config import curriculum_level
+from gaelp.sim.market.config import MarketConfig, curriculum_level
 from gaelp.sim.market.env import AdMarketVectorEnv
+from gaelp.sim.platform.sandbox_market import sandbox_market_config
 from orchestrator.evaluation import deterministic_policy
 from orchestrator.phase2 import AGENT, historical_figures
 
@@ -49,19 +57,33 @@ def clopper_pearson(successes: int, trials: int, alpha: float = 0.05) -> tuple[f
     return float(low), float(high)
 
 
-def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns: int,
-             first_seed: int = 0) -> dict[str, object]:
+def logged_market(level: int, sandbox: bool) -> tuple[MarketConfig, int]:
+    """The market the logs come from and the simulator level phase 2 scores them against."""
+    if sandbox:
+        return sandbox_market_config(), load_settings().orchestrator.phases.historical.simulator_level
+    return curriculum_level(level), level
+
+
+def seeded_agent(seed: int, level: int) -> Any:
+    """A freshly seeded agent as the learner builds it from the default settings."""
     settings = load_settings()
     env = AdMarketVectorEnv(num_envs=1, level=level, seed=0)
-    market = curriculum_level(level)
+    torch.manual_seed(seed)
+    return make_agent(settings.training.algorithm, env.single_observation_space, env.single_action_space,
+                      settings.training.algorithm_config(), device="cpu", seed=seed)
+
+
+def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns: int,
+             first_seed: int = 0, checkpoint: Path | None = None, sandbox: bool = False) -> dict[str, object]:
+    market, simulator_level = logged_market(level, sandbox)
+    trained = load_agent(checkpoint) if checkpoint is not None else None
     covered = {"ipw": 0, "snipw": 0, "dm": 0, "dr": 0}
     widths: dict[str, float] = dict.fromkeys(covered, 0.0)
     per_seed = []
     for seed in range(first_seed, first_seed + seeds):
-        torch.manual_seed(seed)
-        agent = make_agent(settings.training.algorithm, env.single_observation_space, env.single_action_space,
-                           settings.training.algorithm_config(), device="cpu", seed=seed)
-        figures = historical_figures(agent, level, campaigns, days, seed, 0.15, logged_market=market)
+        agent = trained if trained is not None else seeded_agent(seed, simulator_level)
+        figures = historical_figures(agent, simulator_level, campaigns, days, seed, 0.15,
+                                     logged_market=market)
         truth = policy_value(deterministic_policy(agent), market, truth_campaigns, days,
                              TRUTH_SEED_OFFSET + seed)
         row: dict[str, object] = {"seed": seed, "truth": truth.value,
@@ -77,6 +99,8 @@ def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns:
         print(f"seed {seed}: truth {truth.value:.3f} ± {truth.standard_error:.3f} " + " ".join(
             f"{n} {'in' if row[n]['covers'] else 'OUT'}" for n in covered), flush=True)  # type: ignore[index]
     return {"seeds": seeds, "first_seed": first_seed, "level": level, "campaigns": campaigns, "days": days,
+            "logged_market": market.name, "simulator_level": simulator_level,
+            "policy": str(checkpoint) if checkpoint is not None else "freshly seeded agent per seed",
             "truth_campaigns": truth_campaigns, "interval_clusters": "campaign",
             "intervals": ESTIMATOR_INTERVALS,
             "coverage": {name: count / seeds for name, count in covered.items()},
@@ -88,18 +112,23 @@ def coverage(seeds: int, level: int, campaigns: int, days: int, truth_campaigns:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    historical = load_settings().orchestrator.phases.historical
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--level", type=int, default=3)
-    parser.add_argument("--campaigns", type=int, default=96)
-    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--campaigns", type=int, default=historical.campaigns)
+    parser.add_argument("--days", type=int, default=historical.days)
     parser.add_argument("--truth-campaigns", type=int, default=2048)
     parser.add_argument("--first-seed", type=int, default=0, help="runs seeds first_seed ...")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a learner checkpoint: value this trained policy on every seed's logs")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="logs from the platform sandbox's market, as phase 2 draws them")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.monotonic()
     result = coverage(args.seeds, args.level, args.campaigns, args.days, args.truth_campaigns,
-                      args.first_seed)
+                      args.first_seed, args.checkpoint, args.sandbox)
     result["wall_s"] = time.monotonic() - started
     print(json.dumps(result["coverage"]))
     if args.out:

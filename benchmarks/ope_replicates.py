@@ -11,9 +11,11 @@ coverage; pooled, the coverage over all agents x R logs with its 95% Clopper-Pea
 An interval that is too narrow shows as a claimed standard error below the estimates' spread; a
 biased estimator as a bias that is large next to that spread. IPS and SNIPS only: their intervals
 are closed-form, so a log costs a fraction of a second (DM and DR refit the reward model 100 times
-per log).
+per log). Campaigns, days, --sandbox and --checkpoint (the one trained policy is then the only
+agent) as in ope_coverage.
 
     OPENBLAS_NUM_THREADS=1 python -m benchmarks.ope_replicates --agents 5 --replicates 200 --out FILE.json
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.ope_replicates --sandbox --checkpoint RUN/ckpt-N/run-0.pt
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ import numpy as np
 import torch
 from scipy import stats
 
-from benchmarks.ope_coverage import TRUTH_SEED_OFFSET, clopper_pearson
+from benchmarks.ope_coverage import TRUTH_SEED_OFFSET, clopper_pearson, logged_market, seeded_agent
+from benchmarks.phase2_calibration import load_agent
 from gaelp.config import load_settings
-from gaelp.rl.factory import make_agent
 from gaelp.sim.historical.ad_logs import generate_ad_logs
 from gaelp.sim.historical.evaluator import policy_value
 from gaelp.sim.historical.ope import OffPolicyInput, cluster_robust_estimate
-from gaelp.sim.market.config import curriculum_level
 from gaelp.sim.market.env import AdMarketVectorEnv
 from orchestrator.evaluation import deterministic_policy
 
@@ -42,17 +43,18 @@ ESTIMATORS = ("ipw", "snipw")
 
 
 def replicates(agents: int, first_agent: int, replicate_logs: int, level: int, campaigns: int, days: int,
-               truth_campaigns: int) -> dict[str, object]:
-    settings = load_settings()
-    env = AdMarketVectorEnv(num_envs=1, level=level, seed=0)
-    market = curriculum_level(level)
+               truth_campaigns: int, checkpoint: Path | None = None,
+               sandbox: bool = False) -> dict[str, object]:
+    market, simulator_level = logged_market(level, sandbox)
+    env = AdMarketVectorEnv(num_envs=1, level=simulator_level, seed=0)
+    trained = load_agent(checkpoint) if checkpoint is not None else None
+    if trained is not None:
+        agents = 1
     covered = dict.fromkeys(ESTIMATORS, 0)
     t_quantile = float(stats.t.ppf(0.975, campaigns - 1))  # the intervals' quantile: one cluster per campaign
     per_agent = []
     for agent_seed in range(first_agent, first_agent + agents):
-        torch.manual_seed(agent_seed)
-        agent = make_agent(settings.training.algorithm, env.single_observation_space, env.single_action_space,
-                           settings.training.algorithm_config(), device="cpu", seed=agent_seed)
+        agent = trained if trained is not None else seeded_agent(agent_seed, simulator_level)
         factory = deterministic_policy(agent)
         truth = policy_value(factory, market, truth_campaigns, days, TRUTH_SEED_OFFSET + agent_seed)
         policy = factory(env)
@@ -88,6 +90,8 @@ def replicates(agents: int, first_agent: int, replicate_logs: int, level: int, c
             flush=True)
     trials = agents * replicate_logs
     return {"agents": agents, "first_agent": first_agent, "replicates": replicate_logs, "level": level,
+            "logged_market": market.name, "simulator_level": simulator_level,
+            "policy": str(checkpoint) if checkpoint is not None else "freshly seeded agent per agent seed",
             "campaigns": campaigns, "days": days, "truth_campaigns": truth_campaigns,
             "interval_clusters": "campaign",
             "coverage": {name: count / trials for name, count in covered.items()},
@@ -101,16 +105,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=5)
     parser.add_argument("--first-agent", type=int, default=0, help="agent seeds first_agent ...")
     parser.add_argument("--replicates", type=int, default=200, help="independent logs per agent")
+    historical = load_settings().orchestrator.phases.historical
     parser.add_argument("--level", type=int, default=3)
-    parser.add_argument("--campaigns", type=int, default=96)
-    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--campaigns", type=int, default=historical.campaigns)
+    parser.add_argument("--days", type=int, default=historical.days)
     parser.add_argument("--truth-campaigns", type=int, default=2048)
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a learner checkpoint: value this trained policy (the only agent)")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="logs from the platform sandbox's market, as phase 2 draws them")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.monotonic()
     result = replicates(args.agents, args.first_agent, args.replicates, args.level, args.campaigns, args.days,
-                        args.truth_campaigns)
+                        args.truth_campaigns, args.checkpoint, args.sandbox)
     result["wall_s"] = time.monotonic() - started
     print(json.dumps({"coverage": result["coverage"], "coverage_interval": result["coverage_interval"]}))
     if args.out:
