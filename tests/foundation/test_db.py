@@ -32,6 +32,25 @@ async def test_migrations_apply_once(database_url: str) -> None:
         await db.close()
 
 
+async def test_services_starting_together_migrate_one_fresh_database(database_url: str) -> None:
+    """Replicas and services share one database and start at the same time: each migrates it, and
+    the shared bookkeeping table is created once, whoever comes first (two orchestrator replicas
+    once failed on PostgreSQL's unique index of type names)."""
+    others = [Migration(1, "other", "CREATE TABLE others (name TEXT PRIMARY KEY)")]
+    databases = [await Database.connect(database_url) for _ in range(8)]
+    try:
+        applied = await asyncio.gather(*(db.migrate("test" if index % 2 else "other",
+                                                    MIGRATIONS if index % 2 else others)
+                                         for index, db in enumerate(databases)))
+        assert sorted(map(tuple, applied)) == [()] * 6 + [(1,), (1, 2)]
+        rows = await databases[0].fetch("SELECT component, version FROM schema_migrations")
+        assert sorted((row["component"], row["version"]) for row in rows) == [
+            ("other", 1), ("test", 1), ("test", 2)]
+    finally:
+        for db in databases:
+            await db.close()
+
+
 async def test_locked_read_modify_write_loses_no_update(database_url: str) -> None:
     db = await Database.connect(database_url)
     await db.migrate("test", MIGRATIONS)

@@ -199,12 +199,16 @@ class Database:
             yield _PostgresExecutor(connection)
 
     async def migrate(self, component: str, migrations: Sequence[Migration]) -> list[int]:
-        """Apply the component's migrations not yet applied, in version order; return them."""
-        await self.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " component TEXT NOT NULL, version INTEGER NOT NULL, description TEXT NOT NULL,"
-            " PRIMARY KEY (component, version))"
-        )
+        """Apply the component's migrations not yet applied, in version order; return them.
+        Processes sharing the database may migrate at the same time: each migration runs under its
+        component's lock, and the shared bookkeeping table is created under a lock of its own
+        (PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent one)."""
+        async with self.transaction(lock_key="migrations:schema_migrations") as tx:
+            await tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " component TEXT NOT NULL, version INTEGER NOT NULL, description TEXT NOT NULL,"
+                " PRIMARY KEY (component, version))"
+            )
         applied: list[int] = []
         for migration in sorted(migrations, key=lambda m: m.version):
             async with self.transaction(lock_key=f"migrations:{component}") as tx:
