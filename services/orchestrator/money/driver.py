@@ -27,11 +27,17 @@ from gaelp.config.sections.money import MoneySettings
 from gaelp.sim.market.config import CREATIVE_TYPES, HOURS_PER_DAY
 from gaelp.sim.platform.connector import CampaignReport, CampaignSpec, PlatformError
 from gaelp.sim.platform.mcp_client import McpPlatformConnector
-from gaelp.sim.platform.sandbox_market import sandbox_market_config
+from gaelp.sim.platform.sandbox_market import sandbox_catalogue_market, sandbox_market_config
 from gaelp.v1 import common_pb2, events_pb2, safety_pb2
 from orchestrator.money.approvals import EntryGate
 from orchestrator.money.creative import make_creative
-from orchestrator.money.policy_io import CampaignSettings, decide, keep_creative, platform_observation
+from orchestrator.money.policy_io import (
+    CampaignSettings,
+    advertiser_view,
+    decide,
+    keep_creative,
+    platform_observation,
+)
 from orchestrator.money.reconciliation import reconcile
 from orchestrator.money.records import (
     CampaignRecord,
@@ -97,10 +103,15 @@ class MoneyPhases:
 
     def __post_init__(self) -> None:
         self.safety = SafetyCalls(self.settings.safety_policy_target, self.settings.rpc_deadline_s)
-        catalogue = sandbox_market_config()
-        self.interests = {p.name: list(p.interests) for p in catalogue.products}
-        self.products = self.settings.products or [p.name for p in catalogue.products]
-        self.audiences = [a.name for a in catalogue.audiences]
+        # The account's catalogue: its logged products (phase 3 sells them) and its new listings.
+        self.catalogue = sandbox_catalogue_market()
+        self.interests = {p.name: list(p.interests) for p in self.catalogue.products}
+        self.products = self.settings.products or [p.name for p in sandbox_market_config().products]
+        self.audiences = [a.name for a in self.catalogue.audiences]
+        unknown = [product for product in self.products if product not in self.interests]
+        if unknown:
+            raise ValueError(f"orchestrator.money.products names products the account's catalogue lacks: "
+                             f"{', '.join(unknown)} (it lists {', '.join(self.interests)})")
 
     async def close(self) -> None:
         await self.safety.close()
@@ -198,10 +209,13 @@ class MoneyPhases:
             logger.warning("the ledger's maximum bid is below the policy's bid range: its bids above it"
                            " are clipped", extra={"run_id": run.run_id, "phase": run.phase,
                                                   "max_bid": max_bid, "policy_bid_max": BID_RANGE[1]})
+        budget_cap = cfg.daily_budget_max if run.phase == PHASE_REAL_TESTING else cfg.scaled_budget_max
+        view = advertiser_view(self.catalogue, record.product, budget_cap, cfg.target_roas, max_bid)
         hours_total = cfg.campaign_days * HOURS_PER_DAY
         hour = await self._align(platform, advance)
-        current = decide(run.agent, platform_observation(None, None, hour, hours_total, 0, self.audiences),
-                         self.audiences, (cfg.daily_budget_min, cfg.daily_budget_max), max_bid)
+        first = platform_observation(None, None, hour, hours_total, 0, self.audiences, view, ())
+        budget_range = (cfg.daily_budget_min, cfg.daily_budget_max)
+        current = decide(run.agent, first, self.audiences, budget_range, max_bid)
         record.bids_clipped += current.bid_clipped
         live: CampaignSettings | None = None
         report: CampaignReport | None = None
@@ -215,7 +229,7 @@ class MoneyPhases:
                     if live is None and not record.creative_approved:
                         record.status, record.detail = "refused", "no creative format passed validation"
                         return
-                reported_today = _reported_today(report, record, hour)
+                reported_today = sum(_spend_today(report, record, hour))
                 granted = await self._reserve(money, run, record, window, hour, current, reported_today)
                 if not granted:
                     break
@@ -228,9 +242,9 @@ class MoneyPhases:
                 report = await platform.fetch_report(record.campaign_id)
                 await self._commit_reported(money, record, report)
                 done = (window + 1) * cfg.step_hours
-                observation = platform_observation(report, live, hour, hours_total, done, self.audiences)
-                current = decide(run.agent, observation, self.audiences,
-                                 (cfg.daily_budget_min, cfg.daily_budget_max), max_bid)
+                observation = platform_observation(report, live, hour, hours_total, done, self.audiences,
+                                                   view, _spend_today(report, record, hour))
+                current = decide(run.agent, observation, self.audiences, budget_range, max_bid)
                 record.bids_clipped += current.bid_clipped
                 if step_up is not None:
                     current = await step_up(record, report, live, current)
@@ -448,13 +462,14 @@ class MoneyPhases:
         await self.producer.send(EPISODES, run.run_id, run.entry.stamp(summary))
 
 
-def _reported_today(report: CampaignReport | None, record: CampaignRecord, hour: int) -> float:
-    """Spend the platform reported for the platform day of `hour` (a lower bound of what it spent)."""
+def _spend_today(report: CampaignReport | None, record: CampaignRecord, hour: int) -> list[float]:
+    """Spend the platform reported for each hour of the platform day of `hour` the campaign ran (its
+    sum is a lower bound of what the day spent)."""
     if report is None or record.created_hour < 0:
-        return 0.0
+        return []
     day_start = hour // HOURS_PER_DAY * HOURS_PER_DAY
     first = max(day_start - record.created_hour, 0)
-    return sum(report.hourly_spend[first:])
+    return report.hourly_spend[first:]
 
 
 def _advancer(platform: McpPlatformConnector) -> Advance:

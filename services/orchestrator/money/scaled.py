@@ -105,8 +105,6 @@ class ScaledPhase:
         self.training = training
         self.curriculum_levels = list(curriculum_levels)
         self.held_out = held_out_products(self.curriculum_levels)
-        for product in self.held_out:  # the creatives of the held-out products name their interests
-            phases.interests.setdefault(product.name, list(product.interests))
 
     async def run_phase(self, run: RunHandle, source: Any, random_actions: bool, seed: int) -> str:
         """Phase 4's work for the run; "done", "rejected" (its money entry refused) or "interrupted".

@@ -57,6 +57,9 @@ class MoneySettings(BaseModel):
     )
     daily_budget_min: float = Field(10.0, gt=0, description="phase-3 campaign budgets, dollars a day")
     daily_budget_max: float = Field(50.0, gt=0)
+    target_roas: float = Field(
+        1.5, gt=0, description="the account's ROAS target, shown to the policy as the simulator shows its"
+        " task's (the sandbox account's: 1.5)")
     campaigns: int = Field(
         12, ge=1,
         description="most phase-3 campaigns (one episode each), one after another: the phase stops"
