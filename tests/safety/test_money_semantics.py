@@ -153,7 +153,7 @@ async def test_migration_4_makes_unpublished_stop_refusals_info_and_keeps_the_re
                     "UPDATE safety_violation_outbox SET published = $1 WHERE violation_id = $2",
                     published, violation_id,
                 )
-        assert await db.migrate(COMPONENT, MIGRATIONS) == [4]
+        assert await db.migrate(COMPONENT, MIGRATIONS[:4]) == [4]
         rows = await db.fetch("SELECT violation_id, severity FROM safety_violation_outbox ORDER BY 1")
         assert [(row["violation_id"], row["severity"]) for row in rows] == [
             ("limit-queued", "critical"), ("stop-queued", "info"), ("stop-sent", "critical")

@@ -10,11 +10,12 @@ FOR SHARE on PostgreSQL so that a stop waits for reservations in flight and ever
 On PostgreSQL the reserve decision is the function safety_reserve_batch (ledger_schema.py), with
 the locks held only inside the server, and usage comes from running totals per limit scope.
 Requests that arrive while a batch is with the database go together in the next one (group
-commit): one transaction (one WAL flush) for the lot, its commits first, then its reservations in
-arrival order within each campaign, each against the committed + reserved totals as the earlier ones
-of the batch left them. A request is answered only once its batch is committed, so every
-acknowledged reservation and commit is durable. On SQLite the same rules run here in Python, one
-request per transaction. docs/ledger.md tells the whole design.
+commit): one statement (safety_ledger_batch: one round trip, one transaction, one WAL flush) for the
+lot, its commits first, then its reservations in arrival order within each campaign, each against
+the committed + reserved totals as the earlier ones of the batch left them. A request is answered
+only once its batch is committed, so every acknowledged reservation and commit is durable. On
+SQLite the same rules run here in Python, one request per transaction. docs/ledger.md tells the
+whole design.
 
 Every answer is idempotent across restarts: a reservation and a refusal are stored under the
 request's idempotency key and a retry gets the stored answer; violations carry ids derived from what
@@ -217,6 +218,13 @@ _RESERVE_BATCH_SQL = (
     " $8::bigint[], $9::text[], $10::float8[], $11::float8[], $12::bigint[], $13::bigint[],"
     " $14::bigint[], $15::bigint[], $16::boolean[], $17::boolean[])"
 )
+_LEDGER_BATCH_SQL = (
+    "SELECT kind, item, reservation_id, amount_micros, outcome, refused_by, reason, remaining"
+    " FROM safety_ledger_batch($1::text[], $2::bigint[], $3::text[], $4::float8[],"
+    " $5::text[], $6::text[], $7::integer[], $8::bigint[], $9::text[], $10::text[], $11::text[],"
+    " $12::bigint[], $13::text[], $14::float8[], $15::float8[], $16::bigint[], $17::bigint[],"
+    " $18::bigint[], $19::bigint[], $20::boolean[], $21::boolean[])"
+)
 _COMMIT_BATCH_SQL = (
     "SELECT reservation_id, amount_micros FROM safety_commit_batch("
     "$1::text[], $2::bigint[], $3::text[], $4::float8[])"
@@ -400,8 +408,9 @@ class SpendLedger:
     async def _ledger_batch(
         self, batch: list[_ReserveItem | _CommitRequest]
     ) -> list[ReserveOutcome | int | Exception | None]:
-        """A batch in one transaction: the commits of open reservations first (they only lower
-        usage), then the reservations, in one call of safety_reserve_batch. When the database
+        """A batch in one statement: the commits of open reservations first (they only lower
+        usage), then the reservations (safety_ledger_batch; a batch of one kind calls
+        safety_commit_batch or safety_reserve_batch alone). When the database
         refuses it (e.g. one key reused by another campaign), each part is taken on its own and,
         if need be, request by request, so that only the offending one fails."""
         reserves = [item for item in batch if isinstance(item, _ReserveItem)]
@@ -411,9 +420,7 @@ class SpendLedger:
         reserve_results: Sequence[ReserveOutcome | Exception | None]
         try:
             if reserves and first:
-                async with self.db.transaction() as tx:
-                    committed = await _commit_open(tx, list(first.values()))
-                    reserve_results = await _decide(tx, reserves)
+                committed, reserve_results = await _commit_and_decide(self.db, list(first.values()), reserves)
             else:
                 committed = await _commit_open(self.db, list(first.values())) if first else {}
                 reserve_results = await _decide(self.db, reserves) if reserves else []
@@ -845,13 +852,29 @@ def _reserve_outcome(reservation: Reservation, row: Row) -> ReserveOutcome | Exc
     return ReserveOutcome(True, reservation, "", "", row["remaining"])
 
 
-async def _decide(executor: Executor, batch: list[_ReserveItem]) -> list[ReserveOutcome | Exception | None]:
-    """safety_reserve_batch over the batch: one answer per request, in the batch's order."""
+def _reserve_columns(batch: list[_ReserveItem]) -> list[list[object]]:
     arguments = [_reserve_arguments(item.reservation, item.limits) for item in batch]
-    columns = [list(column) for column in zip(*arguments, strict=True)]
-    rows = await executor.fetch(_RESERVE_BATCH_SQL, *columns)
+    return [list(column) for column in zip(*arguments, strict=True)]
+
+
+def _decided(batch: list[_ReserveItem], rows: Sequence[Row]) -> list[ReserveOutcome | Exception | None]:
     by_item = {row["item"]: row for row in rows}
     return [_reserve_outcome(item.reservation, by_item[index]) for index, item in enumerate(batch, start=1)]
+
+
+async def _decide(executor: Executor, batch: list[_ReserveItem]) -> list[ReserveOutcome | Exception | None]:
+    """safety_reserve_batch over the batch: one answer per request, in the batch's order."""
+    return _decided(batch, await executor.fetch(_RESERVE_BATCH_SQL, *_reserve_columns(batch)))
+
+
+async def _commit_and_decide(
+    executor: Executor, commits: list[_CommitRequest], reserves: list[_ReserveItem]
+) -> tuple[dict[str, int], list[ReserveOutcome | Exception | None]]:
+    """safety_ledger_batch: the open reservations' commits, then the reservations, in one statement
+    (one round trip, one transaction)."""
+    rows = await executor.fetch(_LEDGER_BATCH_SQL, *_commit_columns(commits), *_reserve_columns(reserves))
+    committed = {row["reservation_id"]: int(row["amount_micros"]) for row in rows if row["kind"] == "commit"}
+    return committed, _decided(reserves, [row for row in rows if row["kind"] == "reserve"])
 
 
 def _first_commits(batch: list[_CommitRequest]) -> dict[str, _CommitRequest]:
@@ -862,15 +885,14 @@ def _first_commits(batch: list[_CommitRequest]) -> dict[str, _CommitRequest]:
     return first
 
 
+def _commit_columns(requests: list[_CommitRequest]) -> list[list[object]]:
+    return [[request.reservation_id for request in requests], [request.actual_micros for request in requests],
+            [request.commit_key for request in requests], [request.now for request in requests]]
+
+
 async def _commit_open(executor: Executor, requests: list[_CommitRequest]) -> dict[str, int]:
     """Commit the open reservations among the requests; their reserved amounts by id."""
-    rows = await executor.fetch(
-        _COMMIT_BATCH_SQL,
-        [request.reservation_id for request in requests],
-        [request.actual_micros for request in requests],
-        [request.commit_key for request in requests],
-        [request.now for request in requests],
-    )
+    rows = await executor.fetch(_COMMIT_BATCH_SQL, *_commit_columns(requests))
     return {row["reservation_id"]: int(row["amount_micros"]) for row in rows}
 
 

@@ -517,6 +517,39 @@ UPDATE safety_violation_outbox SET severity = 'info'
 """
 _RESERVE_BATCH_STOP_IS_INFO = "\nCREATE OR REPLACE FUNCTION " + _reserve_batch("info") + "\n"
 
+# A batch holding commits and reservations in one statement: one round trip and one transaction
+# instead of BEGIN, two calls and COMMIT (measured at 500 reservations/s through the service, a
+# batch took 2.7 ms at the median, most of it the four round trips). The commits run first: they only
+# lower usage. Columns: kind 'commit' (reservation_id, amount_micros) or 'reserve' (item, outcome,
+# refused_by, reason, remaining).
+_LEDGER_BATCH = """
+CREATE FUNCTION safety_ledger_batch(
+    p_commit_ids TEXT[], p_actuals BIGINT[], p_commit_keys TEXT[], p_commit_nows DOUBLE PRECISION[],
+    p_reservation_ids TEXT[], p_campaign_ids TEXT[], p_phases INTEGER[], p_amounts BIGINT[],
+    p_keys TEXT[], p_episode_ids TEXT[], p_run_ids TEXT[], p_bids BIGINT[], p_days TEXT[],
+    p_nows DOUBLE PRECISION[], p_expires_at DOUBLE PRECISION[], p_episode_limits BIGINT[],
+    p_phase_totals BIGINT[], p_max_bids BIGINT[], p_daily_ceilings BIGINT[],
+    p_requires_entry_approval BOOLEAN[], p_budget_steps_apply BOOLEAN[]
+) RETURNS TABLE (kind TEXT, item INTEGER, reservation_id TEXT, amount_micros BIGINT, outcome TEXT,
+                 refused_by TEXT, reason TEXT, remaining BIGINT)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT 'commit'::TEXT, NULL::INTEGER, c.reservation_id, c.amount_micros, NULL::TEXT, NULL::TEXT,
+               NULL::TEXT, NULL::BIGINT
+        FROM safety_commit_batch(p_commit_ids, p_actuals, p_commit_keys, p_commit_nows) AS c;
+    RETURN QUERY
+        SELECT 'reserve'::TEXT, r.item, NULL::TEXT, NULL::BIGINT, r.outcome, r.refused_by, r.reason,
+               r.remaining
+        FROM safety_reserve_batch(p_reservation_ids, p_campaign_ids, p_phases, p_amounts, p_keys,
+                                  p_episode_ids, p_run_ids, p_bids, p_days, p_nows, p_expires_at,
+                                  p_episode_limits, p_phase_totals, p_max_bids, p_daily_ceilings,
+                                  p_requires_entry_approval, p_budget_steps_apply) AS r;
+END
+$$
+"""
+
 # SQLite has one writer and sums in C: an index holding every column of the usage scan lets it
 # read the index alone.
 _SQLITE_USAGE_INDEX = """
@@ -548,5 +581,11 @@ MIGRATIONS: list[Migration] = [
         "a reservation refused by an emergency stop is an info violation, not a critical one",
         sqlite_sql=_STOP_REFUSAL_SEVERITY,
         postgres_sql=_STOP_REFUSAL_SEVERITY + ";" + _RESERVE_BATCH_STOP_IS_INFO,
+    ),
+    Migration(
+        5,
+        "a batch of commits and reservations in one PostgreSQL statement",
+        sqlite_sql="-- SQLite decides each request in a transaction of its own: nothing to add",
+        postgres_sql=_LEDGER_BATCH,
     ),
 ]
