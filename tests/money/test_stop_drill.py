@@ -19,7 +19,8 @@ def test_the_stop_drill_pauses_the_live_campaign_times_it_and_resumes_the_run(
         kafka_bootstrap: str, tmp_path: Path, unique_name: str) -> None:
     run_id = f"sd{unique_name}"
     said: list[str] = []
-    with demo_stack(tmp_path, kafka_bootstrap, f"drill-{unique_name}", run_id, campaigns=2,
+    # Three campaigns: room for the drill to try again when the one it saw live ends first.
+    with demo_stack(tmp_path, kafka_bootstrap, f"drill-{unique_name}", run_id, campaigns=3,
                     approval_poll_s=0.2) as (money, safety, orchestrator):
         drill = StopDrill(safety.target, orchestrator.target, money.token, run_id, money.sandbox, said.append,
                           poll_s=0.1)

@@ -28,6 +28,9 @@ from gaelp.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 T = TypeVar("T")
 POLL_S = 0.02
 WAIT_S = 120.0  # for the run to change state after the stop and after the resume
+# A campaign seen live may end its last window before the stop reaches it: nothing is paused then,
+# and the drill (after the resume) waits for the next live campaign, this many times at most.
+DRILL_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class StopDrill:
         self._thread.join(timeout=WAIT_S)
 
     def _run(self) -> None:
+        attempts = 0
         with ApprovalsClient(self.safety_target, 10.0, self.token) as approvals, \
                 MoneyControlClient(self.orchestrator_target) as control:
             while not self._stop.wait(self.poll_s):
@@ -112,13 +116,19 @@ class StopDrill:
                     self.say(f"  stop drill: {error}")
                     continue
                 self.say("  stop drill: emergency stop as the demo operator while a sandbox campaign is live")
+                attempts += 1
                 try:
-                    self.outcome = stop_and_resume(approvals, control, self.sandbox,
-                                                   run_state_of(self.orchestrator_target, self.run_id),
-                                                   "demo stop drill")
+                    outcome = stop_and_resume(approvals, control, self.sandbox,
+                                              run_state_of(self.orchestrator_target, self.run_id),
+                                              "demo stop drill")
                 except (ClientError, AssertionError, TimeoutError) as error:
                     self.say(f"  stop drill failed: {error}")
                     return
+                if not outcome.paused and attempts < DRILL_ATTEMPTS:
+                    self.say("  stop drill: the campaign had ended its last window before the stop reached"
+                             " it, nothing to pause; resumed, waiting for the next live campaign")
+                    continue
+                self.outcome = outcome
                 self.say(f"  stop drill: {len(self.outcome.paused)} campaign(s) paused "
                          f"{self.outcome.latency_s * 1000:.0f} ms after the stop (each pause in the "
                          "sandbox's call log); resumed after an approved resume_after_stop")

@@ -261,6 +261,10 @@ class MoneyPhases:
         if record.campaign_id:
             try:
                 await self._pause(platform, record)
+                if record.status == "active":
+                    # Paused on the platform; what is left is committing the lagging reports. Only
+                    # "active" means live (the stop drill looks for one to pause).
+                    record.status = "settling"
                 await self._settle(platform, money, record, advance)
             except PlatformError as error:
                 # Its open windows stay uncommitted: the ledger expires them, the reconciliation

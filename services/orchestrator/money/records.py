@@ -54,7 +54,7 @@ class CampaignRecord(BaseModel):
     product: str
     campaign_id: str = ""  # the platform's id, once created
     created_hour: int = -1
-    status: str = "planned"  # planned, active, settled, refused, failed, stopped, interrupted
+    status: str = "planned"  # planned, active, settling, settled, refused, failed, stopped, interrupted
     detail: str = ""
     creative_approved: bool = False
     creative_reasons: list[str] = Field(default_factory=list)
