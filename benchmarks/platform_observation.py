@@ -26,22 +26,22 @@ from benchmarks.phase2_calibration import load_agent
 from gaelp.config import load_settings
 from gaelp.sim.market.policies import PolicyEvaluation, evaluate_policy
 from gaelp.sim.platform.sandbox_market import sandbox_market_config
+from orchestrator.evaluation import deterministic_policy
 from orchestrator.money.policy_io import LIVE_ROWS
 
 
-def policy(agent: Any, rows: np.ndarray | None) -> Any:
-    """The agent's deterministic policy, seeing only `rows` of each observation (None: all)."""
+def seeing_only(agent: Any, rows: np.ndarray) -> Any:
+    """The agent's deterministic policy, seeing only `rows` of each observation."""
 
     def factory(env: Any) -> Any:
-        def act(obs: np.ndarray, info: dict[str, Any]) -> Any:
-            seen = obs
-            if rows is not None:
-                seen = np.zeros_like(obs)
-                seen[:, rows] = obs[:, rows]
-            actions, _, _ = agent.act(seen, deterministic=True)
-            return agent.env_actions(actions)
+        act = deterministic_policy(agent)(env)
 
-        return act
+        def masked(obs: np.ndarray, info: dict[str, Any]) -> Any:
+            seen = np.zeros_like(obs)
+            seen[:, rows] = obs[:, rows]
+            return act(seen, info)
+
+        return masked
 
     return factory
 
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     live = np.array(LIVE_ROWS)
     per_seed = []
     for seed in args.seeds:
-        full = figures(evaluate_policy(policy(agent, None), market, num_envs=args.envs, seed=seed))
-        seen = figures(evaluate_policy(policy(agent, live), market, num_envs=args.envs, seed=seed))
+        full = figures(evaluate_policy(deterministic_policy(agent), market, num_envs=args.envs, seed=seed))
+        seen = figures(evaluate_policy(seeing_only(agent, live), market, num_envs=args.envs, seed=seed))
         per_seed.append({"seed": seed, "full_observation": full, "live_rows_only": seen})
         print(f"seed {seed}: full {full} | live rows only {seen}", flush=True)
     result = {"checkpoint": str(args.checkpoint), "market": market.name, "max_daily_budget": budget_max,
