@@ -1,8 +1,8 @@
 """`python -m environment_registry` starts the service."""
 
-import asyncio
 import sys
 
 from environment_registry.app import serve
+from gaelp.service import run_process
 
-sys.exit(asyncio.run(serve()))
+sys.exit(run_process(serve))

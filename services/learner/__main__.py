@@ -1,6 +1,6 @@
-import asyncio
 import sys
 
+from gaelp.service import run_process
 from learner.app import serve
 
-sys.exit(asyncio.run(serve()))
+sys.exit(run_process(serve))

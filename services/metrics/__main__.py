@@ -1,8 +1,8 @@
 """python -m metrics: run the metrics service until SIGTERM."""
 
-import asyncio
 import sys
 
+from gaelp.service import run_process
 from metrics.app import serve
 
-sys.exit(asyncio.run(serve()))
+sys.exit(run_process(serve))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from gaelp.db import Database, Migration
@@ -80,5 +81,52 @@ async def test_failed_transaction_rolls_back(database_url: str) -> None:
                 await tx.execute("UPDATE counters SET value = 99 WHERE name = $1", "a")
                 raise RuntimeError("abort")
         assert await db.fetchval("SELECT value FROM counters WHERE name = $1", "a") == 0
+    finally:
+        await db.close()
+
+
+async def test_a_connection_goes_back_to_the_pool_without_a_reset_round_trip(postgres_url: str) -> None:
+    """The pool's connection answers the query and goes back as it is: its last statement, seen
+    from another session, is the caller's, not asyncpg's default RESET ALL / unlock-all script."""
+    db = await Database.connect(postgres_url, pool_size=1)
+    try:
+        assert await db.fetchval("SELECT 'gaelp-pool-marker'") == "gaelp-pool-marker"
+        observer = await asyncpg.connect(postgres_url)
+        try:
+            queries = [row["query"] for row in await observer.fetch(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()")]
+        finally:
+            await observer.close()
+        assert queries == ["SELECT 'gaelp-pool-marker'"]
+    finally:
+        await db.close()
+
+
+async def test_a_cancelled_transaction_is_rolled_back_and_frees_its_lock(postgres_url: str) -> None:
+    """Without the reset query, asyncpg still rolls back what a cancelled caller left open: the next
+    user of the one pooled connection takes the same lock at once and sees none of the writes."""
+    db = await Database.connect(postgres_url, pool_size=1)
+    await db.migrate("test", MIGRATIONS)
+    started = asyncio.Event()
+
+    async def abandoned() -> None:
+        async with db.transaction(lock_key="counter:a") as tx:
+            await tx.execute("UPDATE counters SET value = 99 WHERE name = $1", "a")
+            started.set()
+            await tx.execute("SELECT pg_sleep(30)")
+
+    try:
+        task = asyncio.create_task(abandoned())
+        await asyncio.wait_for(started.wait(), timeout=10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(10):
+            async with db.transaction(lock_key="counter:a") as tx:
+                assert await tx.fetchval("SELECT value FROM counters WHERE name = $1", "a") == 0
+                assert await tx.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
+                    " (SELECT oid FROM pg_database WHERE datname = current_database())") == 1
     finally:
         await db.close()

@@ -11,7 +11,7 @@ from gaelp.service.errors import (
     rpc,
     stream_rpc,
 )
-from gaelp.service.runtime import ServiceRuntime
+from gaelp.service.runtime import ServiceRuntime, run_process
 
 __all__ = [
     "AlreadyExists",
@@ -23,5 +23,6 @@ __all__ = [
     "ServiceRuntime",
     "Unauthenticated",
     "rpc",
+    "run_process",
     "stream_rpc",
 ]
