@@ -277,10 +277,17 @@ class _GroupCommit(Generic[Item, Result]):
         try:
             results = await self._run_batch([item for item, _ in batch])
         except Exception as error:  # the database failed the whole batch: every caller hears it
+            self._next()
             for _, answer in batch:
                 if not answer.done():
                     answer.set_exception(error)
+        except BaseException:
+            self._next()
+            raise
         else:
+            # The next batch is started before this one's callers wake, so that it is with the
+            # database while they build their responses (it starts after this batch committed).
+            self._next()
             for (_, answer), result in zip(batch, results, strict=True):
                 if answer.done():
                     continue
@@ -288,9 +295,10 @@ class _GroupCommit(Generic[Item, Result]):
                     answer.set_exception(result)
                 else:
                     answer.set_result(result)
-        finally:
-            self._in_flight -= 1
-            self._dispatch()
+
+    def _next(self) -> None:
+        self._in_flight -= 1
+        self._dispatch()
 
 
 @dataclass(frozen=True)
