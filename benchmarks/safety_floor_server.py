@@ -1,7 +1,7 @@
 """The transport's floor for benchmarks.safety_reserve: a grpc.aio server of the SafetyPolicy service
 whose ReserveSpend and CommitSpend answer at once, with no database, validation, interceptors or
-telemetry. What the benchmark's clients reach against it is the most any ledger behind gRPC in one
-Python process can reach on the same machine.
+telemetry, on uvloop as the service runs. What the benchmark's clients reach against it is the most
+any ledger behind gRPC in one Python process can reach on the same machine.
 
     .venv/bin/python -m benchmarks.safety_floor_server --port 50070
 """
@@ -9,10 +9,10 @@ Python process can reach on the same machine.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import uuid
 
 import grpc
+import uvloop
 
 from gaelp.v1 import safety_pb2
 
@@ -48,4 +48,4 @@ async def serve(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(serve(parser.parse_args().port))
+    uvloop.run(serve(parser.parse_args().port))
