@@ -33,7 +33,7 @@ def request(campaign: str, dollars: float, episode: str = "ep") -> ReserveReques
 @pytest.fixture
 async def ledger(tmp_path: Path) -> SpendLedger:
     db = await Database.connect(f"sqlite:///{tmp_path / 'ledger.db'}")
-    assert await db.migrate(COMPONENT, MIGRATIONS) == [1, 2, 3, 4, 5]
+    assert await db.migrate(COMPONENT, MIGRATIONS) == [1, 2, 3, 4, 5, 6]
     assert await db.migrate(COMPONENT, MIGRATIONS) == []
     spend = SpendLedger(db, reservation_ttl_s=7200)
     await spend.register_campaign("la", "America/Los_Angeles", to_micros(50), 0)

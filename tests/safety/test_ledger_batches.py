@@ -140,3 +140,21 @@ async def test_running_totals_equal_the_rows(ledger: SpendLedger) -> None:
         for scope in (f"day:{row['day']}", f"phase:{phase}", f"episode:{phase}:{episode}"):
             expected[(row["campaign_id"], scope)] += row["spend"]
     assert totals == {key: value for key, value in expected.items() if value}
+
+
+async def test_postgresql_builds_the_limit_scopes_in_line(postgres_url: str) -> None:
+    """The scopes the running totals are kept under are the ones the usage read asks for, and
+    PostgreSQL inlines the function that builds them (a call of its own per row was most of the
+    totals trigger's time)."""
+    db = await Database.connect(postgres_url)
+    try:
+        await db.migrate(COMPONENT, MIGRATIONS)
+        scopes = await db.fetchval("SELECT safety_spend_scopes($1, $2, $3)", "2026-12-07", 3, "ep-1")
+        assert scopes == ["day:2026-12-07", "phase:3", "episode:3:ep-1"]
+        plan = await db.fetch(
+            "EXPLAIN (VERBOSE) SELECT safety_spend_scopes(r.day, r.phase, r.episode_id)"
+            " FROM safety_reservations AS r")
+        output = " ".join(row["QUERY PLAN"] for row in plan)
+        assert "Output: ARRAY[" in output and "safety_spend_scopes" not in output
+    finally:
+        await db.close()

@@ -15,6 +15,10 @@ decides many reservations in one round trip and one transaction, safety_commit_b
 commits (group commit: one WAL flush for the lot). Every writer of a campaign's totals holds the
 campaign's advisory lock, several of them taken in lock order, so concurrent batches never
 deadlock. On SQLite, one writer, a covering index lets the usage scan read the index alone.
+
+Version 5 runs a batch's commits and reservations in one statement (safety_ledger_batch); version 6
+makes safety_spend_scopes inlinable, so that the scopes are built in line instead of by a function
+call per row.
 """
 
 from __future__ import annotations
@@ -550,6 +554,20 @@ END
 $$
 """
 
+# safety_spend_scopes as PostgreSQL can inline it. The body of an IMMUTABLE SQL function is inlined
+# only if it calls nothing less than immutable, and text || integer (textanycat) is STABLE: so every
+# call ran as a function of its own, three per reservation decided and two per row in the totals
+# trigger. With the integer cast to text first (int4out is immutable) the same scopes are built in
+# line: measured one client on PostgreSQL, the totals trigger went from 132-156 to 73-83 us a
+# commit, safety_reserve_batch from 371-457 to 317-359 us a call.
+_INLINE_SCOPES = """
+CREATE OR REPLACE FUNCTION safety_spend_scopes(p_day TEXT, p_phase INTEGER, p_episode_id TEXT)
+RETURNS TEXT[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['day:' || p_day, 'phase:' || p_phase::TEXT,
+                 'episode:' || p_phase::TEXT || ':' || p_episode_id]
+$$
+"""
+
 # SQLite has one writer and sums in C: an index holding every column of the usage scan lets it
 # read the index alone.
 _SQLITE_USAGE_INDEX = """
@@ -587,5 +605,11 @@ MIGRATIONS: list[Migration] = [
         "a batch of commits and reservations in one PostgreSQL statement",
         sqlite_sql="-- SQLite decides each request in a transaction of its own: nothing to add",
         postgres_sql=_LEDGER_BATCH,
+    ),
+    Migration(
+        6,
+        "limit scopes built in line (an inlinable safety_spend_scopes)",
+        sqlite_sql="-- SQLite builds the scopes in Python: nothing to change",
+        postgres_sql=_INLINE_SCOPES,
     ),
 ]
