@@ -14,7 +14,7 @@ Without it, a full collection in the safety-policy service under load took 33-59
 every call in flight (docs/ledger.md).
 
 A service process runs on uvloop (run_process): grpc.aio and asyncpg spend less of the loop's time
-there (the safety-policy service: 5-10% less CPU a reservation, docs/ledger.md).
+there (the safety-policy service: 4-9% less CPU under the ledger benchmark, docs/ledger.md).
 """
 
 from __future__ import annotations
