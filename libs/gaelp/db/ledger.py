@@ -274,31 +274,23 @@ class _GroupCommit(Generic[Item, Result]):
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        results: Sequence[Result | Exception]
         try:
             results = await self._run_batch([item for item, _ in batch])
         except Exception as error:  # the database failed the whole batch: every caller hears it
-            self._next()
-            for _, answer in batch:
-                if not answer.done():
-                    answer.set_exception(error)
-        except BaseException:
-            self._next()
-            raise
-        else:
+            results = [error] * len(batch)
+        finally:
             # The next batch is started before this one's callers wake, so that it is with the
             # database while they build their responses (it starts after this batch committed).
-            self._next()
-            for (_, answer), result in zip(batch, results, strict=True):
-                if answer.done():
-                    continue
-                if isinstance(result, Exception):
-                    answer.set_exception(result)
-                else:
-                    answer.set_result(result)
-
-    def _next(self) -> None:
-        self._in_flight -= 1
-        self._dispatch()
+            self._in_flight -= 1
+            self._dispatch()
+        for (_, answer), result in zip(batch, results, strict=True):
+            if answer.done():
+                continue
+            if isinstance(result, Exception):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
 
 
 @dataclass(frozen=True)
